@@ -1,0 +1,330 @@
+"""Safe, atomic checkpoints: safetensors for tensors, JSON for everything else, never pickle.
+
+A checkpoint is a directory `RUN/checkpoints/step-000001500/` holding
+
+    model.safetensors   the weights
+    state.safetensors   optimiser moments, torch RNG states, the batch sampler's generator
+    trainer.json        step, best val loss, optimiser hyperparameters, python/numpy RNG, counters
+    config.json         the model and train configs
+    tokenizer.json      the vocabulary
+    manifest.json       written last: every file's size and sha256
+
+It is built in a hidden temporary directory and renamed into place only once the
+manifest is on disk, so a crash leaves either a whole checkpoint or none. A directory
+without a manifest is incomplete and ignored with a warning; loading checks every
+file against the manifest and names the one that doesn't match.
+
+    save_checkpoint(run_dir, step, model, optimizer, trainer_state, config, tokenizer_dict)
+    ckpt = load_checkpoint(latest_checkpoint(run_dir))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from bricklm.errors import UserError
+
+CHECKPOINTS = "checkpoints"
+MANIFEST = "manifest.json"
+BEST = "best.json"
+FILES = ("model.safetensors", "state.safetensors", "trainer.json", "config.json", "tokenizer.json")
+
+
+# --- atomic file writes ------------------------------------------------------------------
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` durable (a no-op where directories can't be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, os.replace, fsync the folder: all or nothing."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- what goes into a checkpoint -----------------------------------------------------------
+
+
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with each shared tensor once (tied head = token embedding), contiguous, on CPU."""
+    seen: dict[int, str] = {}
+    out = {}
+    for name, t in model.state_dict().items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        if key in seen:
+            continue
+        seen[key] = name
+        out[name] = t.detach().to("cpu").contiguous()
+    return out
+
+
+def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    tied = {"head.weight"} if getattr(getattr(model, "config", None), "tie_weights", False) else set()
+    if set(missing) - tied or unexpected:
+        raise UserError(
+            f"{source} does not fit this model (missing {sorted(set(missing) - tied)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}); was it saved with a different config?"
+        )
+
+
+def rng_state(generator: torch.Generator | None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Every random number generator a run uses, as JSON and tensors."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    json_part = {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    if generator is not None:
+        tensors["rng.batch"] = generator.get_state()
+    return json_part, tensors
+
+
+def restore_rng(json_part: dict[str, Any], tensors: dict[str, torch.Tensor], generator: torch.Generator | None):
+    version, internal, gauss = json_part["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = json_part["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    if generator is not None and "rng.batch" in tensors:
+        generator.set_state(tensors["rng.batch"])
+
+
+def optimizer_parts(optimizer: torch.optim.Optimizer) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """Split the optimiser state into JSON (hyperparameters per group) and tensors (moments per parameter)."""
+    sd = optimizer.state_dict()
+    tensors = {}
+    for index, state in sd["state"].items():
+        for key, value in state.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"optim.{index}.{key}"] = t.detach().to("cpu").contiguous()
+    return sd["param_groups"], tensors
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, groups: list[dict], tensors: dict[str, torch.Tensor]):
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, t in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = t
+    for g in groups:  # JSON turns tuples into lists; AdamW wants its betas back as a tuple
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+# --- saving ------------------------------------------------------------------------------
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:09d}"
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    trainer_state: dict[str, Any],
+    config: dict[str, Any],
+    tokenizer: dict[str, Any],
+    generator: torch.Generator | None = None,
+) -> Path:
+    """Write a complete checkpoint for `step` and return its directory."""
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / step_dir_name(step)
+    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        rng_json, rng_tensors = rng_state(generator)
+        groups, optim_tensors = optimizer_parts(optimizer) if optimizer is not None else ([], {})
+        blobs = {
+            "model.safetensors": st_save(model_tensors(model)),
+            "state.safetensors": st_save({**optim_tensors, **rng_tensors}),
+            "trainer.json": _json_bytes({**trainer_state, "step": step, "optimizer": groups, "rng": rng_json}),
+            "config.json": _json_bytes(config),
+            "tokenizer.json": _json_bytes(tokenizer),
+        }
+        manifest = {"format": "bricklm-checkpoint/1", "step": step, "files": {}}
+        for name, data in blobs.items():
+            atomic_write_bytes(tmp / name, data)
+            manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        atomic_write_json(tmp / MANIFEST, manifest)  # last: its presence means the rest is complete
+        if final.exists():  # re-saving the same step (e.g. interrupt right after a periodic save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def mark_best(run_dir: str | Path, step: int, val_loss: float) -> None:
+    atomic_write_json(
+        Path(run_dir) / CHECKPOINTS / BEST, {"step": step, "val_loss": val_loss, "dir": step_dir_name(step)}
+    )
+
+
+def prune(run_dir: str | Path, keep_last: int) -> list[Path]:
+    """Delete complete checkpoints beyond the newest `keep_last`, never the best one. Returns what was deleted."""
+    best = best_checkpoint(run_dir, required=False)
+    complete = list_checkpoints(run_dir, warn=False)
+    doomed = [p for p in complete[: max(0, len(complete) - keep_last)] if p != best]
+    for p in doomed:
+        shutil.rmtree(p, ignore_errors=True)
+    return doomed
+
+
+# --- finding and loading -----------------------------------------------------------------
+
+
+def list_checkpoints(run_dir: str | Path, warn: bool = True) -> list[Path]:
+    """Complete checkpoints, oldest first; incomplete ones (no manifest) are skipped with a warning."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = []
+    for p in sorted(root.glob("step-*")):
+        if not p.is_dir():
+            continue
+        if (p / MANIFEST).is_file():
+            found.append(p)
+        elif warn:
+            warnings.warn(f"ignoring incomplete checkpoint {p} (no {MANIFEST})", stacklevel=2)
+    return found
+
+
+def latest_checkpoint(run_dir: str | Path, required: bool = True) -> Path | None:
+    found = list_checkpoints(run_dir)
+    if not found and required:
+        raise UserError(f"no complete checkpoint in {run_dir}; is it a bricklm run directory?")
+    return found[-1] if found else None
+
+
+def best_checkpoint(run_dir: str | Path, required: bool = True) -> Path | None:
+    """The best-val checkpoint if one is recorded and complete, else the latest."""
+    pointer = Path(run_dir) / CHECKPOINTS / BEST
+    if pointer.is_file():
+        try:
+            path = Path(run_dir) / CHECKPOINTS / json.loads(pointer.read_text())["dir"]
+        except (ValueError, KeyError, TypeError):
+            path = None
+        if path is not None and (path / MANIFEST).is_file():
+            return path
+    return latest_checkpoint(run_dir, required=required)
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    model: dict[str, torch.Tensor]
+    state: dict[str, torch.Tensor]
+    trainer: dict[str, Any]
+    config: dict[str, Any]
+    tokenizer: dict[str, Any]
+
+
+def verify(path: Path) -> dict[str, Any]:
+    """Check every file against the manifest; a missing, truncated or altered file is an error naming it."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except FileNotFoundError:
+        raise UserError(f"{path} is incomplete: no {MANIFEST}") from None
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path / MANIFEST} is not a valid bricklm manifest") from None
+    for name in FILES:
+        if name not in files:
+            raise UserError(f"{path / MANIFEST} does not list {name}")
+        f = path / name
+        if not f.is_file():
+            raise UserError(f"checkpoint file missing: {f}")
+        if f.stat().st_size != files[name]["size"]:
+            raise UserError(
+                f"checkpoint file {f} has {f.stat().st_size} bytes, manifest says {files[name]['size']} (truncated?)"
+            )
+        if sha256_file(f) != files[name]["sha256"]:
+            raise UserError(f"checkpoint file {f} does not match its sha256 in the manifest (altered or corrupt)")
+    return manifest
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    verify(path)
+
+    def tensors(name: str) -> dict[str, torch.Tensor]:
+        try:
+            return st_load((path / name).read_bytes())
+        except (SafetensorError, ValueError) as exc:
+            raise UserError(f"{path / name} is not a valid safetensors file: {exc}") from None
+
+    def js(name: str) -> dict[str, Any]:
+        try:
+            return json.loads((path / name).read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise UserError(f"{path / name} is not valid JSON: {exc}") from None
+
+    return Checkpoint(
+        path, tensors("model.safetensors"), tensors("state.safetensors"),
+        js("trainer.json"), js("config.json"), js("tokenizer.json"),
+    )  # fmt: skip

@@ -1,0 +1,97 @@
+"""Sampling from a trained GPT: temperature, top-k, top-p, a KV cache, streaming.
+
+    for token_ids in generate(model, prompt_ids, max_new_tokens=200, temperature=0.8, generator=g):
+        print(tokenizer.decode(token_ids[0]), end="", flush=True)
+
+Context policy (the same for the cached and the plain path, so they agree token for token):
+the model sees at most `block_size` tokens; when the context is full, the oldest half is
+dropped and the rest re-read. Re-reading half a window every block_size/2 tokens keeps
+a KV cache useful past the window, which sliding by one token each step would not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from bricklm.model import GPT
+
+
+def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """(B, V) logits → (B, V) logits with everything outside top-k / the top-p nucleus set to -inf."""
+    logits = logits / max(temperature, 1e-8)
+    if top_k is not None and 0 < top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and 0.0 < top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        # Drop a token when the tokens ranked above it already cover top_p; the first always stays.
+        drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def pick(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -> torch.Tensor:
+    """Choose the next token for each row: greedy at temperature 0, else sample from the filtered softmax."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = torch.softmax(filter_logits(logits.float(), temperature, top_k, top_p), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+@torch.no_grad()
+def generate(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+    stop_token: int | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield each new token as a (B, 1) tensor. idx (B, T) is the prompt (at least one token)."""
+    if idx.size(1) == 0:
+        raise ValueError("generation needs at least one prompt token")
+    was_training = model.training
+    model.eval()
+    block = model.config.block_size
+    context = idx[:, -block:]
+    caches = None
+    try:
+        for _ in range(max_new_tokens):
+            if use_cache and caches is not None and caches[0].length < block:
+                logits, _ = model(context[:, -1:], caches=caches)
+            elif use_cache:
+                caches = model.new_caches(idx.size(0), idx.device)
+                logits, _ = model(context, caches=caches)
+            else:
+                logits, _ = model(context)
+            nxt = pick(logits[:, -1, :], temperature, top_k, top_p, generator)
+            yield nxt
+            if stop_token is not None and bool((nxt == stop_token).all()):
+                return
+            context = torch.cat([context, nxt], dim=1)
+            if context.size(1) > block:
+                context = context[:, -(block // 2 + 1) :]  # drop the oldest half; the cache is rebuilt from this
+                caches = None
+    finally:
+        model.train(was_training)
+
+
+def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int, device="cpu", **kwargs) -> str:
+    """Convenience: prompt string → the generated continuation (not including the prompt)."""
+    ids = encode_prompt(tokenizer, prompt, device)
+    out = [int(t[0]) for t in generate(model, ids, max_new_tokens, **kwargs)]
+    return tokenizer.decode(out)
+
+
+def encode_prompt(tokenizer, prompt: str, device="cpu") -> torch.Tensor:
+    """The prompt's ids as (1, T); an empty prompt starts from token 0, like the blog."""
+    ids = tokenizer.encode(prompt) if prompt else [0]
+    return torch.tensor([ids], dtype=torch.long, device=device)

@@ -1,0 +1,43 @@
+"""Matplotlib figures (Agg backend: no screen needed), each written straight to a PNG file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+
+def plot_loss(metrics: list[dict[str, Any]], path: str | Path, title: str = "loss") -> Path:
+    """Per-step training loss (faint), evaluated train and val loss (bold) against step."""
+    steps = [m["step"] for m in metrics if "loss" in m]
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    evals = [m for m in metrics if m.get("eval")]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if steps:
+        ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="train (each step)")
+    if evals:
+        ax.plot(
+            [m["step"] for m in evals], [m["train_loss"] for m in evals], "o-", color="tab:blue", label="train (eval)"
+        )
+        ax.plot(
+            [m["step"] for m in evals], [m["val_loss"] for m in evals], "o-", color="tab:orange", label="val (eval)"
+        )
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save(fig, path)
+
+
+def save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
