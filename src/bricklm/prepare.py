@@ -1,0 +1,349 @@
+"""`bricklm prepare`: turn writing into a corpus folder that `bricklm train` reads.
+
+    bricklm prepare _posts notes/ --out data/blog          # your writing
+    bricklm prepare --out data/pydocs                       # built-in: Python's reference docs
+    prepare(["_posts"], "data/blog", split="tail")          # the same from Python
+
+gather -> clean -> write corpus.txt -> build vocabulary -> split -> tokenize
+-> train.bin/val.bin -> meta.json. Documents are cleaned and written one at
+a time, then corpus.txt is read back one document (or chunk) at a time, so
+memory holds one document, not the corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from bricklm.corpus import (
+    BUILTINS,
+    CODE_MODES,
+    KINDS,
+    Document,
+    Skipped,
+    builtin_documents,
+    read_documents,
+    scan_sources,
+)
+from bricklm.data import TokenWriter, split_documents, tail_split_index
+from bricklm.errors import UserError
+from bricklm.tokenizer import CharTokenizer
+
+SPLITS = ("documents", "tail")
+SEPARATOR = "\n\n"  # between documents, so one post never runs into the next
+CHUNK_CHARS = 1 << 20
+LIST_LIMIT = 20  # files listed by name in the printed report; meta.json has them all
+
+
+@dataclass
+class PrepareReport:
+    """What prepare read, skipped and wrote. to_dict() is what meta.json holds (plus "out")."""
+
+    out: str
+    sources: list[str]
+    builtin: str | None
+    code: str
+    split: str  # the split used; differs from split_requested when one document forces "tail"
+    split_requested: str
+    val_fraction: float
+    seed: int
+    files_read: list[dict] = field(default_factory=list)  # {"path", "characters"[, "note"]}
+    files_skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    files_ignored: dict = field(default_factory=dict)  # reason -> count
+    ignored_extensions: dict = field(default_factory=dict)  # ".jpg" -> count
+    documents: int = 0
+    characters: int = 0
+    tokenizer: str = CharTokenizer.kind
+    vocab_size: int = 0
+    dtype: str = ""
+    split_note: str | None = None
+    val_documents: list[str] = field(default_factory=list)
+    train_tokens: int = 0
+    val_tokens: int = 0
+    sha256: dict = field(default_factory=dict)
+    bricklm_version: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def format(self) -> str:
+        lines = [f"prepared {self.out}"]
+        if self.builtin:
+            lines.append(f"source: built-in corpus {self.builtin} ({len(self.files_read)} documents)")
+        else:
+            notes = [f for f in self.files_read if f.get("note")]
+            extra = f" ({len(notes)} decoded with a fallback encoding)" if notes else ""
+            lines.append(f"files read: {len(self.files_read)}{extra}")
+            lines += _listed([f"{f['path']}: {f['note']}" for f in notes])
+        if self.files_skipped:
+            lines.append(f"files skipped: {len(self.files_skipped)}")
+            lines += _listed([f"{f['path']}: {f['reason']}" for f in self.files_skipped])
+        if self.files_ignored:
+            lines.append(f"files ignored: {sum(self.files_ignored.values())} ({self._ignored_summary()})")
+        lines += [
+            f"documents: {self.documents:,}",
+            f"characters: {self.characters:,}",
+            f"vocabulary: {self.vocab_size} characters ({self.dtype} token files)",
+            f"split: {self._split_summary()}",
+            f"train tokens: {self.train_tokens:,}",
+            f"val tokens: {self.val_tokens:,}",
+        ]
+        return "\n".join(lines)
+
+    def _ignored_summary(self) -> str:
+        parts = []
+        for reason, count in sorted(self.files_ignored.items()):
+            if reason == "extension":
+                by_ext = ", ".join(f"{ext} {n}" for ext, n in sorted(self.ignored_extensions.items()))
+                parts.append(f"extension: {by_ext}")
+            else:
+                parts.append(f"{reason}: {count}")
+        return "; ".join(parts)
+
+    def _split_summary(self) -> str:
+        tokens = self.train_tokens + self.val_tokens
+        share = f"{self.val_tokens / tokens:.1%}" if tokens else "0%"
+        if self.split == "documents":
+            text = (
+                f"documents, seed {self.seed}: {len(self.val_documents)} of {self.documents} "
+                f"documents held out ({share} of the tokens)"
+            )
+        else:
+            text = f"tail: the last {share} of the text held out"
+        return text + (f"; {self.split_note}" if self.split_note else "")
+
+
+def _listed(items: list[str]) -> list[str]:
+    shown = [f"  {item}" for item in items[:LIST_LIMIT]]
+    if len(items) > LIST_LIMIT:
+        shown.append(f"  ... and {len(items) - LIST_LIMIT} more (see meta.json)")
+    return shown
+
+
+def prepare(
+    sources: list[str | Path],
+    out: str | Path,
+    *,
+    builtin: str | None = None,
+    split="documents",
+    val_fraction=0.1,
+    seed=1337,
+    code="drop",
+    log=print,
+) -> PrepareReport:
+    """Build a corpus folder at out from sources (files and folders), or from a built-in corpus.
+
+    No sources and no builtin means builtin="python-docs". Writes corpus.txt,
+    tokenizer.json, train.bin, val.bin and meta.json; returns the report.
+    """
+    sources = [str(s) for s in sources]
+    if sources and builtin:
+        raise UserError("give SRC paths or --builtin, not both")
+    if not sources and builtin is None:
+        builtin = "python-docs"
+    if builtin is not None and builtin not in BUILTINS:
+        raise UserError(f"unknown built-in corpus {builtin!r}; choose from: {', '.join(BUILTINS)}")
+    if split not in SPLITS:
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if not 0 < val_fraction <= 0.5:
+        raise UserError(f"val_fraction must be more than 0 and at most 0.5, not {val_fraction}")
+    if code not in CODE_MODES:
+        raise UserError(f"code must be one of {', '.join(CODE_MODES)}, not {code!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out must be a folder, but {out} is a file")
+
+    report = PrepareReport(
+        out=str(out),
+        sources=sources or [f"builtin:{builtin}"],
+        builtin=builtin,
+        code=code,
+        split=split,
+        split_requested=split,
+        val_fraction=val_fraction,
+        seed=seed,
+        bricklm_version=_version(),
+    )
+    if builtin:
+        items = builtin_documents(builtin)
+    else:
+        scan = scan_sources(sources, exclude=[out])
+        report.files_skipped = [asdict(s) for s in scan.skipped]
+        report.files_ignored = dict(scan.ignored)
+        report.ignored_extensions = dict(scan.ignored_extensions)
+        log(f"reading {len(scan.files)} files from {', '.join(sources)}")
+        items = read_documents(scan.files, code)
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    names_out = ("corpus.txt", "tokenizer.json", "train.bin", "val.bin", "meta.json")
+    tmp = {name: out / f"{name}.tmp" for name in names_out}
+    try:
+        names, lengths, chars = _write_corpus(items, tmp["corpus.txt"], report)
+        if not lengths:
+            raise UserError(_no_text_message(report))
+        tokenizer = CharTokenizer(sorted(chars))
+        tokenizer.save(tmp["tokenizer.json"])
+        report.vocab_size = tokenizer.vocab_size
+        _write_splits(tokenizer, tmp["corpus.txt"], tmp["train.bin"], tmp["val.bin"], names, lengths, report)
+        report.sha256["corpus.txt"] = _sha256(tmp["corpus.txt"])
+        # meta.json goes last, so a folder caught halfway never looks complete to load_corpus.
+        (out / "meta.json").unlink(missing_ok=True)
+        for name in names_out[:-1]:
+            os.replace(tmp[name], out / name)
+        meta = {k: v for k, v in report.to_dict().items() if k != "out"}
+        tmp["meta.json"].write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp["meta.json"], out / "meta.json")
+    except BaseException:
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    log(f"wrote {out}/: corpus.txt, tokenizer.json, train.bin, val.bin, meta.json")
+    return report
+
+
+def _write_corpus(items, path: Path, report: PrepareReport) -> tuple[list[str], list[int], set[str]]:
+    """Write the documents to corpus.txt one at a time; return their names, lengths and the character set."""
+    names, lengths, chars = [], [], set()
+    with open(path, "w", encoding="utf-8", newline="") as f:  # newline="": "\n" stays "\n" on every OS
+        for item in items:
+            if isinstance(item, Skipped):
+                report.files_skipped.append(asdict(item))
+                continue
+            assert isinstance(item, Document)
+            if not item.text:
+                report.files_skipped.append({"path": item.name, "reason": "no text after cleaning"})
+                continue
+            record = {"path": item.name, "characters": len(item.text)}
+            if item.note:
+                record["note"] = item.note
+            report.files_read.append(record)
+            if lengths:
+                f.write(SEPARATOR)
+                chars.update(SEPARATOR)
+            f.write(item.text)
+            chars.update(item.text)
+            names.append(item.name)
+            lengths.append(len(item.text))
+    report.documents = len(lengths)
+    report.characters = sum(lengths) + len(SEPARATOR) * max(len(lengths) - 1, 0)
+    return names, lengths, chars
+
+
+def _write_splits(tokenizer, corpus_path: Path, train_path, val_path, names, lengths, report: PrepareReport) -> None:
+    """Read corpus.txt back piece by piece and write the train and val token files."""
+    held_out = set()
+    if report.split == "documents":
+        held_out = set(split_documents(lengths, report.val_fraction, report.seed))
+        if not held_out:
+            report.split = "tail"
+            report.split_note = (
+                "only one document, so its end is held out instead"
+                if len(lengths) == 1
+                else "no document could be held out, so the end of the text is instead"
+            )
+    train = TokenWriter(train_path, tokenizer.vocab_size)
+    val = TokenWriter(val_path, tokenizer.vocab_size)
+    ok = False
+    try:
+        with open(corpus_path, encoding="utf-8", newline="") as f:
+            if report.split == "tail":
+                cut, pos = tail_split_index(report.characters, report.val_fraction), 0
+                while chunk := f.read(CHUNK_CHARS):
+                    ids = tokenizer.encode_array(chunk)
+                    k = min(max(cut - pos, 0), len(ids))
+                    train.write(ids[:k])
+                    val.write(ids[k:])
+                    pos += len(ids)
+            else:
+                separator = tokenizer.encode_array(SEPARATOR)
+                for i, length in enumerate(lengths):
+                    if i:
+                        f.read(len(SEPARATOR))
+                    writer = val if i in held_out else train
+                    if writer.count:
+                        writer.write(separator)
+                    writer.write(tokenizer.encode_array(f.read(length)))
+                report.val_documents = [names[i] for i in sorted(held_out)]
+        ok = True
+    finally:
+        train.close(keep=ok)
+        val.close(keep=ok)
+    report.train_tokens, report.val_tokens = train.count, val.count
+    report.dtype = train.dtype.name
+    report.sha256.update({"train.bin": train.sha256, "val.bin": val.sha256})
+
+
+def _no_text_message(report: PrepareReport) -> str:
+    where = ", ".join(report.sources)
+    details = []
+    if report.files_skipped:
+        details.append(f"{len(report.files_skipped)} files skipped")
+    if report.files_ignored.get("extension"):
+        details.append(f"{report.files_ignored['extension']} ignored for their extension")
+    tail = f" ({', '.join(details)})" if details else ""
+    return f"no text found in {where}{tail}; bricklm reads {', '.join(KINDS)} files"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _version() -> str | None:
+    try:
+        return metadata.version("bricklm")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `bricklm prepare` arguments."""
+    parser.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SRC",
+        help="files and folders of writing (.md, .markdown, .txt, .html, .htm; folders are read recursively); "
+        "none: the built-in python-docs corpus",
+    )
+    parser.add_argument("--out", required=True, help="corpus folder to write (created if needed)")
+    parser.add_argument("--builtin", choices=BUILTINS, help="use a built-in corpus instead of SRC")
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="documents",
+        help="documents: hold out whole documents, picked by --seed (default); "
+        "tail: hold out the end of the text, like the blog",
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.1, help="share of the text held out for validation (default 0.1)"
+    )
+    parser.add_argument("--seed", type=int, default=1337, help="seed for picking held-out documents (default 1337)")
+    parser.add_argument(
+        "--code", choices=CODE_MODES, default="drop", help="drop (default) or keep fenced code and highlight blocks"
+    )
+
+
+def run(args) -> int:
+    """Run `bricklm prepare` from parsed arguments and print the report."""
+    report = prepare(
+        args.sources,
+        args.out,
+        builtin=args.builtin,
+        split=args.split,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        code=args.code,
+    )
+    print(report.format())
+    return 0
