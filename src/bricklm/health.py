@@ -1,0 +1,291 @@
+"""Training health: the numbers that say whether a network is set up correctly.
+
+One *health record* is a JSON-able dict measured on one batch:
+
+    grad_norm     {layer: ‖∂loss/∂w‖}                  per layer group: embed, block0 … block{L-1}, head
+    update_ratio  {layer: ‖Δw‖ / ‖w‖}                  matrices of that layer, over the last optimiser step
+    act_mean/std  [embedding, after block 0, …]        the residual stream, over every number in the batch
+    embed_cos     [after block 0, …]                   mean per-token cosine of the stream with the embedding
+    passthrough   [block 0, …]                         ⟨block(2x) − block(x), x⟩ / ‖x‖²: ≈1 if an identity path
+                                                       carries x through the block, ≈0 if the block discards
+                                                       the stream's scale (no residual, or the blog's bug)
+    input_sensitivity [block 0, …]                     how much the first sub-layer's input changes when the
+                                                       block's input doubles: 0 behind a LayerNorm, 1 without
+    attn_entropy  [[head 0, …] per block]              attention entropy / its maximum, 0 = one position,
+                                                       1 = uniform; recomputed from the block's own q, k
+    attn_first    [[head 0, …] per block]              mean weight on position 0 in the second half of rows
+
+    record = measure(model, x, y)                      # grads land in model's .grad
+    records = probe_training(model, train_cfg, data, steps=30)   # trains a copy, returns records
+    Trainer(..., callbacks=[HealthCallback()])          # `train --log-health`: a record per evaluation
+
+model.py is not changed for any of this: forward hooks see the stream, and attention weights are
+recomputed from `attn.c_attn` (sdpa, manual) or `attn.mha.in_proj_weight` (torch_mha), because the
+model's fused kernel never materialises them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bricklm.config import TrainConfig
+from bricklm.data import get_batch
+from bricklm.train import Callback, learning_rate, make_optimizer
+
+
+def layer_of(param_name: str) -> str:
+    """The layer group a parameter belongs to: 'embed', 'block3', or 'head' (final norm + output)."""
+    if param_name.startswith("blocks."):
+        return "block" + param_name.split(".")[1]
+    if param_name.startswith(("tok_emb", "pos_emb")):
+        return "embed"
+    return "head"
+
+
+def layer_names(model) -> list[str]:
+    """Layer groups in the order the data flows through them."""
+    return ["embed"] + [f"block{i}" for i in range(len(model.blocks))] + ["head"]
+
+
+def grad_norms(model) -> dict[str, float]:
+    """L2 norm of the gradient of each layer group (all its parameters together)."""
+    sq = dict.fromkeys(layer_names(model), 0.0)
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            sq[layer_of(name)] += float(p.grad.detach().float().pow(2).sum())
+    return {k: math.sqrt(v) for k, v in sq.items()}
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    """A copy of the weight matrices, to measure the next update against."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.dim() >= 2}
+
+
+def update_ratios(before: dict[str, torch.Tensor], model) -> dict[str, float]:
+    """‖w_after − w_before‖ / ‖w_before‖ per layer group, over weight matrices only.
+
+    Matrices only because LayerNorm gains start at 1 and biases at 0: they'd swamp or zero the ratio.
+    """
+    num = dict.fromkeys(layer_names(model), 0.0)
+    den = dict.fromkeys(layer_names(model), 0.0)
+    for name, p in model.named_parameters():
+        if name in before:
+            layer = layer_of(name)
+            num[layer] += float((p.detach() - before[name]).float().pow(2).sum())
+            den[layer] += float(before[name].float().pow(2).sum())
+    return {k: math.sqrt(num[k] / den[k]) for k in num if den[k] > 0}
+
+
+def attention_qk(attn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries and keys (B, nh, T, hs) from the attention module's own projection weights."""
+    if hasattr(attn, "c_attn"):
+        qkv = attn.c_attn(x)
+    else:  # torch_mha: nn.MultiheadAttention packs q, k, v in one in_proj matrix, in that order
+        qkv = F.linear(x, attn.mha.in_proj_weight, attn.mha.in_proj_bias)
+    q, k, _ = qkv.chunk(3, dim=-1)
+    B, T, C = q.shape
+    nh = attn.n_head
+    return (t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k))
+
+
+def attention_weights(attn, x: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ / √hs) with the causal mask: (B, nh, T, T), row t = where position t looks."""
+    q, k = attention_qk(attn, x)
+    T = q.size(2)
+    scores = q @ k.transpose(-2, -1) * q.size(-1) ** -0.5
+    future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+    return F.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+
+
+def attention_entropy(weights: torch.Tensor) -> list[float]:
+    """Per head: mean over rows t ≥ 1 of entropy(row) / log(t + 1), so 1 = uniform over what t can see."""
+    T = weights.size(-1)
+    if T < 2:
+        return [float("nan")] * weights.size(1)
+    p = weights[:, :, 1:, :].float()
+    ent = -(p * p.clamp_min(1e-12).log()).sum(-1)  # (B, nh, T-1)
+    max_ent = torch.arange(2, T + 1, dtype=torch.float32, device=p.device).log()
+    return (ent / max_ent).mean(dim=(0, 2)).tolist()
+
+
+def attention_first(weights: torch.Tensor) -> list[float]:
+    """Per head: mean weight on position 0 over the second half of rows (uniform would give ≤ 2/T)."""
+    T = weights.size(-1)
+    return weights[:, :, T // 2 :, 0].float().mean(dim=(0, 2)).tolist()
+
+
+class StreamRecorder:
+    """Forward hooks that keep each block's input and output and each attention module's input."""
+
+    def __init__(self, model):
+        self.inputs: list[torch.Tensor] = []
+        self.outputs: list[torch.Tensor] = []
+        self.attn_inputs: dict[int, torch.Tensor] = {}
+        self.handles = []
+        for i, block in enumerate(model.blocks):
+            self.handles.append(block.register_forward_hook(self._block_hook))
+            if block.attn is not None:
+                self.handles.append(block.attn.register_forward_pre_hook(self._attn_hook(i)))
+
+    def _block_hook(self, module, args, output):
+        self.inputs.append(args[0].detach())
+        self.outputs.append(output.detach())
+
+    def _attn_hook(self, i):
+        def hook(module, args):
+            self.attn_inputs[i] = args[0].detach()
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def _cos_per_token(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(F.cosine_similarity(a.float(), b.float(), dim=-1).mean())
+
+
+@torch.no_grad()
+def scale_probe(block, x: torch.Tensor) -> tuple[float, float]:
+    """Run the block on x and on 2x; return (passthrough, input_sensitivity).
+
+    passthrough = ⟨block(2x) − block(x), x⟩ / ‖x‖²: 1 for a block with an identity path (x + f(x)
+    where f sees a normalised x), 0 for a block whose output ignores the scale of its input.
+    input_sensitivity = ‖s(2x) − s(x)‖ / ‖s(x)‖ where s is what the first sub-layer (attention, or
+    the feed-forward without attention) receives: 0 when a LayerNorm sits in front of it, 1 when it
+    gets the raw stream.
+    """
+    sub = block.attn if block.attn is not None else block.ffn
+    seen = []
+    handle = sub.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        y1, y2 = block(x), block(2 * x)
+    finally:
+        handle.remove()
+    # The projection of the change onto x, not its norm: a LayerNorm's epsilon makes a block without an
+    # identity path slightly scale-sensitive when the stream is tiny, but that change doesn't point along x.
+    xf = x.float()
+    passthrough = float(((y2 - y1).float() * xf).sum() / xf.pow(2).sum().clamp_min(1e-24))
+    sensitivity = float((seen[1] - seen[0]).float().norm() / seen[0].float().norm().clamp_min(1e-12))
+    return passthrough, sensitivity
+
+
+def measure(model, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """One health record (without update_ratio) from one forward and backward pass on (x, y).
+
+    Runs in eval mode (no dropout, so no random numbers are drawn) and leaves gradients in .grad.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        model.zero_grad(set_to_none=True)
+        with StreamRecorder(model) as rec:
+            _, loss = model(x, y)
+        loss.backward()
+        record: dict[str, Any] = {"loss": float(loss.detach()), "grad_norm": grad_norms(model)}
+        stream = [rec.inputs[0]] + rec.outputs if rec.inputs else []
+        record["act_mean"] = [float(s.float().mean()) for s in stream]
+        record["act_std"] = [float(s.float().std()) for s in stream]
+        record["embed_cos"] = [_cos_per_token(s, stream[0]) for s in stream[1:]]
+        with torch.no_grad():
+            probes = [scale_probe(b, xi) for b, xi in zip(model.blocks, rec.inputs, strict=True)]
+            record["passthrough"] = [p for p, _ in probes]
+            record["input_sensitivity"] = [s for _, s in probes]
+            ent, first = [], []
+            for i, block in enumerate(model.blocks):
+                if i in rec.attn_inputs:
+                    w = attention_weights(block.attn, rec.attn_inputs[i])
+                    ent.append(attention_entropy(w))
+                    first.append(attention_first(w))
+            record["attn_entropy"], record["attn_first"] = ent, first
+    finally:
+        model.train(was_training)
+    return record
+
+
+def probe_batch(data, train_cfg: TrainConfig, block_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed batch health is measured on: its own generator, so training's sampling is untouched."""
+    gen = torch.Generator().manual_seed(train_cfg.seed + 2)
+    return get_batch(data, train_cfg.batch_size, block_size, gen, device)
+
+
+def probe_training(
+    model, train_cfg: TrainConfig, data, steps: int, start_step: int = 0, every: int | None = None, device="cpu"
+) -> list[dict[str, Any]]:
+    """Train a *copy* of model for `steps` AdamW steps as `train` would (same schedule from
+    start_step, same clipping) and return health records: at the start and every `every` steps."""
+    model = copy.deepcopy(model).to(device).train()
+    block_size = model.config.block_size
+    x_probe, y_probe = probe_batch(data, train_cfg, block_size, device)
+    every = every or max(1, steps // 4)
+    optimizer = make_optimizer(model, train_cfg, torch.device(device))
+    gen = torch.Generator().manual_seed(train_cfg.seed)
+    records = [{"step": start_step, **measure(model, x_probe, y_probe)}]
+    for i in range(steps):
+        step = start_step + i
+        lr = learning_rate(step, train_cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = get_batch(data, train_cfg.batch_size, block_size, gen, device)
+        _, loss = model(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if train_cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        before = snapshot(model)
+        optimizer.step()
+        if (i + 1) % every == 0 or i + 1 == steps:
+            ratios = update_ratios(before, model)
+            records.append({"step": step + 1, "lr": lr, **measure(model, x_probe, y_probe), "update_ratio": ratios})
+    return records
+
+
+class HealthCallback(Callback):
+    """`train --log-health`: a `{"step": N, "health": {...}}` line in metrics.jsonl at every evaluation.
+
+    The update ratio is the optimiser step just before the evaluation: the weights are copied one
+    step ahead, so the cost is one copy of the weights per evaluation, not per step.
+    """
+
+    def __init__(self):
+        self.before: dict[str, torch.Tensor] | None = None
+        self.before_step = -1
+
+    def _evaluates_after(self, trainer, step: int) -> bool:
+        cfg = trainer.cfg
+        return step % cfg.eval_interval == 0 or step == cfg.max_iters
+
+    def on_start(self, trainer) -> None:
+        self.batch = probe_batch(trainer.train_data, trainer.cfg, trainer.model_cfg.block_size, trainer.device)
+        self.on_step(trainer, trainer.state.step, float("nan"))
+
+    def on_step(self, trainer, step: int, loss: float) -> None:
+        if self._evaluates_after(trainer, step + 1):
+            self.before, self.before_step = snapshot(trainer.model), step
+
+    def on_eval(self, trainer, record: dict[str, Any]) -> None:
+        step = record["step"]
+        health = measure(trainer.model, *self.batch)
+        trainer.model.zero_grad(set_to_none=True)
+        if self.before is not None and self.before_step == step - 1:
+            health["update_ratio"] = update_ratios(self.before, trainer.model)
+            health["lr"] = learning_rate(step - 1, trainer.cfg)
+        self.before = None
+        trainer.append_metrics({"step": step, "health": health})
+
+
+def health_records(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The health lines of a metrics.jsonl, flattened to records with their step."""
+    return [{"step": m["step"], **m["health"]} for m in metrics if "health" in m]

@@ -1,0 +1,417 @@
+"""`bricklm inspect`: see inside a model: weight shapes, the tensors of one forward pass, training
+health (gradients, updates, activations, attention) as tables and PNG plots, and a diagnosis.
+
+    bricklm inspect --run runs/blog                          # tables; health from metrics.jsonl if logged
+    bricklm inspect --run runs/blog --steps 30 --diagnose    # train a copy 30 steps, then diagnose
+    bricklm inspect --data corpus/ --n-layer 6 --residual-bug --steps 50 --diagnose --plots out/
+    bricklm inspect --config configs/seed/headline-10m.toml --vocab-size 107   # shapes only
+
+Statistics live in health.py, the sentences in diagnosis.py; this module gathers, prints and plots.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bricklm.errors import UserError
+
+BLOG_VOCAB = 107  # the blog corpus's vocabulary, for shape tables with neither a run nor a corpus
+
+
+# --- tables --------------------------------------------------------------------------------
+
+
+def _same_as_block0(name: str, n_layer: int, all_blocks: bool) -> bool:
+    """Blocks 1.. have block 0's shapes: print them once unless --all-blocks."""
+    return not all_blocks and n_layer > 1 and name.startswith("blocks.") and not name.startswith("blocks.0.")
+
+
+def weight_table(model, all_blocks: bool = False) -> str:
+    """Module, weight, shape, parameters and share of the total, in the order the data flows."""
+    total = model.n_params()
+    rows = []
+    seen = set()
+    for mod_name, module in model.named_modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            if id(p) in seen:  # a tied weight is counted once, where it first appears
+                continue
+            seen.add(id(p))
+            if _same_as_block0(mod_name, len(model.blocks), all_blocks):
+                continue
+            rows.append((mod_name, type(module).__name__, p_name, tuple(p.shape), p.numel()))
+    n_layer = len(model.blocks)
+    if n_layer > 1 and not all_blocks:
+        n = sum(p.numel() for p in model.blocks[0].parameters()) * (n_layer - 1)
+        rows.append((f"blocks.1 … blocks.{n_layer - 1}", "(same as blocks.0)", "", f"× {n_layer - 1}", n))
+    rows.append(("total", "", "", "", total))
+    wm, wt, ww, ws = (max(len(str(r[i])) for r in rows) for i in range(4))
+    lines = [f"{'module':<{wm}}  {'type':<{wt}}  {'weight':<{ww}}  {'shape':<{ws}}  {'params':>11}  {'share':>6}"]
+    for mod, typ, pname, shape, n in rows:
+        lines.append(f"{mod:<{wm}}  {typ:<{wt}}  {pname:<{ww}}  {str(shape):<{ws}}  {n:>11,}  {n / total:>6.1%}")
+    return "\n".join(lines)
+
+
+def _shape(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return "(" + ", ".join(map(str, x.shape)) + ")"
+    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
+        return _shape(x[0])
+    return "-"
+
+
+@torch.no_grad()
+def trace_shapes(model, batch_size: int, block_size: int, all_blocks: bool = False) -> list[tuple[str, str, str, str]]:
+    """(module, type, input shape, output shape) for every module, in call order, from one forward
+    pass of a (batch_size, block_size) batch of token 0s, seen through forward hooks."""
+    calls: list[tuple[str, str, str, str]] = []
+    handles = []
+    for name, module in model.named_modules():
+        if not name or _same_as_block0(name, len(model.blocks), all_blocks):
+            continue
+
+        def hook(mod, args, output, name=name):
+            calls.append((name, type(mod).__name__, _shape(args[0]) if args else "-", _shape(output)))
+
+        handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        model(torch.zeros(batch_size, block_size, dtype=torch.long, device=device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return calls
+
+
+def shapes_report(model, batch_size: int, block_size: int, all_blocks: bool = False) -> str:
+    c = model.config
+    B, T, C, nh, hs = batch_size, block_size, c.n_embd, c.n_head, c.head_size
+    lines = [
+        f"one forward pass: B={B} (batch) T={T} (block) C={C} (n_embd) nh={nh} (heads) hs={hs} (head size) "
+        f"V={c.vocab_size} (vocabulary)",
+    ]
+    rows = []
+    for name, typ, shape_in, shape_out in trace_shapes(model, B, T, all_blocks):
+        rows.append((name, typ, shape_in, shape_out))
+        if name.endswith(".attn") and c.attention != "none":
+            # The fused kernel never shows these; they are what the blog's "matrix sizes" are about.
+            rows.append(("  inside attention", "q, k, v per head", "", f"({B}, {nh}, {T}, {hs})"))
+            rows.append(("", "scores q·kᵀ/√hs", "", f"({B}, {nh}, {T}, {T})"))
+            rows.append(("", "weights · v, merged", "", f"({B}, {T}, {C})"))
+    wm, wt, wi = (max(len(r[i]) for r in rows + [("module", "type", "input")]) for i in range(3))
+    lines.append(f"{'module':<{wm}}  {'type':<{wt}}  {'input':<{wi}}  output")
+    lines += [f"{m:<{wm}}  {t:<{wt}}  {i:<{wi}}  {o}" for m, t, i, o in rows]
+    if c.n_layer > 1 and not all_blocks:
+        lines.append(f"(blocks.1 … blocks.{c.n_layer - 1} repeat blocks.0's shapes; --all-blocks prints them)")
+    return "\n".join(lines)
+
+
+def health_table(record: dict[str, Any]) -> str:
+    """One health record as a table: a row per layer group."""
+    g, u = record.get("grad_norm", {}), record.get("update_ratio", {})
+    std, mean = record.get("act_std", []), record.get("act_mean", [])
+    ent = record.get("attn_entropy", [])
+    pas = record.get("passthrough", [])
+    lines = [
+        f"health at step {record.get('step', '?')} (loss {record.get('loss', float('nan')):.4f}"
+        + (f", lr {record['lr']:.3g}" if "lr" in record else "")
+        + ")",
+        f"{'layer':<8} {'grad norm':>10} {'update/w':>9} {'act mean':>9} {'act std':>9} {'passthru':>9}  "
+        "attention entropy per head",
+    ]  # fmt: skip
+    for layer in g:
+        b = int(layer[5:]) if layer.startswith("block") else None
+        act_i = 0 if layer == "embed" else (b + 1 if b is not None else None)
+        cells = [
+            f"{layer:<8}",
+            f"{g[layer]:>10.3g}",
+            f"{u[layer]:>9.2g}" if layer in u else f"{'-':>9}",
+            f"{mean[act_i]:>9.3g}" if act_i is not None and act_i < len(mean) else f"{'-':>9}",
+            f"{std[act_i]:>9.3g}" if act_i is not None and act_i < len(std) else f"{'-':>9}",
+            f"{pas[b]:>9.3g}" if b is not None and b < len(pas) else f"{'-':>9}",
+        ]
+        heads = " ".join(f"{e:.2f}" for e in ent[b]) if b is not None and b < len(ent) else ""
+        lines.append(" ".join(cells) + "  " + heads)
+    return "\n".join(lines)
+
+
+# --- plots ---------------------------------------------------------------------------------
+
+
+def _step_colors(n: int):
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("viridis")
+    return [cmap(i / max(1, n - 1)) for i in range(n)]
+
+
+def plot_by_layer(records, key: str, path, ylabel: str, title: str, band=None) -> Path:
+    """One line per record (step), x = layer group or stream position, log y."""
+    from bricklm.plots import plt, save
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r, color in zip(records, _step_colors(len(records)), strict=True):
+        values = r.get(key)
+        if not values:
+            continue
+        labels = list(values) if isinstance(values, dict) else ["embed"] + [f"block{i}" for i in range(len(values) - 1)]
+        ys = list(values.values()) if isinstance(values, dict) else values
+        ax.plot(range(len(ys)), ys, "o-", color=color, markersize=3, label=f"step {r.get('step', '?')}")
+        ax.set_xticks(range(len(ys)), labels, rotation=60 if len(ys) > 12 else 0, fontsize=7)
+    if band:
+        ax.axhspan(*band, color="tab:green", alpha=0.1, label="healthy band")
+    ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return save(fig, path)
+
+
+def layers_to_show(n_layer: int, most: int) -> list[int]:
+    """Every block, or `most` of them evenly spread from the first to the last."""
+    k = min(n_layer, most)
+    return sorted({round(i * (n_layer - 1) / max(1, k - 1)) for i in range(k)})
+
+
+def plot_attention(maps: list[torch.Tensor], tokens: list[str], path, max_layers: int = 8, max_heads: int = 8) -> Path:
+    """A grid: a row per block (evenly picked if there are many), a column per head, each T×T."""
+    from bricklm.plots import plt, save
+
+    rows = layers_to_show(len(maps), max_layers)
+    n_head = min(maps[0].size(0), max_heads)
+    fig, axes = plt.subplots(len(rows), n_head, figsize=(2.2 * n_head, 2.2 * len(rows)), squeeze=False)
+    T = len(tokens)
+    shown = ["␣" if t == " " else t if t.isprintable() else repr(t)[1:-1] for t in tokens]
+    for ri, b in enumerate(rows):
+        for h in range(n_head):
+            ax = axes[ri][h]
+            ax.imshow(maps[b][h].float().cpu().numpy(), cmap="magma", vmin=0, vmax=1)
+            ax.set_title(f"block {b} head {h}", fontsize=7)
+            if T <= 40:
+                ax.set_xticks(range(T), shown, fontsize=5)
+                ax.set_yticks(range(T), shown, fontsize=5)
+            else:
+                ax.set_xticks([])
+                ax.set_yticks([])
+    fig.suptitle("attention weights (row = query position, column = key position it looks at)", fontsize=9)
+    return save(fig, path)
+
+
+@torch.no_grad()
+def attention_maps(model, idx: torch.Tensor) -> list[torch.Tensor]:
+    """(nh, T, T) attention weights of every block for one sequence idx (1, T)."""
+    from bricklm.health import StreamRecorder, attention_weights
+
+    was_training = model.training
+    model.eval()
+    try:
+        with StreamRecorder(model) as rec:
+            model(idx)
+        return [attention_weights(model.blocks[i].attn, x)[0] for i, x in sorted(rec.attn_inputs.items())]
+    finally:
+        model.train(was_training)
+
+
+def write_plots(records, out_dir: Path, model=None, idx=None, tokens=None) -> list[Path]:
+    from bricklm.diagnosis import THRESHOLDS
+
+    out_dir = Path(out_dir)
+    paths = []
+    if records:
+        paths.append(
+            plot_by_layer(records, "grad_norm", out_dir / "grad_norm.png", "‖gradient‖", "gradient norm by layer")
+        )
+        paths.append(
+            plot_by_layer(records, "act_std", out_dir / "act_std.png", "std", "residual stream std after each block")
+        )
+        if any(r.get("update_ratio") for r in records):
+            paths.append(
+                plot_by_layer(
+                    [r for r in records if r.get("update_ratio")], "update_ratio", out_dir / "update_ratio.png",
+                    "‖Δw‖ / ‖w‖ per step", "update-to-weight ratio by layer",
+                    band=(THRESHOLDS["update_ratio_low"], THRESHOLDS["update_ratio_high"]),
+                )
+            )  # fmt: skip
+    if model is not None and idx is not None and model.config.attention != "none":
+        paths.append(plot_attention(attention_maps(model, idx), tokens, out_dir / "attention.png"))
+    return paths
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def register(subparsers) -> None:
+    from bricklm.config import ModelConfig, TrainConfig, add_config_flags
+
+    p = subparsers.add_parser(
+        "inspect",
+        help="see inside a model: shapes, gradient flow, activations, attention maps, a diagnosis",
+        description=(
+            "Inspect a trained run (--run) or an untrained model (--config and/or flags, with --data or "
+            "--vocab-size). Prints weight shapes and the tensors of one forward pass; with a corpus, training "
+            "health (from the run's --log-health records, or from --steps N of training on a copy); "
+            "PNG plots with --plots; plain-sentence findings with --diagnose. Runs on the CPU, on a copy of "
+            "the model; a run directory is only read (plots go to RUN/inspect/)."
+        ),
+    )
+    p.add_argument("--run", metavar="RUN", help="a run directory from `bricklm train`")
+    p.add_argument("--checkpoint", default="best", help="with --run: best, last, or a step-... directory name")
+    p.add_argument("--config", metavar="FILE.toml", help="an untrained model from this recipe (flags override it)")
+    p.add_argument("--data", metavar="DIR", help="corpus for health batches and --steps (default: the run's corpus)")
+    p.add_argument(
+        "--steps", type=int, default=0,
+        help="train a copy of the model this many steps and measure health along the way (default: 0, or the "
+        "run's logged health records when it has them)",
+    )  # fmt: skip
+    p.add_argument("--prompt", help="text whose attention maps to plot (default: the start of a training window)")
+    p.add_argument("--plots", metavar="DIR", help="write PNG plots here (default with --run: RUN/inspect)")
+    p.add_argument("--diagnose", action="store_true", help="turn the figures into plain sentences")
+    p.add_argument("--all-blocks", action="store_true", help="print every block in the tables, not just blocks.0")
+    p.add_argument("--json", metavar="FILE", help="also write the health records to this JSON file")
+    add_config_flags(p, (ModelConfig, TrainConfig))
+    p.set_defaults(func=cmd_inspect)
+
+
+def _run_mode_overrides(overrides: dict[str, Any]) -> None:
+    from bricklm.config import ModelConfig
+
+    fixed = sorted(k for k in overrides if k in ModelConfig.__dataclass_fields__ and k != "block_size")
+    if fixed:
+        raise UserError(
+            f"--{fixed[0].replace('_', '-')} cannot change a trained run's model; with --run only --block-size "
+            "(up to the model's) and training settings apply"
+        )
+
+
+def load_target(args):
+    """(model, model_cfg, train_cfg, tokenizer or None, data dir or None, start step, metrics or [])."""
+    from bricklm.config import load_config, overrides_from_args
+
+    overrides = overrides_from_args(args)
+    if args.run:
+        from dataclasses import replace
+
+        from bricklm.runs import load_run
+        from bricklm.train import read_metrics
+
+        _run_mode_overrides(overrides)
+        run = load_run(args.run, args.checkpoint)
+        train_cfg = replace(run.train_cfg, **{k: v for k, v in overrides.items() if k in run.train_cfg.__dict__})
+        train_cfg.validate()
+        saved = json.loads((Path(args.run) / "config.json").read_text())
+        data = args.data or saved.get("data", {}).get("dir")
+        metrics = read_metrics(args.run) if (Path(args.run) / "metrics.jsonl").is_file() else []
+        block = overrides.get("block_size", run.model_cfg.block_size)
+        if not 0 < block <= run.model_cfg.block_size:
+            raise UserError(f"--block-size must be 1..{run.model_cfg.block_size} (the model's context) for this run")
+        step = int(run.trainer.get("step", 0))
+        return run.model, run.model_cfg, train_cfg, run.tokenizer, data, step, metrics, block
+    from bricklm.model import GPT
+
+    model_cfg, train_cfg = load_config(args.config, overrides)
+    tokenizer = None
+    if args.data:
+        from bricklm.tokenizer import load_tokenizer
+
+        path = Path(args.data) / "tokenizer.json"
+        if not path.is_file():
+            raise UserError(f"{args.data} is not a corpus directory (no tokenizer.json); run `bricklm prepare` first")
+        tokenizer = load_tokenizer(path)
+        if model_cfg.vocab_size not in (0, tokenizer.vocab_size):
+            raise UserError(f"--vocab-size {model_cfg.vocab_size} but the corpus vocabulary has {tokenizer.vocab_size}")
+        model_cfg.vocab_size = tokenizer.vocab_size
+    elif model_cfg.vocab_size == 0:
+        model_cfg.vocab_size = BLOG_VOCAB
+        print(f"(no --data or --vocab-size: using the blog corpus's vocabulary, {BLOG_VOCAB})")
+    torch.manual_seed(train_cfg.seed)  # the same untrained weights `train` would start from
+    model = GPT(model_cfg)
+    return model, model_cfg, train_cfg, tokenizer, args.data, 0, [], model_cfg.block_size
+
+
+def cmd_inspect(args) -> int:
+    from bricklm.diagnosis import diagnose, format_findings
+    from bricklm.health import health_records, measure, probe_batch, probe_training
+
+    if args.steps < 0:
+        raise UserError(f"--steps must be >= 0, got {args.steps}")
+    if args.prompt and not (args.plots or args.run):
+        raise UserError("--prompt draws attention maps into a folder: give --plots DIR too")
+    model, model_cfg, train_cfg, tokenizer, data_dir, step, metrics, block = load_target(args)
+    print(f"model: {model.n_params():,} parameters, {model_cfg.n_layer} blocks")
+    print(weight_table(model, args.all_blocks))
+    print()
+    print(shapes_report(model, train_cfg.batch_size, block, args.all_blocks))
+
+    records = [] if args.steps else health_records(metrics)
+    source = "the run's --log-health records" if records else ""
+    train_data = None
+    if data_dir:
+        from bricklm.data import check_split_length, load_corpus
+
+        if not Path(data_dir).is_dir():
+            if args.data:
+                raise UserError(f"corpus directory not found: {data_dir}")
+            print(f"(the run's corpus {data_dir} is not here; --data DIR gives one for health batches and --steps)")
+            data_dir = None
+    if data_dir:
+        train_data, _, corpus_tok, _ = load_corpus(data_dir)
+        if corpus_tok.vocab_size != model_cfg.vocab_size:
+            raise UserError(
+                f"{data_dir}'s vocabulary ({corpus_tok.vocab_size}) is not the model's ({model_cfg.vocab_size})"
+            )
+        tokenizer = tokenizer or corpus_tok
+        check_split_length(train_data, model_cfg.block_size, "train")
+    if not records and train_data is not None:
+        if args.steps:
+            records = probe_training(model, train_cfg, train_data, args.steps, start_step=step)
+            source = f"{args.steps} steps of training on a copy of the model"
+        else:
+            batch = probe_batch(train_data, train_cfg, model_cfg.block_size, "cpu")
+            records = [{"step": step, **measure(model, *batch)}]
+            model.zero_grad(set_to_none=True)
+            source = "one batch, no training (--steps N adds update ratios)"
+    elif args.steps and train_data is None:
+        raise UserError("--steps needs a corpus: give --data DIR (or --run a run whose corpus still exists)")
+    print()
+    if records:
+        print(f"training health, from {source}:")
+        print(health_table(records[-1]))
+    else:
+        print("training health: needs a corpus (--data DIR) or a run trained with --log-health")
+
+    plots_dir = Path(args.plots) if args.plots else (Path(args.run) / "inspect" if args.run else None)
+    if plots_dir is not None:
+        idx, tokens = _prompt_ids(args.prompt, tokenizer, train_data, train_cfg, model_cfg.block_size)
+        paths = write_plots(records, plots_dir, model, idx, tokens)
+        print()
+        print("plots: " + (", ".join(str(p) for p in paths) if paths else "none (no health records, no prompt)"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    if args.diagnose:
+        print()
+        print("diagnosis:")
+        print(format_findings(diagnose(records)))
+    return 0
+
+
+def _prompt_ids(prompt, tokenizer, train_data, train_cfg, block_size: int):
+    """The sequence to draw attention maps for: the prompt, or the first 32 tokens of a training window."""
+    from bricklm.generate import encode_prompt
+    from bricklm.health import probe_batch
+
+    if prompt:
+        if tokenizer is None:
+            raise UserError("--prompt needs a tokenizer: give --run or --data")
+        ids = encode_prompt(tokenizer, prompt)[:, -block_size:]
+    elif train_data is not None:
+        ids = probe_batch(train_data, train_cfg, block_size, "cpu")[0][:1, : min(32, block_size)]
+    else:
+        return None, None
+    return ids, [tokenizer.decode([int(i)]) for i in ids[0]]
