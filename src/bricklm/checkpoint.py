@@ -14,8 +14,15 @@ manifest is on disk, so a crash leaves either a whole checkpoint or none. A dire
 without a manifest is incomplete and ignored with a warning; loading checks every
 file against the manifest and names the one that doesn't match.
 
+A save that fails with an OSError (disk full) is a UserError and leaves every earlier
+checkpoint as it was; prune() runs only after a save is complete and never deletes the best.
+load_latest() is what --resume uses: the newest checkpoint that verifies, warning about (and
+returning) newer ones that don't. clean_stale() removes what a killed save left behind.
+Nothing here unpickles: tensors go through safetensors, the rest through json.
+
     save_checkpoint(run_dir, step, model, optimizer, trainer_state, config, tokenizer_dict)
     ckpt = load_checkpoint(latest_checkpoint(run_dir))
+    ckpt, corrupt = load_latest(run_dir, warn=print)
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +51,10 @@ CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
 BEST = "best.json"
 FILES = ("model.safetensors", "state.safetensors", "trainer.json", "config.json", "tokenizer.json")
+STEP_DIR = re.compile(r"step-(\d+)")
+# Fault-injection hook for the tests: "MIN_STEP:SECONDS" sleeps after each file of a save at step >= MIN_STEP,
+# so a test can kill -9 or signal a process while a checkpoint is half written.
+PAUSE_ENV = "BRICKLM_TEST_SAVE_PAUSE"
 
 
 # --- atomic file writes ------------------------------------------------------------------
@@ -154,16 +167,31 @@ def optimizer_parts(optimizer: torch.optim.Optimizer) -> tuple[list[dict], dict[
     return sd["param_groups"], tensors
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, groups: list[dict], tensors: dict[str, torch.Tensor]):
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer,
+    groups: list[dict],
+    tensors: dict[str, torch.Tensor],
+    keep_hyperparameters: bool = True,
+):
+    """Load the saved moments and step counts. With keep_hyperparameters (the default) weight decay, betas
+    and the like stay as `optimizer` was built, i.e. from the config now in force: a resume that changes
+    them gets what it asked for (load_state_dict alone would silently bring the old values back)."""
+    current = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, t in tensors.items():
-        if name.startswith("optim."):
-            _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = t
-    for g in groups:  # JSON turns tuples into lists; AdamW wants its betas back as a tuple
-        if isinstance(g.get("betas"), list):
-            g["betas"] = tuple(g["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    try:
+        for name, t in tensors.items():
+            if name.startswith("optim."):
+                _, index, key = name.split(".", 2)
+                state.setdefault(int(index), {})[key] = t
+        for g in groups:  # JSON turns tuples into lists; AdamW wants its betas back as a tuple
+            if isinstance(g.get("betas"), list):
+                g["betas"] = tuple(g["betas"])
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"the saved optimiser state does not fit this model's optimiser ({exc})") from None
+    if keep_hyperparameters:
+        for g, hp in zip(optimizer.param_groups, current, strict=True):
+            g.update(hp)
 
 
 # --- saving ------------------------------------------------------------------------------
@@ -182,20 +210,24 @@ def save_checkpoint(
     config: dict[str, Any],
     tokenizer: dict[str, Any],
     generator: torch.Generator | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a complete checkpoint for `step` and return its directory."""
+    """Write a complete checkpoint for `step` and return its directory.
+
+    extra_tensors go into state.safetensors beside the optimiser (e.g. finetune's LoRA adapters).
+    """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
         rng_json, rng_tensors = rng_state(generator)
         groups, optim_tensors = optimizer_parts(optimizer) if optimizer is not None else ([], {})
         blobs = {
             "model.safetensors": st_save(model_tensors(model)),
-            "state.safetensors": st_save({**optim_tensors, **rng_tensors}),
+            "state.safetensors": st_save({**optim_tensors, **rng_tensors, **(extra_tensors or {})}),
             "trainer.json": _json_bytes({**trainer_state, "step": step, "optimizer": groups, "rng": rng_json}),
             "config.json": _json_bytes(config),
             "tokenizer.json": _json_bytes(tokenizer),
@@ -204,15 +236,68 @@ def save_checkpoint(
         for name, data in blobs.items():
             atomic_write_bytes(tmp / name, data)
             manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            _test_pause(step)
         atomic_write_json(tmp / MANIFEST, manifest)  # last: its presence means the rest is complete
-        if final.exists():  # re-saving the same step (e.g. interrupt right after a periodic save)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _move_into_place(tmp, final)
         fsync_dir(root)
+    except OSError as exc:  # disk full, quota, permissions: the user's to fix, and nothing old was touched
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(
+            f"could not save checkpoint {final}: {exc.strerror or exc}; earlier checkpoints are intact "
+            f"(free some space, then continue with `bricklm train --resume {run_dir}`)"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename the finished temp dir to its final name; an existing checkpoint of that step is swapped out first.
+
+    A directory can't be os.replace'd onto a non-empty one, and deleting the old one first would leave
+    a moment with neither: so the old one is renamed aside, and clean_stale puts it back after a crash.
+    """
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    aside = final.with_name(f".{final.name}.old-{os.getpid()}")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(final, aside)
+    os.replace(tmp, final)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _test_pause(step: int) -> None:
+    spec = os.environ.get(PAUSE_ENV)
+    if spec:
+        min_step, seconds = spec.split(":")
+        if step >= int(min_step):
+            time.sleep(float(seconds))
+
+
+def clean_stale(run_dir: str | Path) -> list[str]:
+    """Remove what a killed save left behind (hidden temp dirs); restore a checkpoint caught mid-swap.
+
+    Only call this while holding the run's lock (runlock.RunLock): a live save's temp dir looks the same.
+    Returns the names removed or restored.
+    """
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    done = []
+    for p in sorted(root.glob(".step-*")):
+        m = re.fullmatch(r"\.(step-\d+)\.(tmp|old)-\d+", p.name)
+        if not m or not p.is_dir():
+            continue
+        final = root / m.group(1)
+        if m.group(2) == "old" and not final.exists() and (p / MANIFEST).is_file():
+            os.replace(p, final)  # killed between the two renames of _move_into_place
+            done.append(f"restored {final.name}")
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+            done.append(f"removed {p.name}")
+    return done
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -229,7 +314,7 @@ def prune(run_dir: str | Path, keep_last: int) -> list[Path]:
     """Delete complete checkpoints beyond the newest `keep_last`, never the best one. Returns what was deleted."""
     best = best_checkpoint(run_dir, required=False)
     complete = list_checkpoints(run_dir, warn=False)
-    doomed = [p for p in complete[: max(0, len(complete) - keep_last)] if p != best]
+    doomed = [p for p in complete[: max(0, len(complete) - max(1, keep_last))] if p != best]
     for p in doomed:
         shutil.rmtree(p, ignore_errors=True)
     return doomed
@@ -244,8 +329,8 @@ def list_checkpoints(run_dir: str | Path, warn: bool = True) -> list[Path]:
     if not root.is_dir():
         return []
     found = []
-    for p in sorted(root.glob("step-*")):
-        if not p.is_dir():
+    for p in sorted(root.glob("step-*"), key=lambda p: (len(p.name), p.name)):  # numeric order, any width
+        if not p.is_dir() or not STEP_DIR.fullmatch(p.name):
             continue
         if (p / MANIFEST).is_file():
             found.append(p)
@@ -284,47 +369,102 @@ class Checkpoint:
     tokenizer: dict[str, Any]
 
 
-def verify(path: Path) -> dict[str, Any]:
-    """Check every file against the manifest; a missing, truncated or altered file is an error naming it."""
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of checkpoint directory `path`, checked for shape; any problem is a UserError naming it."""
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        files = manifest["files"]
     except FileNotFoundError:
         raise UserError(f"{path} is incomplete: no {MANIFEST}") from None
-    except (ValueError, KeyError, TypeError):
+    except (OSError, ValueError):  # ValueError covers bad JSON and bad UTF-8
         raise UserError(f"{path / MANIFEST} is not a valid bricklm manifest") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise UserError(f"{path / MANIFEST} is not a valid bricklm manifest")
     for name in FILES:
-        if name not in files:
-            raise UserError(f"{path / MANIFEST} does not list {name}")
-        f = path / name
-        if not f.is_file():
-            raise UserError(f"checkpoint file missing: {f}")
-        if f.stat().st_size != files[name]["size"]:
-            raise UserError(
-                f"checkpoint file {f} has {f.stat().st_size} bytes, manifest says {files[name]['size']} (truncated?)"
-            )
-        if sha256_file(f) != files[name]["sha256"]:
-            raise UserError(f"checkpoint file {f} does not match its sha256 in the manifest (altered or corrupt)")
+        entry = files.get(name)
+        ok = isinstance(entry, dict) and isinstance(entry.get("size"), int) and isinstance(entry.get("sha256"), str)
+        if not ok:
+            raise UserError(f"{path / MANIFEST} does not list {name} with its size and sha256")
+    return manifest
+
+
+def read_verified(path: Path, name: str, manifest: dict[str, Any]) -> bytes:
+    """The bytes of one checkpoint file, after checking them against the manifest (read once: no check-then-swap)."""
+    f = path / name
+    expected = manifest["files"][name]
+    try:
+        data = f.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"checkpoint file missing: {f}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read checkpoint file {f}: {exc.strerror or exc}") from None
+    if len(data) != expected["size"]:
+        raise UserError(f"checkpoint file {f} has {len(data)} bytes, manifest says {expected['size']} (truncated?)")
+    if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise UserError(f"checkpoint file {f} does not match its sha256 in the manifest (altered or corrupt)")
+    return data
+
+
+def verify(path: Path) -> dict[str, Any]:
+    """Check every file against the manifest; a missing, truncated or altered file is an error naming it."""
+    manifest = read_manifest(path)
+    for name in FILES:
+        read_verified(path, name, manifest)
     return manifest
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Verify and parse a checkpoint directory. Only safetensors and JSON parsers ever see the bytes."""
     path = Path(path)
-    verify(path)
+    manifest = read_manifest(path)
+    blobs = {name: read_verified(path, name, manifest) for name in FILES}
 
     def tensors(name: str) -> dict[str, torch.Tensor]:
         try:
-            return st_load((path / name).read_bytes())
-        except (SafetensorError, ValueError) as exc:
+            return st_load(blobs[name])
+        except (SafetensorError, ValueError, TypeError, OverflowError) as exc:
             raise UserError(f"{path / name} is not a valid safetensors file: {exc}") from None
 
     def js(name: str) -> dict[str, Any]:
         try:
-            return json.loads((path / name).read_text(encoding="utf-8"))
+            obj = json.loads(blobs[name].decode("utf-8"))
         except ValueError as exc:
             raise UserError(f"{path / name} is not valid JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path / name} is not a JSON object")
+        return obj
 
     return Checkpoint(
         path, tensors("model.safetensors"), tensors("state.safetensors"),
         js("trainer.json"), js("config.json"), js("tokenizer.json"),
     )  # fmt: skip
+
+
+def load_latest(run_dir: str | Path, warn=print) -> tuple[Checkpoint, list[Path]]:
+    """The newest checkpoint that verifies, and the newer ones that didn't (each reported through `warn`).
+
+    This is what --resume uses: a checkpoint truncated or altered after it was written costs the
+    steps since the one before it, not the run.
+    """
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise UserError(f"no complete checkpoint in {run_dir}; is it a bricklm run directory?")
+    bad: list[Path] = []
+    for path in reversed(found):
+        try:
+            return load_checkpoint(path), bad
+        except UserError as exc:
+            warn(f"warning: skipping checkpoint {path.name}: {exc}")
+            bad.append(path)
+    raise UserError(f"no checkpoint in {run_dir} passes verification (newest: {bad[0].name}); see the warnings above")
+
+
+def set_aside(paths: list[Path]) -> list[Path]:
+    """Rename checkpoints that failed verification to corrupt-step-..., out of every listing, kept for a look."""
+    moved = []
+    for p in paths:
+        target = p.with_name(f"corrupt-{p.name}")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(p, target)
+        moved.append(target)
+    return moved

@@ -1,0 +1,166 @@
+"""Bad input, wide: hypothesis throws folders of hostile files at `bricklm prepare`.
+
+Arbitrary bytes, text in several encodings (and broken UTF-16), huge single lines made of the
+openers the cleaner's regexes look for, empty files, symlink loops, broken links, unreadable
+files, FIFOs, names that aren't UTF-8, folders named like text files. Each example must end
+in a corpus that loads or in a one-line `bricklm: error:`; never another exception, never a
+hang (a watchdog fails the example after WATCHDOG_S). Bounded so the file runs in seconds.
+"""
+
+import contextlib
+import os
+import signal
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bricklm.cli import main
+from bricklm.data import load_corpus
+
+WATCHDOG_S = 30
+EXTENSIONS = [".md", ".txt", ".html", ".markdown", ".htm", ".jpg", ""]
+# Openers that the cleaner's patterns scan from: a line of thousands of them must stay linear.
+OPENERS = ["[", "![", "{{", "{%", "<a ", "<!--", "<script>", "`", "```", "&#", "](", "<", "---\n", "\r", "\u0301"]
+
+
+def encoded(text: str, encoding: str) -> bytes:
+    if encoding == "utf-16":
+        return text.encode("utf-16")  # with a BOM
+    if encoding == "broken-utf-16":
+        return b"\xff\xfe" + text.encode("utf-8") + b"\xd8"  # a BOM, then not UTF-16 at all
+    return text.encode(encoding, errors="replace")
+
+
+contents = st.one_of(
+    st.binary(max_size=3000),
+    st.builds(
+        encoded,
+        st.text(max_size=800),
+        st.sampled_from(["utf-8", "utf-16", "broken-utf-16", "latin-1", "cp1252", "utf-8-sig"]),
+    ),
+    st.builds(
+        lambda op, n, tail: (op * n + tail).encode(),
+        st.sampled_from(OPENERS),
+        st.integers(1, 60_000),
+        st.text(max_size=20),
+    ),
+    st.just(b""),
+)
+
+entry = st.one_of(
+    st.tuples(st.just("file"), st.sampled_from(EXTENSIONS), contents),
+    st.tuples(st.just("bad-name"), st.sampled_from(EXTENSIONS), contents),
+    st.tuples(st.sampled_from(["loop", "self-link", "broken-link", "unreadable", "fifo", "dir-named-md", "empty-dir"])),
+)
+
+
+@contextlib.contextmanager
+def watchdog(seconds):
+    def hung(signum, frame):
+        raise AssertionError(f"prepare took more than {seconds} s: a hang")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def build(root: Path, entries) -> None:
+    src = root / "src"
+    (src / "sub").mkdir(parents=True)
+    for i, e in enumerate(entries):
+        kind = e[0]
+        if kind == "file":
+            (src / "sub" / f"f{i}{e[1]}").write_bytes(e[2])
+        elif kind == "bad-name":
+            os.makedirs(os.fsencode(src) + b"/bad\xff", exist_ok=True)
+            with open(os.fsencode(src) + f"/bad\xff/n\xfe{i}{e[1]}".encode("latin-1"), "wb") as fh:
+                fh.write(e[2])
+        elif kind == "loop":
+            os.symlink("..", src / "sub" / f"loop{i}")
+        elif kind == "self-link":
+            os.symlink(f"self{i}.md", src / f"self{i}.md")
+        elif kind == "broken-link":
+            os.symlink("nowhere.md", src / f"broken{i}.md")
+        elif kind == "unreadable":
+            p = src / f"unreadable{i}.md"
+            p.write_text("secret text " * 20)
+            p.chmod(0)
+        elif kind == "fifo":
+            os.mkfifo(src / f"fifo{i}.txt")
+        elif kind == "dir-named-md":
+            (src / f"folder{i}.md").mkdir(exist_ok=True)
+        elif kind == "empty-dir":
+            (src / f"empty{i}").mkdir(exist_ok=True)
+
+
+real_read_bytes = Path.read_bytes
+
+
+def read_bytes_as_non_root(self):
+    """chmod 0 doesn't stop root (these tests may run as root): refuse those files as the OS would."""
+    if self.name.startswith("unreadable"):
+        raise PermissionError(13, "Permission denied", str(self))
+    return real_read_bytes(self)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,  # the same examples every run: a failure here is reproducible, not flaky
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(entries=st.lists(entry, max_size=6), split=st.sampled_from(["documents", "tail"]))
+def test_prepare_makes_a_corpus_or_a_one_line_error(capsys, entries, split):
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        build(root, entries)
+        out = root / "corpus"
+        with watchdog(WATCHDOG_S), mock.patch.object(Path, "read_bytes", read_bytes_as_non_root):
+            code = main(["prepare", str(root / "src"), "--out", str(out), "--split", split])
+        stdout, err = capsys.readouterr()
+        if code == 0:
+            train, val, tok, meta = load_corpus(out)
+            assert len(train) + len(val) > 0 and tok.vocab_size > 0
+            assert meta["characters"] >= len(train) + len(val) - 2  # separators aside, one token per character
+        else:
+            assert code == 1 and err.startswith("bricklm: error: ") and err.count("\n") == 1, err
+            assert not out.exists() or not (out / "meta.json").exists()
+
+
+def test_prepare_reports_each_hostile_entry(tmp_path, capsys):
+    """One folder with one of everything: each is read or skipped with its reason, none crashes the run."""
+    entries = [
+        ("file", ".md", b"Hello there, a post of real text. " * 20),
+        ("bad-name", ".txt", "caf\xe9 in latin-1 ".encode("latin-1") * 10),
+        ("loop",),
+        ("self-link",),
+        ("broken-link",),
+        ("unreadable",),
+        ("fifo",),
+        ("dir-named-md",),
+        ("file", ".txt", b"\x00\x01binary" * 100),
+        ("file", ".md", b"[" * 100_000),
+    ]
+    build(tmp_path, entries)
+    with watchdog(WATCHDOG_S), mock.patch.object(Path, "read_bytes", read_bytes_as_non_root):
+        assert main(["prepare", str(tmp_path / "src"), "--out", str(tmp_path / "corpus")]) == 0
+    out = capsys.readouterr().out
+    for reason in ("symlink loop", "broken symlink", "unreadable (Permission denied)", "not a regular file", "binary"):
+        assert reason in out, reason
+    assert "bad\\xff/n\\xfe1.txt: decoded as cp1252" in out  # the non-UTF-8 name, shown escaped
+    load_corpus(tmp_path / "corpus")
+
+
+def test_prepare_of_nothing_but_empty_files_is_a_clear_error(tmp_path, capsys):
+    for i in range(3):
+        (tmp_path / f"e{i}.md").write_bytes(b"")
+    assert main(["prepare", str(tmp_path), "--out", str(tmp_path / "corpus")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bricklm: error: no text found") and err.count("\n") == 1
