@@ -5,7 +5,7 @@
 Shards a small two-layer model over the processes, trains 3 AdamW steps on the same input
 everywhere, prints each rank's losses (they must agree), then gathers a full state dict on
 rank 0. On torch 2.13.0+cpu it printed the same three losses on both ranks and the full
-shapes on rank 0 (docs/scaling.md, "FSDP"). bricklm's `--fsdp` switch is not built yet.
+shapes on rank 0. bricklm's `--fsdp` switch (distributed.py) is built on this; see docs/scaling.md.
 """
 
 import torch

@@ -82,7 +82,9 @@ def test_save_and_load_round_trip(tmp_path):
     "content, message",
     [
         ("{not json", "cannot read tokenizer"),
-        ('{"type": "bpe", "merges": []}', "unknown tokenizer type 'bpe'"),
+        ('{"type": "wordpiece", "vocab": []}', "unknown tokenizer type 'wordpiece'"),
+        ('{"type": "bpe", "merges": []}', 'bpe tokenizer has no "hf" object'),
+        ('{"type": "bpe", "hf": {"model": 3}}', "cannot read the bpe tokenizer"),
         ('{"chars": ["a"]}', 'no "type" field'),
         ('{"type": "char"}', 'no "chars" list'),
         ('{"type": "char", "chars": ["a", "a"]}', "duplicates"),

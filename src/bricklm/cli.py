@@ -12,8 +12,10 @@ add the module's name to COMMAND_MODULES.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,7 +23,13 @@ from pathlib import Path
 from bricklm import __version__
 from bricklm.errors import UserError
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "bricklm.experiments",  # sweep, ablate, bench-devices
+    "bricklm.report",  # overfit, samples-by-loss, report
+    "bricklm.finetune",  # finetune
+    "bricklm.chat",  # chat
+    "bricklm.inspection",  # inspect
+)
 
 
 def add_train_parser(sub) -> None:
@@ -50,17 +58,24 @@ def cmd_train(args) -> int:
         saved = run_dir / "config.json"
         if not saved.is_file():
             raise UserError(f"cannot resume {run_dir}: no config.json there (is it a bricklm run directory?)")
+        if "finetune" in json.loads(saved.read_text()):  # made by `bricklm finetune`: resume it as one
+            from bricklm.finetune import cmd_finetune
+
+            return cmd_finetune(args)
         model_cfg, train_cfg = config_from_run(saved, args.config, overrides)
         data = args.data or json.loads(saved.read_text()).get("data", {}).get("dir")
         if data and Path(data).resolve() == (run_dir / "corpus").resolve():
             data = None  # the built-in corpus, prepared inside the run
     else:
+        if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would pick its own time
+            raise UserError("under torchrun, give --out RUN so that every process uses the same run directory")
         run_dir = Path(args.out or f"runs/run-{time.strftime('%Y%m%d-%H%M%S')}")
         model_cfg, train_cfg = load_config(args.config, overrides)
         data = args.data
     trainer = Trainer(model_cfg, train_cfg, data, run_dir, resume=bool(args.resume))
     result = trainer.run()
-    print(format_summary(result))
+    if trainer.dist.is_main:  # under torchrun, one summary, not one per process
+        print(format_summary(result))
     return 0
 
 
@@ -213,13 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that isn't UTF-8, or a console that can't show
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):  # a character,
+            stream.reconfigure(errors="backslashreplace")  # is printed escaped instead of crashing
     try:
         return args.func(args)
     except UserError as exc:
         print(f"bricklm: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("bricklm: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # train's clean stop (interrupts.Interrupted) says where it saved
+        print(f"bricklm: {exc or 'interrupted'}", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
     except BrokenPipeError:  # `bricklm sample | head` closing the pipe is not an error
         return 0
+    except OSError as exc:  # a full disk is the user's to fix, wherever the write was; other OSErrors are bugs
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"bricklm: error: disk full: {exc.strerror} ({exc.filename or 'writing output'})", file=sys.stderr)
+        return 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -102,23 +103,65 @@ class TrainConfig:
     compile: bool = _opt(False, "torch.compile the model (falls back to eager if it cannot)")
     threads: int = _opt(0, "CPU threads for PyTorch (0 = leave PyTorch's default)")
     sample_chars: int = _opt(100, "characters sampled at the end of training, like the blog")
+    grad_accum: int = _opt(1, "micro-batches of batch_size per optimiser step, per process (gradient accumulation)")
+    dist_timeout: int = _opt(300, "under torchrun: seconds to wait for the other processes before failing")
+    fsdp: bool = _opt(False, "under torchrun: shard weights, gradients and AdamW state over the processes (FSDP2)")
+    keep_last: int = _opt(2, "complete checkpoints kept besides the best one (at least 1)")
+    max_nonfinite_steps: int = _opt(
+        5, "stop after this many steps in a row whose loss or gradient norm is not finite (each one is skipped)"
+    )
+    memory_check: bool = _opt(
+        True, "refuse a model whose estimated training memory exceeds what is free (--no-memory-check: try anyway)"
+    )
+    early_stop: int = _opt(
+        0, "stop when val loss hasn't improved for this many evaluations; the best checkpoint is kept (0 = off)"
+    )
+    loss_levels: str = _opt(
+        "4.0,3.0,2.5,2.0,1.6",
+        "val-loss thresholds; a snapshot is kept in RUN/snapshots/ when val first drops below each ('' = off)",
+    )
+    log_health: bool = _opt(
+        False, "at every evaluation, log gradient norms, update ratios, activations and attention entropy per layer "
+        "to metrics.jsonl (see `bricklm inspect`)",
+    )
+    eval_full: bool = _opt(
+        False, "val loss over the whole val split (every target scored once) instead of eval_iters random batches"
+    )
+    max_seconds: float = _opt(
+        0.0, "stop at an evaluation once this much wall time has passed since the first step (0 = no limit)"
+    )
+    target_val_loss: float = _opt(0.0, "stop at the first evaluation whose val loss is at or below this (0 = off)")
+    recompute_activations: bool = _opt(
+        False, "keep only each block's input and recompute the rest in backward: far less memory, ~1/3 more compute"
+    )
+    adamw: str = _opt(
+        "auto",
+        "AdamW implementation: auto (fused on CUDA), fused, foreach, plain",
+        ("auto", "fused", "foreach", "plain"),
+    )
 
     def validate(self) -> None:
         _validate_fields(self, "train")
-        for name in ("batch_size", "eval_interval", "eval_iters"):
+        for name in ("grad_accum", "dist_timeout"):  # distributed.py
             if getattr(self, name) <= 0:
                 raise UserError(f"train.{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("max_iters", "warmup_iters", "threads", "sample_chars"):
+        for name in ("batch_size", "eval_interval", "eval_iters", "keep_last", "max_nonfinite_steps"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"train.{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("max_iters", "warmup_iters", "threads", "sample_chars", "early_stop"):
             if getattr(self, name) < 0:
                 raise UserError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise UserError(f"train.learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("min_lr", "weight_decay", "grad_clip"):
+        for name in ("min_lr", "weight_decay", "grad_clip", "max_seconds", "target_val_loss"):
             if getattr(self, name) < 0:
                 raise UserError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
+        from bricklm.callbacks import parse_loss_levels
+
+        parse_loss_levels(self.loss_levels)  # a UserError naming the bad value
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig}
@@ -129,6 +172,8 @@ def _validate_fields(obj, section: str) -> None:
     for f in fields(obj):
         value = getattr(obj, f.name)
         _check_type(section, f.name, f.type, value)
+        if f.type == "float" and not math.isfinite(value):  # TOML and flags both accept nan and inf
+            raise UserError(f"{section}.{f.name} must be a finite number, got {value}")
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             raise UserError(f"{section}.{f.name} must be one of {', '.join(choices)}; got {value!r}")
@@ -175,6 +220,8 @@ def read_toml(path: str | Path) -> dict[str, dict[str, Any]]:
         raise UserError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML files are UTF-8; tomllib lets this one through
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise UserError(f"cannot read config {path}: {exc.strerror}") from None
     out: dict[str, dict[str, Any]] = {}

@@ -268,7 +268,7 @@ def scan_sources(sources: Iterable[str | Path], exclude: Iterable[str | Path] = 
         try:
             st = path.stat()
         except OSError as e:
-            scan.skipped.append(Skipped(str(path), _stat_failure(path, e)))
+            scan.skipped.append(Skipped(display_path(path), _stat_failure(path, e)))
             return
         if stat.S_ISDIR(st.st_mode):
             real = os.path.realpath(path)
@@ -276,13 +276,13 @@ def scan_sources(sources: Iterable[str | Path], exclude: Iterable[str | Path] = 
                 scan.ignored["output folder"] += 1
             elif real in seen_dirs:
                 if path.is_symlink():
-                    scan.skipped.append(Skipped(str(path), "symlink to a folder already read"))
+                    scan.skipped.append(Skipped(display_path(path), "symlink to a folder already read"))
             else:
                 seen_dirs.add(real)
                 try:
                     children = sorted(path.iterdir())
                 except OSError as e:
-                    scan.skipped.append(Skipped(str(path), f"folder unreadable ({_why(e)})"))
+                    scan.skipped.append(Skipped(display_path(path), f"folder unreadable ({_why(e)})"))
                     return
                 for child in children:
                     visit(child, top=False)
@@ -292,7 +292,7 @@ def scan_sources(sources: Iterable[str | Path], exclude: Iterable[str | Path] = 
             scan.ignored["extension"] += 1
             scan.ignored_extensions[suffix or "(none)"] += 1
         elif not stat.S_ISREG(st.st_mode):
-            scan.skipped.append(Skipped(str(path), "not a regular file"))  # a FIFO would block the read
+            scan.skipped.append(Skipped(display_path(path), "not a regular file"))  # a FIFO would block the read
         else:
             found.setdefault(os.path.abspath(path), path)
 
@@ -303,6 +303,12 @@ def scan_sources(sources: Iterable[str | Path], exclude: Iterable[str | Path] = 
         visit(path, top=True)
     scan.files = sorted(found.values())
     return scan
+
+
+def display_path(path: str | Path) -> str:
+    """path as valid Unicode for reports and meta.json: bytes that aren't UTF-8 in a file name (which
+    Python carries as lone surrogates, unprintable and unencodable) are shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _stat_failure(path: Path, e: OSError) -> str:
@@ -335,13 +341,13 @@ def read_document(path: Path, code: str = "drop") -> Document | Skipped:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        return Skipped(str(path), f"unreadable ({_why(e)})")
+        return Skipped(display_path(path), f"unreadable ({_why(e)})")
     is_utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff"))
     if b"\x00" in raw[:BINARY_SNIFF_BYTES] and not is_utf16:
-        return Skipped(str(path), "binary (NUL byte in the first 8 KB)")
+        return Skipped(display_path(path), "binary (NUL byte in the first 8 KB)")
     text, encoding = decode(raw)
     note = None if encoding in ("utf-8", "utf-16") else f"decoded as {encoding} (not valid UTF-8)"
-    return Document(str(path), clean(text, KINDS[path.suffix.lower()], code), note)
+    return Document(display_path(path), clean(text, KINDS[path.suffix.lower()], code), note)
 
 
 def read_documents(files: Iterable[Path], code: str = "drop") -> Iterator[Document | Skipped]:

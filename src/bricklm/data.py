@@ -207,6 +207,11 @@ def get_batch(
     if len(tokens) < block_size + 1:
         check_split_length(tokens, block_size, "given")
     ix = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator)
+    return batch_at(tokens, ix, block_size, device)
+
+
+def batch_at(tokens: np.ndarray, ix: torch.Tensor, block_size: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The windows starting at ix (x) and the same shifted by one (y); get_batch draws ix at random."""
     index = ix[:, None] + torch.arange(block_size + 1)  # (batch_size, block_size + 1)
     windows = _as_tensor(tokens)[index].to(torch.int64)  # gather first, widen only what we took
     x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()  # a loss may .view() them

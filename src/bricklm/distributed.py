@@ -15,6 +15,12 @@ processes with batch_size B train on exactly the windows that 1 process with 2B,
 with B and grad_accum 2, would: the loss trajectories agree to float rounding. And a
 checkpoint's generator state is every process's state, so a resume goes on with the
 same batches. Dropout (the global torch RNG) is seeded per rank.
+
+With --fsdp, `shard` makes the model FSDP2 (fully_shard) instead of wrapping it in DDP: each
+process keeps a slice of every weight, gradient and AdamW moment. `gathered` gives rank 0 plain
+full copies whenever something needs the whole model (a checkpoint, callbacks, the final
+sample), so checkpoints stay plain single-process ones; on resume it restores into plain copies
+and keeps each process's slice.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ class Dist:
     world_size: int = 1
     local_rank: int = 0
     backend: str | None = None
+    sharded: bool = False  # FSDP: the model's parameters are shards (DTensors) spread over the processes
+    gathering: bool = False  # inside gathered(): rank 0's trainer holds plain full copies
 
     @property
     def enabled(self) -> bool:
@@ -53,8 +61,9 @@ class Dist:
     # --- the model ----------------------------------------------------------------------
 
     def wrap(self, module: torch.nn.Module, seed: int) -> torch.nn.Module:
-        """DistributedDataParallel around module (weights broadcast from rank 0); module itself when alone."""
-        if not self.enabled:
+        """DistributedDataParallel around module (weights broadcast from rank 0); module itself when alone
+        or when shard() already made it FSDP (FSDP does its own gradient reduction)."""
+        if not self.enabled or self.sharded:
             return module
         if self.rank:
             torch.manual_seed(seed + self.rank)  # dropout masks differ across ranks, as their data does
@@ -73,6 +82,91 @@ class Dist:
     def backward(self, loss: torch.Tensor) -> None:
         with self.guard("the gradient all-reduce"):
             loss.backward()
+
+    # --- FSDP: sharded weights, gradients and optimiser state ---------------------------------
+
+    def shard(self, model: torch.nn.Module, cfg) -> torch.nn.Module:
+        """--fsdp: FSDP2's fully_shard on each Block, then on the whole GPT (in place); model itself without.
+
+        Call it before making the optimiser: AdamW then holds the shards, so its moments are sharded too.
+        Every process built the same weights from the same seed and keeps its slice of each. A forward
+        all-gathers one block's weights at a time and frees them after; backward reduce-scatters the
+        gradients, so each process ends up with the mean gradient of its own slice, as DDP's would be.
+        """
+        if not getattr(cfg, "fsdp", False):
+            return model
+        if not self.enabled:
+            raise UserError(
+                "--fsdp shards the model over several processes; start them with "
+                "torchrun --nproc_per_node=N -m bricklm train ... --fsdp (or, to resume an FSDP run in one process, "
+                "pass --no-fsdp)"
+            )
+        if cfg.compile:
+            raise UserError("--fsdp and --compile have not been made to work together; drop one of them")
+        if cfg.log_health:
+            raise UserError("--fsdp and --log-health don't mix: the health probes read whole weights between steps")
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        if self.rank:
+            torch.manual_seed(cfg.seed + self.rank)  # dropout masks differ across ranks, as under DDP
+        # fully_shard's default mesh is CUDA whenever a GPU exists: name ours, so --device cpu stays on the CPU.
+        mesh = init_device_mesh(self.device.type, (self.world_size,))
+        for block in getattr(model, "blocks", []):
+            fully_shard(block, mesh=mesh)  # one unit per block: only one block's full weights exist at a time
+        fully_shard(model, mesh=mesh)  # the rest: embeddings, final norm, head
+        self.sharded = True
+        return model
+
+    @contextlib.contextmanager
+    def gathered(self, trainer, optimizer: bool = True, load: bool = False, device=None):
+        """FSDP: for the duration, trainer.model and trainer.optimizer are plain single-process copies.
+
+        load=False (save, callbacks, the final sample): every process must enter, since gathering the
+        full weights (and, with optimizer, AdamW's moments) is a collective; rank 0 then holds a plain
+        model on `device` (CPU by default) and a plain AdamW with parameter-index keys, exactly what one
+        process would have, so checkpoint.py, callbacks and the sampler run unchanged. The other ranks
+        keep their shards. load=True (resume): every process gets fresh plain copies to restore a
+        checkpoint into, and on leaving without an error each keeps its slice of what was restored.
+        Without FSDP, or already inside: nothing changes.
+        """
+        if not self.sharded or self.gathering:
+            yield
+            return
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        from bricklm.train import make_optimizer
+
+        model, opt = trainer.model, trainer.optimizer
+        device = torch.device(device or "cpu")
+        full = StateDictOptions(full_state_dict=True, cpu_offload=True)  # only rank 0 keeps the result
+        weights = moments = None
+        if not load:
+            with self.guard("gathering the sharded weights"):
+                weights = get_model_state_dict(model, options=full)
+                # Before the first step AdamW has no state, and get_optimizer_state_dict would make some with a
+                # zero-learning-rate step, whose step count then skews Adam's bias correction: save none.
+                moments = get_optimizer_state_dict(model, opt, options=full) if optimizer and opt.state else None
+        if load or self.is_main:
+            plain = trainer.build_model().to(device)
+            plain_opt = make_optimizer(plain, trainer.cfg, device)
+            if weights is not None:
+                plain.load_state_dict(weights)
+            if moments is not None:
+                plain_opt.load_state_dict(_by_index(plain, plain_opt, moments))
+            trainer.model, trainer.optimizer = plain, plain_opt
+        self.gathering = True
+        try:
+            yield
+            if load:  # every process restored the same checkpoint: each keeps its own slice, no messages
+                _keep_my_slices(model, opt, plain, plain_opt)
+        finally:
+            trainer.model, trainer.optimizer = model, opt
+            self.gathering = False
 
     # --- batches ------------------------------------------------------------------------
 
@@ -138,6 +232,55 @@ class Dist:
                 f"rank {self.rank} of {self.world_size}: lost another training process during {doing} ({first}); "
                 "its own error message says why"
             ) from None
+
+
+def _parameter_names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """The name of each parameter in the optimiser's own order: what its integer state keys count."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+
+
+def _by_index(model, optimizer, named: dict) -> dict:
+    """A torch.distributed.checkpoint optimiser state dict (keyed by parameter name) -> optimizer.state_dict()'s
+    form (keyed by position), the form checkpoint.py saves: an FSDP checkpoint is a plain one."""
+    index = {n: i for i, n in enumerate(_parameter_names(model, optimizer))}
+    return {
+        "state": {index[n]: s for n, s in named["state"].items()},
+        "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in named["param_groups"]],
+    }
+
+
+def _keep_my_slices(model, optimizer, plain, plain_opt) -> None:
+    """Resume under FSDP: every process restored the same full weights and AdamW moments into plain copies;
+    each keeps its own slice of every tensor (Shard(0), as fully_shard split the parameter), locally.
+
+    Why not set_optimizer_state_dict(full_state_dict=True): in torch 2.13 with gloo it gave rank 1 the
+    wrong tensors (exp_avg and exp_avg_sq swapped, so a negative exp_avg_sq and NaN at the next step)
+    when the processes' per-parameter state dicts listed their keys in different orders, as ones read
+    back from a checkpoint can. Matching by key here does not depend on that order.
+    """
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    def mine(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        full = full.detach().to(like.device)
+        if not isinstance(like, DTensor):
+            return full.clone()
+        return distribute_tensor(full, like.device_mesh, like.placements, src_data_rank=None)  # no messages
+
+    def _local(t: torch.Tensor) -> torch.Tensor:
+        return t.to_local() if isinstance(t, DTensor) else t
+
+    full_weights = dict(plain.named_parameters())
+    moments = {name: plain_opt.state.get(p, {}) for name, p in plain.named_parameters()}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            _local(p).copy_(_local(mine(full_weights[name], p)))
+            state = moments[name]
+            if state:  # exp_avg and exp_avg_sq have the parameter's shape; step is a scalar each process keeps
+                optimizer.state[p] = {
+                    k: (mine(v, p) if v.shape == full_weights[name].shape else v.clone()) if torch.is_tensor(v) else v
+                    for k, v in state.items()
+                }
 
 
 def _looks_like_lost_peer(e: BaseException) -> bool:

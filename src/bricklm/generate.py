@@ -11,6 +11,7 @@ a KV cache useful past the window, which sliding by one token each step would no
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 
 import torch
@@ -93,5 +94,6 @@ def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int, devic
 
 def encode_prompt(tokenizer, prompt: str, device="cpu") -> torch.Tensor:
     """The prompt's ids as (1, T); an empty prompt starts from token 0, like the blog."""
+    prompt = unicodedata.normalize("NFC", prompt)  # the corpus was NFC-normalised, so "é" typed as e + U+0301 fits
     ids = tokenizer.encode(prompt) if prompt else [0]
     return torch.tensor([ids], dtype=torch.long, device=device)

@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from bricklm.config import ModelConfig
 
@@ -208,6 +209,7 @@ class GPT(nn.Module):
         self.head = nn.Linear(config.n_embd, config.vocab_size)
         if config.tie_weights:
             self.head.weight = self.tok_emb.weight
+        self.recompute_activations = False  # set by the trainer (TrainConfig.recompute_activations)
         self.apply(self._init_weights)
         # GPT-2: scale the projections into the residual stream by 1/√(2·n_layer) so depth doesn't blow it up.
         for name, p in self.named_parameters():
@@ -254,7 +256,11 @@ class GPT(nn.Module):
         start = caches[0].length if caches else 0
         x = self.drop(self.tok_emb(idx) + self.positions(T, start, idx.device))  # (B, T, C)
         for i, block in enumerate(self.blocks):
-            x = block(x, caches[i] if caches else None)
+            if self.recompute_activations and self.training and not caches and torch.is_grad_enabled():
+                # Keep only each block's input; recompute its insides in backward: less memory, ~1/3 more work.
+                x = torch.utils.checkpoint.checkpoint(block, x, None, use_reentrant=False)
+            else:
+                x = block(x, caches[i] if caches else None)
         logits = self.head(self.ln_f(x))
         if targets is None:
             return logits, None

@@ -27,11 +27,13 @@ from bricklm.corpus import (
     Document,
     Skipped,
     builtin_documents,
+    display_path,
     read_documents,
     scan_sources,
 )
 from bricklm.data import TokenWriter, split_documents, tail_split_index
 from bricklm.errors import UserError
+from bricklm.streaming import TOKENIZERS, build_tokenizer, char_progress, with_progress
 from bricklm.tokenizer import CharTokenizer
 
 SPLITS = ("documents", "tail")
@@ -88,7 +90,8 @@ class PrepareReport:
         lines += [
             f"documents: {self.documents:,}",
             f"characters: {self.characters:,}",
-            f"vocabulary: {self.vocab_size} characters ({self.dtype} token files)",
+            f"vocabulary: {self.vocab_size} {'BPE tokens' if self.tokenizer == 'bpe' else 'characters'} "
+            f"({self.dtype} token files)",
             f"split: {self._split_summary()}",
             f"train tokens: {self.train_tokens:,}",
             f"val tokens: {self.val_tokens:,}",
@@ -134,12 +137,15 @@ def prepare(
     val_fraction=0.1,
     seed=1337,
     code="drop",
+    tokenizer="char",
+    vocab_size=4096,
     log=print,
 ) -> PrepareReport:
     """Build a corpus folder at out from sources (files and folders), or from a built-in corpus.
 
     No sources and no builtin means builtin="python-docs". Writes corpus.txt,
-    tokenizer.json, train.bin, val.bin and meta.json; returns the report.
+    tokenizer.json, train.bin, val.bin and meta.json; returns the report. tokenizer: "char"
+    (one token per character) or "bpe" (byte-level BPE with up to vocab_size tokens).
     """
     sources = [str(s) for s in sources]
     if sources and builtin:
@@ -154,30 +160,35 @@ def prepare(
         raise UserError(f"val_fraction must be more than 0 and at most 0.5, not {val_fraction}")
     if code not in CODE_MODES:
         raise UserError(f"code must be one of {', '.join(CODE_MODES)}, not {code!r}")
+    if tokenizer not in TOKENIZERS:
+        raise UserError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, not {tokenizer!r}")
+    if tokenizer == "bpe" and vocab_size < 256:
+        raise UserError(f"--vocab-size must be at least 256 for byte-level BPE (one token per byte), not {vocab_size}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out must be a folder, but {out} is a file")
 
     report = PrepareReport(
         out=str(out),
-        sources=sources or [f"builtin:{builtin}"],
+        sources=[display_path(s) for s in sources] or [f"builtin:{builtin}"],
         builtin=builtin,
         code=code,
         split=split,
         split_requested=split,
         val_fraction=val_fraction,
         seed=seed,
+        tokenizer=tokenizer,
         bricklm_version=_version(),
     )
     if builtin:
-        items = builtin_documents(builtin)
+        items = with_progress(builtin_documents(builtin))
     else:
         scan = scan_sources(sources, exclude=[out])
         report.files_skipped = [asdict(s) for s in scan.skipped]
         report.files_ignored = dict(scan.ignored)
         report.ignored_extensions = dict(scan.ignored_extensions)
-        log(f"reading {len(scan.files)} files from {', '.join(sources)}")
-        items = read_documents(scan.files, code)
+        log(f"reading {len(scan.files)} files from {', '.join(report.sources)}")
+        items = with_progress(read_documents(scan.files, code), scan.files)
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -187,10 +198,10 @@ def prepare(
         names, lengths, chars = _write_corpus(items, tmp["corpus.txt"], report)
         if not lengths:
             raise UserError(_no_text_message(report))
-        tokenizer = CharTokenizer(sorted(chars))
-        tokenizer.save(tmp["tokenizer.json"])
-        report.vocab_size = tokenizer.vocab_size
-        _write_splits(tokenizer, tmp["corpus.txt"], tmp["train.bin"], tmp["val.bin"], names, lengths, report)
+        tok = build_tokenizer(tokenizer, chars, tmp["corpus.txt"], vocab_size)
+        tok.save(tmp["tokenizer.json"])
+        report.vocab_size = tok.vocab_size
+        _write_splits(tok, tmp["corpus.txt"], tmp["train.bin"], tmp["val.bin"], names, lengths, report)
         report.sha256["corpus.txt"] = _sha256(tmp["corpus.txt"])
         # meta.json goes last, so a folder caught halfway never looks complete to load_corpus.
         (out / "meta.json").unlink(missing_ok=True)
@@ -252,16 +263,19 @@ def _write_splits(tokenizer, corpus_path: Path, train_path, val_path, names, len
     train = TokenWriter(train_path, tokenizer.vocab_size)
     val = TokenWriter(val_path, tokenizer.vocab_size)
     ok = False
+    bar = char_progress(report.characters)
     try:
         with open(corpus_path, encoding="utf-8", newline="") as f:
             if report.split == "tail":
+                # The cut is in characters, so a BPE token never straddles it; each side is encoded apart.
                 cut, pos = tail_split_index(report.characters, report.val_fraction), 0
                 while chunk := f.read(CHUNK_CHARS):
-                    ids = tokenizer.encode_array(chunk)
-                    k = min(max(cut - pos, 0), len(ids))
-                    train.write(ids[:k])
-                    val.write(ids[k:])
-                    pos += len(ids)
+                    chunk += f.readline(CHUNK_CHARS)  # end chunks at a line end: BPE merges don't span them
+                    k = min(max(cut - pos, 0), len(chunk))
+                    train.write(tokenizer.encode_array(chunk[:k]))
+                    val.write(tokenizer.encode_array(chunk[k:]))
+                    pos += len(chunk)
+                    bar.update(len(chunk))
             else:
                 separator = tokenizer.encode_array(SEPARATOR)
                 for i, length in enumerate(lengths):
@@ -271,9 +285,11 @@ def _write_splits(tokenizer, corpus_path: Path, train_path, val_path, names, len
                     if writer.count:
                         writer.write(separator)
                     writer.write(tokenizer.encode_array(f.read(length)))
+                    bar.update(length)
                 report.val_documents = [names[i] for i in sorted(held_out)]
         ok = True
     finally:
+        bar.close()
         train.close(keep=ok)
         val.close(keep=ok)
     report.train_tokens, report.val_tokens = train.count, val.count
@@ -332,6 +348,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--code", choices=CODE_MODES, default="drop", help="drop (default) or keep fenced code and highlight blocks"
     )
+    parser.add_argument(
+        "--tokenizer",
+        choices=TOKENIZERS,
+        default="char",
+        help="char: one token per character, like the blog (default); "
+        "bpe: byte-level BPE trained on the corpus with Hugging Face tokenizers",
+    )
+    parser.add_argument(
+        "--vocab-size", "--vocab_size", type=int, default=4096, dest="vocab_size",
+        help="most tokens the BPE vocabulary may have, at least 256 (default 4096; --tokenizer bpe only)",
+    )  # fmt: skip
 
 
 def run(args) -> int:
@@ -344,6 +371,8 @@ def run(args) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         code=args.code,
+        tokenizer=args.tokenizer,
+        vocab_size=args.vocab_size,
     )
     print(report.format())
     return 0

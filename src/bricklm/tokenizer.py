@@ -98,6 +98,14 @@ def tokenizer_from_dict(d: dict) -> CharTokenizer:
     """Rebuild a tokenizer from to_dict() output; bad content is a UserError."""
     if not isinstance(d, dict) or "type" not in d:
         raise UserError('tokenizer has no "type" field')
+    if d["type"] == "chat":  # a base tokenizer plus finetune's special tokens (chat_data.py)
+        from bricklm.chat_data import ChatTokenizer
+
+        return ChatTokenizer.from_dict(d)
+    if d["type"] == "bpe":  # byte-level BPE from Hugging Face tokenizers (bpe.py)
+        from bricklm.bpe import BPETokenizer
+
+        return BPETokenizer.from_dict(d)
     if d["type"] not in _TYPES:
         raise UserError(f"unknown tokenizer type {d['type']!r}; this bricklm knows: {', '.join(_TYPES)}")
     chars = d.get("chars")
