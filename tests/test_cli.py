@@ -116,3 +116,18 @@ def test_every_command_has_help(command):
         [sys.executable, "-m", "bricklm", command, "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "usage: bricklm " + command in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--temperature", "-1"], "--temperature"),
+        (["--top-p", "1.5"], "--top-p"),
+        (["--max-new-tokens", "-2"], "--max-new-tokens"),
+        (["--num-samples", "0"], "--num-samples"),
+    ],
+)
+def test_bad_sampling_settings_are_one_line_errors(tiny_run, capsys, args, message):
+    assert main(["sample", "--run", str(tiny_run), *args]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

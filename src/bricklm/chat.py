@@ -18,6 +18,7 @@ import torch
 
 from bricklm.chat_data import ChatTokenizer, render
 from bricklm.errors import UserError
+from bricklm.generate import check_sampling_settings
 
 HELP = "commands: /reset (forget the conversation), /quit (leave)"
 
@@ -111,12 +112,7 @@ def cmd_chat(args) -> int:
     from bricklm.runs import load_run
     from bricklm.train import resolve_device
 
-    if args.max_new_tokens < 1:
-        raise UserError("--max-new-tokens must be >= 1")
-    if args.temperature < 0:
-        raise UserError(f"--temperature must be >= 0, got {args.temperature}")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
+    check_sampling_settings(args.max_new_tokens, args.temperature, args.top_p, least=1)
     device = resolve_device(args.device)
     run = load_run(args.run, args.checkpoint, device)
     if not isinstance(run.tokenizer, ChatTokenizer):

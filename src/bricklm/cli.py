@@ -113,16 +113,13 @@ def add_sample_parser(sub) -> None:
 def cmd_sample(args) -> int:
     import torch
 
-    from bricklm.generate import encode_prompt, generate
+    from bricklm.generate import check_sampling_settings, encode_prompt, generate
     from bricklm.runs import load_run
     from bricklm.train import resolve_device
 
-    if args.max_new_tokens < 0 or args.num_samples < 1:
-        raise UserError("--max-new-tokens must be >= 0 and --num-samples >= 1")
-    if args.temperature < 0:
-        raise UserError(f"--temperature must be >= 0, got {args.temperature}")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
+    check_sampling_settings(args.max_new_tokens, args.temperature, args.top_p)
+    if args.num_samples < 1:
+        raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
     device = resolve_device(args.device)
     run = load_run(args.run, args.checkpoint, device)
     idx = encode_prompt(run.tokenizer, args.prompt, device)

@@ -19,6 +19,18 @@ import torch
 from bricklm.model import GPT
 
 
+def check_sampling_settings(max_new_tokens: int, temperature: float, top_p: float | None, least: int = 0) -> None:
+    """User-facing checks shared by `sample` and `chat`: one clear error instead of a torch traceback."""
+    from bricklm.errors import UserError
+
+    if max_new_tokens < least:
+        raise UserError(f"--max-new-tokens must be >= {least}, got {max_new_tokens}")
+    if temperature < 0:
+        raise UserError(f"--temperature must be >= 0, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UserError(f"--top-p must be in (0, 1], got {top_p}")
+
+
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
     """(B, V) logits → (B, V) logits with everything outside top-k / the top-p nucleus set to -inf."""
     logits = logits / max(temperature, 1e-8)
