@@ -69,7 +69,7 @@ def tables(res: dict) -> str:
         lines += [f"| {e['step']} | {e['wall_s']:.1f} | {e['val_loss']:.4f} |" for e in r["evals"]]
         reached = f"reached in {r['seconds_to_target']:.1f} s" if r["reached"] else "not reached"
         lines += ["", f"Target val loss {r['target_val_loss']}: {reached}; best {r['best_val_loss']:.4f} "
-                  f"after {r['steps']} steps ({r['stop_reason']}).", ""]  # fmt: skip
+                  f"after {r['steps']} steps ({r['stop_reason'] or 'schedule finished'}).", ""]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

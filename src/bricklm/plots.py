@@ -26,6 +26,11 @@ def plot_loss(metrics: list[dict[str, Any]], path: str | Path, title: str = "los
         ax.plot(
             [m["step"] for m in evals], [m["val_loss"] for m in evals], "o-", color="tab:orange", label="val (eval)"
         )
+    return finish_loss_axes(fig, ax, title, path)
+
+
+def finish_loss_axes(fig, ax, title: str, path: str | Path) -> Path:
+    """The labels, grid and legend every loss-against-step figure shares, then save."""
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss")
     ax.set_title(title)

@@ -70,7 +70,7 @@ def best_eval(evals: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot_overfit(evals: list[dict[str, Any]], path: Path, title: str = "overfitting") -> Path:
     """Train and val loss per evaluation; after the best val step the widening gap is shaded."""
-    from bricklm.plots import plt, save
+    from bricklm.plots import finish_loss_axes, plt
 
     best = best_eval(evals)
     steps = [m["step"] for m in evals]
@@ -87,12 +87,7 @@ def plot_overfit(evals: list[dict[str, Any]], path: Path, title: str = "overfitt
     ax.axvline(best["step"], color="grey", linestyle="--", linewidth=1)
     ax.annotate(f"best val {best['val_loss']:.3f}\nat step {best['step']:,}", (best["step"], best["val_loss"]),
                 textcoords="offset points", xytext=(8, 12), fontsize=8)  # fmt: skip
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save(fig, path)
+    return finish_loss_axes(fig, ax, title, path)
 
 
 def overfit_section(run_dir: Path, at: list[int] | None, plot_path: Path) -> str:
