@@ -25,8 +25,8 @@ import json
 from pathlib import Path
 
 import torch
-
 from bricklm.chat_data import ASSISTANT, builtin_conversations, load_conversations, render, split_heldout
+
 from bricklm.errors import UserError
 from bricklm.finetune import BUILTIN_DATA, Examples, extend_vocab, make_example, masked_loss_sum
 from bricklm.generate import generate

@@ -18,11 +18,11 @@ import statistics
 import time
 
 import torch
+from bricklm.diagnosis import diagnose
+from bricklm.health import probe_training
 
 from bricklm.config import load_config
 from bricklm.data import load_corpus
-from bricklm.diagnosis import diagnose
-from bricklm.health import probe_training
 from bricklm.model import GPT
 
 SIZES = {

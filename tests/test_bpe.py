@@ -7,12 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bricklm.bpe import BPETokenizer
 from bricklm.cli import main
 from bricklm.data import load_corpus
 from bricklm.errors import UserError
 from bricklm.prepare import prepare
-from bricklm.tokenizer import CharTokenizer, load_tokenizer, tokenizer_from_dict
+from bricklm.tokenizer import BPETokenizer, CharTokenizer, load_tokenizer, tokenizer_from_dict
 from conftest import TINY_FLAGS, TINY_TEXT
 
 ODD = "naïve café e\u0301 🙂👩‍👩‍👧 漢字かな 한국어 \x00\x07\x1b[0m\t\r\n  trailing  \u200d\ufeff\U0010ffff"

@@ -8,12 +8,12 @@ import sys
 import pytest
 import torch
 
-from bricklm.chat import Chat
-from bricklm.chat_data import ChatTokenizer, render
 from bricklm.cli import main
 from bricklm.config import ModelConfig
+from bricklm.finetune.chat import Chat
+from bricklm.finetune.conversations import render
 from bricklm.model import GPT
-from bricklm.tokenizer import CharTokenizer
+from bricklm.tokenizer import CharTokenizer, ChatTokenizer
 
 CHATS = [
     {"prompt": "fox?", "response": "the dog."},

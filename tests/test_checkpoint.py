@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from bricklm import checkpoint as ckpt
+from bricklm.callbacks import Callback
 from bricklm.cli import main
 from bricklm.errors import UserError
 from bricklm.interrupts import Interrupted
 from bricklm.runs import load_run
-from bricklm.train import Callback
 from runhelp import configs, copy_run, losses, metrics, steps, tensors, train, trainer
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "bricklm"

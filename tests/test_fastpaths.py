@@ -4,12 +4,15 @@ import numpy as np
 import pytest
 import torch
 
+from bricklm.callbacks import Budget
 from bricklm.config import ModelConfig, TrainConfig, load_config
 from bricklm.data import get_batch
-from bricklm.fastpaths import Budget, adamw_kwargs, compile_with_fallback, full_split_loss
+from bricklm.datasets import full_split_loss
+from bricklm.fastpaths import compile_with_fallback
 from bricklm.generate import generate
 from bricklm.model import GPT
-from bricklm.train import Trainer, make_optimizer
+from bricklm.optim import adamw_kwargs, make_optimizer
+from bricklm.train import Trainer
 
 
 def tiny(**kw) -> GPT:
@@ -133,31 +136,34 @@ def test_kv_cache_generation_matches_recompute():
     assert runs[0] == runs[1]
 
 
-class FakeTrainer:
-    def __init__(self):
-        from bricklm.train import TrainState
+def fake_context():
+    from types import SimpleNamespace
 
-        self.state, self.stop_reason = TrainState(), None
+    from bricklm.callbacks import TrainState
+
+    return SimpleNamespace(state=TrainState())
 
 
 def test_budget_stops_on_target_and_on_time():
     now = [0.0]
-    b, t = Budget(max_seconds=10, target_val_loss=1.5, clock=lambda: now[0]), FakeTrainer()
+    b, t = Budget(max_seconds=10, target_val_loss=1.5, clock=lambda: now[0]), fake_context()
     b.on_start(t)
     now[0] = 5.0
     assert not b.on_eval(t, {"step": 0, "val_loss": 4.0})  # step 0: starts the clock, never stops
     now[0] = 8.0
     b.on_step(t, 1, 3.0)
-    assert not b.eval_due
+    assert not b.wants_eval(t)
     assert not b.on_eval(t, {"step": 1, "val_loss": 2.0})
     assert t.state.extra["wall_at_eval"] == [[1, 3.0, 2.0]]
     now[0] = 15.5
     b.on_step(t, 2, 3.0)
-    assert b.eval_due  # over budget: the loop evaluates now
-    assert b.on_eval(t, {"step": 2, "val_loss": 1.9}) and "time budget" in t.stop_reason
-    b2, t2 = Budget(target_val_loss=1.5, clock=lambda: now[0]), FakeTrainer()
+    assert b.wants_eval(t)  # over budget: the loop evaluates now
+    reason = b.on_eval(t, {"step": 2, "val_loss": 1.9})
+    assert reason and "time budget" in reason
+    b2, t2 = Budget(target_val_loss=1.5, clock=lambda: now[0]), fake_context()
     b2.on_start(t2)
-    assert b2.on_eval(t2, {"step": 4, "val_loss": 1.5}) and "target" in t2.stop_reason
+    reason = b2.on_eval(t2, {"step": 4, "val_loss": 1.5})
+    assert reason and "target" in reason
 
 
 def test_trainer_full_eval_and_target(tiny_corpus, tmp_path):
@@ -169,7 +175,7 @@ def test_trainer_full_eval_and_target(tiny_corpus, tmp_path):
     trainer = Trainer(model_cfg, train_cfg, tiny_corpus, tmp_path / "run", log=lambda *a: None, progress=False)
     result = trainer.run()
     assert result["steps"] == 2 and "target" in result["stop_reason"]  # the first evaluation after step 0
-    expected = full_split_loss(trainer.model, trainer.val_data, 16, 4)
+    expected = full_split_loss(trainer.model, trainer.data.val, 16, 4)
     assert result["val_loss"] == pytest.approx(expected, rel=1e-6)
     assert trainer.state.extra["wall_at_eval"][0][0] == 2
 

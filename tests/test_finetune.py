@@ -7,24 +7,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bricklm.chat_data import (
+from bricklm.cli import main
+from bricklm.config import ModelConfig
+from bricklm.errors import UserError
+from bricklm.finetune.conversations import builtin_conversations, load_conversations, render, render_text
+from bricklm.finetune.data import IGNORE, make_example
+from bricklm.finetune.lora import LoRALinear, apply_lora, lora_modules, merge_lora, merged_state_dict
+from bricklm.finetune.trainer import extend_vocab
+from bricklm.model import GPT
+from bricklm.tokenizer import (
     ASSISTANT,
     END,
     SPECIALS,
     USER,
+    BPETokenizer,
+    CharTokenizer,
     ChatTokenizer,
-    builtin_conversations,
-    load_conversations,
-    render,
-    render_text,
+    tokenizer_from_dict,
 )
-from bricklm.cli import main
-from bricklm.config import ModelConfig
-from bricklm.errors import UserError
-from bricklm.finetune import IGNORE, extend_vocab, make_example
-from bricklm.lora import LoRALinear, apply_lora, lora_modules, merge_lora, merged_state_dict
-from bricklm.model import GPT
-from bricklm.tokenizer import CharTokenizer, tokenizer_from_dict
 
 # Conversations made of the tiny corpus's characters, short enough for its 16-token window,
 # and one character ("?") the tiny corpus lacks, so finetune must add it.
@@ -287,7 +287,7 @@ def test_lora_finetune_saves_plain_weights_and_resumes(tiny_run, chats, tmp_path
     # The saved weights are the merge of the saved base and adapters.
     adapted = GPT(run.model_cfg)
     apply_lora(adapted, 2, 4.0)
-    from bricklm.lora import load_adapter_tensors
+    from bricklm.finetune.lora import load_adapter_tensors
 
     adapted.load_state_dict(c.model, strict=False)
     load_adapter_tensors(adapted, c.state)
@@ -324,8 +324,7 @@ def test_finetune_help():
 
 
 def test_chat_tokenizer_over_a_bpe_base():
-    bpe = pytest.importorskip("bricklm.bpe")
-    base = bpe.BPETokenizer.train(["the quick brown fox jumps over the lazy dog"] * 20, vocab_size=300)
+    base = BPETokenizer.train(["the quick brown fox jumps over the lazy dog"] * 20, vocab_size=300)
     tok = ChatTokenizer(base)
     assert tok.id(SPECIALS[0]) == base.vocab_size and not tok.added_chars
     messages = [{"role": "user", "content": "the fox?"}, {"role": "assistant", "content": "héllo 🙂"}]

@@ -18,8 +18,7 @@ from bricklm.config import load_config
 from bricklm.distributed import Dist
 from bricklm.errors import UserError
 from bricklm.generate import generate_text
-from bricklm.runs import load_run
-from bricklm.train import read_metrics
+from bricklm.runs import load_run, read_metrics
 from test_distributed import TOLERANCE, child_env, finish, flags, losses, spawn
 
 pytestmark = [

@@ -8,8 +8,8 @@ import torch
 from bricklm.cli import main
 from bricklm.config import load_config
 from bricklm.data import load_corpus
-from bricklm.diagnosis import diagnose, format_findings
-from bricklm.health import (
+from bricklm.inspect.diagnosis import diagnose, format_findings
+from bricklm.inspect.health import (
     attention_entropy,
     attention_weights,
     grad_norms,
@@ -18,7 +18,7 @@ from bricklm.health import (
     snapshot,
     update_ratios,
 )
-from bricklm.inspection import layers_to_show, write_plots
+from bricklm.inspect.inspection import layers_to_show, write_plots
 from bricklm.model import GPT, count_params, merge_heads
 from conftest import TINY_FLAGS
 
@@ -109,8 +109,8 @@ def test_measure_reports_every_figure_and_the_residual_probe_tells_the_variants_
     assert len(default["act_std"]) == 3 and len(default["attn_entropy"]) == 2 and len(default["attn_entropy"][0]) == 2
     assert all(p == pytest.approx(1, abs=0.1) for p in default["passthrough"])
     assert max(default["input_sensitivity"]) < 0.05  # LayerNorm in front of attention
-    assert max(measure(tiny_gpt(residual_bug=True), x, x)["passthrough"]) < 0.2
-    assert max(measure(tiny_gpt(residual=False), x, x)["passthrough"]) < 0.2
+    assert max(measure(tiny_gpt(residual="bug"), x, x)["passthrough"]) < 0.2
+    assert max(measure(tiny_gpt(residual="off"), x, x)["passthrough"]) < 0.2
     assert min(measure(tiny_gpt(norm="none"), x, x)["input_sensitivity"]) > 0.9
 
 
@@ -210,7 +210,7 @@ def diagnoses(tiny_corpus):
     train, _, tok, _ = load_corpus(tiny_corpus)
     out = {}
     variants = {
-        "default": {}, "residual_bug": {"residual_bug": True}, "residual_off": {"residual": False},
+        "default": {}, "residual_bug": {"residual": "bug"}, "residual_off": {"residual": "off"},
         "norm_none": {"norm": "none"}, "lr_low": {"learning_rate": 1e-5},
     }  # fmt: skip
     for name, settings in variants.items():
@@ -233,12 +233,12 @@ def test_diagnosis_says_nothing_alarming_about_the_default_model(diagnoses):
 def test_diagnosis_flags_the_blogs_residual_bug(diagnoses):
     w = warnings(diagnoses["residual_bug"])
     assert set(w) == {"residual stream"}
-    assert "overwritten" in w["residual stream"] and "residual_bug" in w["residual stream"]
+    assert "overwritten" in w["residual stream"] and "residual = 'bug'" in w["residual stream"]
 
 
 def test_diagnosis_flags_no_residual(diagnoses):
     w = warnings(diagnoses["residual_off"])
-    assert "no residual connection" in w["residual stream"] and "residual_bug" not in w["residual stream"]
+    assert "no residual connection" in w["residual stream"] and "residual = 'bug'" not in w["residual stream"]
     assert "vanishing gradients" in w["gradients"]
 
 
@@ -249,6 +249,7 @@ def test_diagnosis_flags_missing_layernorm_and_a_tiny_learning_rate(diagnoses):
 
 def test_inspect_diagnose_command_flags_the_bug(tiny_corpus, capsys):
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in DEEP.items()]
-    assert main(["inspect", "--data", str(tiny_corpus), *flags, "--residual-bug", "--steps", "20", "--diagnose"]) == 0
+    argv = ["inspect", "--data", str(tiny_corpus), *flags, "--residual", "bug", "--steps", "20", "--diagnose"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "WARNING" in out and "the blog's `x = ln1(x)` bug" in out and "1 warning" in out

@@ -34,8 +34,8 @@ SWITCHES = [
     {"positional": "sinusoidal"},
     {"positional": "none"},
     {"norm": "none"},
-    {"residual": False},
-    {"residual_bug": True},
+    {"residual": "off"},
+    {"residual": "bug"},
     {"tie_weights": True},
     {"bias": True},
     {"bias": True, "attention": "torch_mha"},
@@ -118,7 +118,7 @@ def test_sinusoidal_table_is_indexed_by_position():
 def test_residual_bug_changes_the_computation():
     torch.manual_seed(0)
     good = GPT(tiny()).eval()
-    bug = GPT(tiny(residual_bug=True)).eval()
+    bug = GPT(tiny(residual="bug")).eval()
     bug.load_state_dict(good.state_dict())
     idx = torch.randint(0, 11, (1, 16))
     assert not torch.allclose(good(idx)[0], bug(idx)[0])

@@ -8,9 +8,10 @@ import os
 import numpy as np
 import pytest
 
+from bricklm.cli import prepare as prepare_command
 from bricklm.data import load_corpus
 from bricklm.errors import UserError
-from bricklm.prepare import add_arguments, prepare, run
+from bricklm.prepare import prepare
 
 
 def quiet(*_):
@@ -309,9 +310,10 @@ def test_builtin_python_docs(tmp_path):
 def test_cli_arguments_and_run(tmp_path, capsys):
     (tmp_path / "post.md").write_text("Hello [world](http://x).")
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    prepare_command.register(parser.add_subparsers())
     args = parser.parse_args(
         [
+            "prepare",
             str(tmp_path / "post.md"),
             "--out",
             str(tmp_path / "data"),
@@ -333,11 +335,11 @@ def test_cli_arguments_and_run(tmp_path, capsys):
         7,
         "keep",
     )
-    assert run(args) == 0
+    assert args.func(args) == 0
     assert "characters: 12" in capsys.readouterr().out
     assert (tmp_path / "data" / "corpus.txt").read_text() == "Hello world."
 
-    defaults = parser.parse_args(["--out", "x"])
+    defaults = parser.parse_args(["prepare", "--out", "x"])
     assert (defaults.sources, defaults.split, defaults.val_fraction, defaults.seed, defaults.code) == (
         [],
         "documents",
@@ -346,4 +348,4 @@ def test_cli_arguments_and_run(tmp_path, capsys):
         "drop",
     )
     with pytest.raises(SystemExit):
-        parser.parse_args(["a.md"])  # --out is required
+        parser.parse_args(["prepare", "a.md"])  # --out is required

@@ -31,7 +31,7 @@ def make_corpus(root: Path, mb: int = 50, files: int = 250, seed: int = 0) -> in
 MEASURE = """
 import json, resource, sys
 from bricklm.prepare import prepare
-import bricklm.bpe
+import bricklm.tokenizer
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 report = prepare([sys.argv[1]], sys.argv[2], tokenizer=sys.argv[3], log=lambda *a: None)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from bricklm import checkpoint as ckpt
+from bricklm.callbacks import Callback
 from bricklm.cli import main
 from bricklm.errors import UserError
-from bricklm.runlock import LOCK_NAME, RunLock
-from bricklm.train import Callback
+from bricklm.files import LOCK_NAME, RunLock
 from conftest import TINY_FLAGS
 from runhelp import metrics, steps, train
 
@@ -171,18 +171,18 @@ class PoisonStep(Callback):
     def __init__(self, step, kind):
         self.step, self.kind, self.weights = step, kind, {}
 
-    def on_step(self, trainer, step, loss):
-        self.weights[step] = [p.detach().clone() for p in trainer.model.parameters()]
+    def on_step(self, ctx, step, loss):
+        self.weights[step] = [p.detach().clone() for p in ctx.model.parameters()]
         if step != self.step:
             return
-        real = trainer.forward
+        model = ctx.model
 
         def poisoned(x, y):
-            trainer.forward = real
-            logits, loss = real(x, y)
+            del model.forward  # back to the class's forward after this one call
+            logits, loss = type(model).forward(model, x, y)
             return logits, (loss * float("nan") if self.kind == "nan-loss" else InfGrad.apply(loss))
 
-        trainer.forward = poisoned
+        model.forward = poisoned
 
 
 @pytest.mark.parametrize("kind", ["nan-loss", "inf-grad"])
@@ -199,10 +199,10 @@ def test_a_non_finite_step_is_skipped_and_counted(tiny_corpus, tmp_path, kind):
 
 
 class PoisonWeights(Callback):
-    def on_step(self, trainer, step, loss):
+    def on_step(self, ctx, step, loss):
         if step == 4:
             with torch.no_grad():
-                trainer.model.head.weight[0, 0] = float("nan")  # every later loss is NaN
+                ctx.model.head.weight[0, 0] = float("nan")  # every later loss is NaN
 
 
 def test_k_non_finite_steps_in_a_row_stop_with_the_last_good_checkpoint_intact(tiny_corpus, tmp_path):
@@ -244,9 +244,9 @@ def test_a_model_too_big_is_refused_before_allocating(tiny_corpus, tmp_path, cap
 
 
 def test_no_memory_check_lets_a_refused_model_try(tiny_corpus, tmp_path, capsys, monkeypatch):
-    import bricklm.train as train_module
+    import bricklm.hardware as hardware
 
-    monkeypatch.setattr(train_module, "available_memory_bytes", lambda: 1024)  # a machine with 1 KiB free
+    monkeypatch.setattr(hardware, "available_memory_bytes", lambda: 1024)  # a machine with 1 KiB free
     args = ["train", "--data", str(tiny_corpus), *TINY_FLAGS]
     assert main([*args, "--out", str(tmp_path / "a")]) == 1
     assert "--no-memory-check" in capsys.readouterr().err
@@ -255,8 +255,8 @@ def test_no_memory_check_lets_a_refused_model_try(tiny_corpus, tmp_path, capsys,
 
 def test_the_estimate_counts_weights_gradients_and_adam(monkeypatch):
     from bricklm.config import ModelConfig, TrainConfig
+    from bricklm.hardware import estimate_memory_bytes
     from bricklm.model import count_params
-    from bricklm.train import estimate_memory_bytes
 
     m = ModelConfig(vocab_size=100, n_layer=2, n_embd=64, n_head=4, block_size=32)
     assert estimate_memory_bytes(m, TrainConfig(batch_size=1)) > 16 * count_params(m)
@@ -272,7 +272,7 @@ def test_the_estimate_counts_weights_gradients_and_adam(monkeypatch):
 
 
 def test_available_memory_is_known_here():
-    from bricklm.train import available_memory_bytes
+    from bricklm.hardware import available_memory_bytes
 
     have = available_memory_bytes()
     assert have is None or 0 < have <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -360,7 +360,7 @@ def test_disk_full_outside_a_checkpoint_is_one_line_too(tiny_corpus, tmp_path, c
     def full(self, record):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.run_dir / "metrics.jsonl"))
 
-    monkeypatch.setattr(Trainer, "append_metrics", full)
+    monkeypatch.setattr(Trainer, "_append_metrics", full)
     run = tmp_path / "run"
     assert main(["train", "--data", str(tiny_corpus), "--out", str(run), *TINY_FLAGS]) == 1
     err = capsys.readouterr().err

@@ -1,57 +1,83 @@
-"""Training callbacks switched on by TrainConfig fields: early stopping and loss-level snapshots.
+"""What the training loop carries (TrainState), what it shows its callbacks (Context), and the callbacks
+that TrainConfig switches on: early stopping, loss-level snapshots and the time/target budget.
 
-    early_stop = 5          # stop after 5 evaluations without a new best val loss
-    loss_levels = "4.0,3.0,2.5,2.0,1.6"
+    early_stop = 5                # stop after 5 evaluations without a new best val loss
+    loss_levels = "4.0,3.0,2.5"   # keep the weights when val loss first falls below each level
+    max_seconds = 60              # stop at the first evaluation past 60 s of wall time
 
-A snapshot is `RUN/snapshots/loss-2.50/` holding model.safetensors (the weights the
-moment val loss first fell below 2.5) and snapshot.json (level, step, losses); the run's
-own config.json and tokenizer.json rebuild the model. `bricklm samples-by-loss RUN`
-reads them. Both callbacks keep their progress in `trainer.state.extra`, which every
-checkpoint saves, so a resumed run neither re-snapshots a level nor forgets its patience.
+A callback sees the loop through a Context: the model (whole, also under FSDP), the state, the
+settings, the run directory and a way to log and to add lines to metrics.jsonl. It never reaches
+into the trainer. `on_eval` returns a reason to stop (a string) or None; `wants_eval` asks the loop
+for an evaluation now rather than at the next eval_interval. Progress a callback must remember
+across a resume goes into `state.extra`, which every checkpoint saves.
 """
 
 from __future__ import annotations
 
-import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+import torch
 
-from bricklm import checkpoint as ckpt
-from bricklm.errors import UserError
-from bricklm.train import Callback
-
-SNAPSHOTS = "snapshots"
+from bricklm.config import ModelConfig, TrainConfig, parse_loss_levels
+from bricklm.runs import SNAPSHOTS, level_name, write_snapshot
 
 
-def parse_loss_levels(text: str) -> list[float]:
-    """'4.0,3.0,2.5' -> [4.0, 3.0, 2.5] (sorted high to low); '' -> []."""
-    levels = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            value = float(part)
-        except ValueError:
-            raise UserError(
-                f"train.loss_levels must be comma-separated numbers like '4.0,3.0,2.5', got {text!r}"
-            ) from None
-        if not value > 0:
-            raise UserError(f"train.loss_levels must be positive, got {value}")
-        levels.append(value)
-    return sorted(set(levels), reverse=True)
+@dataclass
+class TrainState:
+    """What the loop carries from step to step, and what a checkpoint must restore."""
+
+    step: int = 0
+    best_val: float = float("inf")
+    best_step: int = -1
+    elapsed: float = 0.0  # seconds of training so far, across resumes
+    tokens: int = 0
+    last_train: float = float("nan")
+    last_val: float = float("nan")
+    skipped_steps: int = 0  # steps whose loss or gradient norm was not finite: no update was made
+    extra: dict[str, Any] = field(default_factory=dict)  # room for callbacks (e.g. early-stop counters)
 
 
-def config_callbacks(train_cfg) -> list[Callback]:
-    """The callbacks a TrainConfig asks for (Trainer adds them to any it was given)."""
+@dataclass
+class Context:
+    """The loop as a callback sees it."""
+
+    model: torch.nn.Module
+    state: TrainState
+    cfg: TrainConfig
+    model_cfg: ModelConfig
+    run_dir: Path
+    device: torch.device
+    data: Any  # the dataset being trained on (datasets.TokenDataset, or finetune's conversations)
+    log: Callable[[str], None] = print
+    append_metrics: Callable[[dict[str, Any]], None] = lambda record: None
+
+
+class Callback:
+    """Hooks into the loop; every method is optional."""
+
+    def on_start(self, ctx: Context) -> None: ...
+    def on_step(self, ctx: Context, step: int, loss: float) -> None: ...
+    def wants_eval(self, ctx: Context) -> bool:
+        return False
+
+    def on_eval(self, ctx: Context, record: dict[str, Any]) -> str | None: ...
+    def on_end(self, ctx: Context) -> None: ...
+
+
+def config_callbacks(cfg: TrainConfig) -> list[Callback]:
+    """The callbacks a TrainConfig asks for (the Trainer adds them to any it was given)."""
     out: list[Callback] = []
-    levels = parse_loss_levels(train_cfg.loss_levels)
+    levels = parse_loss_levels(cfg.loss_levels)
     if levels:
         out.append(LossLevelSnapshots(levels))
-    if train_cfg.early_stop > 0:
-        out.append(EarlyStopping(train_cfg.early_stop))
+    if cfg.early_stop > 0:
+        out.append(EarlyStopping(cfg.early_stop))
+    if cfg.max_seconds or cfg.target_val_loss:
+        out.append(Budget(cfg.max_seconds, cfg.target_val_loss))
     return out
 
 
@@ -65,31 +91,29 @@ class EarlyStopping(Callback):
     def __init__(self, patience: int):
         self.patience = patience
 
-    def on_eval(self, trainer, record: dict[str, Any]) -> bool:
-        s = trainer.state
+    def on_eval(self, ctx: Context, record: dict[str, Any]) -> str | None:
+        s = ctx.state
         if s.best_step == record["step"]:
             s.extra["evals_without_improvement"] = 0
-            return False
+            return None
         bad = s.extra.get("evals_without_improvement", 0) + 1
         s.extra["evals_without_improvement"] = bad
         if bad >= self.patience:
-            trainer.stop_reason = (
+            return (
                 f"early stop: val loss has not improved for {bad} evaluations "
                 f"(best {s.best_val:.4f} at step {s.best_step})"
             )
-            trainer.write(trainer.stop_reason)
-            return True
-        return False
+        return None
 
 
 class LossLevelSnapshots(Callback):
-    """Keep the weights from the first evaluation whose val loss is below each level."""
+    """Keep the weights from the first evaluation whose val loss is below each level (runs.py reads them)."""
 
     def __init__(self, levels: list[float]):
         self.levels = levels
 
-    def on_eval(self, trainer, record: dict[str, Any]) -> None:
-        reached = trainer.state.extra.setdefault("loss_levels_reached", {})
+    def on_eval(self, ctx: Context, record: dict[str, Any]) -> None:
+        reached = ctx.state.extra.setdefault("loss_levels_reached", {})
         for level in self.levels:
             key = level_name(level)
             if key in reached or not record["val_loss"] < level:
@@ -102,43 +126,48 @@ class LossLevelSnapshots(Callback):
                 # Below the level before any training: this snapshot says nothing about learning.
                 "below_at_start": record["step"] == 0,
             }
-            write_snapshot(trainer.run_dir / SNAPSHOTS / key, trainer.model, info)
+            write_snapshot(ctx.run_dir / SNAPSHOTS / key, ctx.model, info)
             reached[key] = info
         return None
 
 
-def level_name(level: float) -> str:
-    return f"loss-{level:.2f}"
+class Budget(Callback):
+    """Stops training at the first evaluation past max_seconds of wall time, or whose val loss is
+    at or below target_val_loss. Wall time runs from the end of the step-0 evaluation (so the
+    step-0 checkpoint save is counted, conservatively) and includes every later evaluation; it is kept in
+    state.extra["wall_s"] and each evaluation's in extra["wall_at_eval"]."""
 
+    def __init__(self, max_seconds: float = 0.0, target_val_loss: float = 0.0, clock=time.perf_counter):
+        self.max_seconds, self.target = max_seconds, target_val_loss
+        self.clock = clock
+        self.t0: float | None = None
+        self.offset = 0.0
+        self.eval_due = False
 
-def write_snapshot(path: Path, model, info: dict[str, Any]) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "model.safetensors.tmp"
-    save_file(ckpt.model_tensors(model), str(tmp))
-    tmp.replace(path / "model.safetensors")
-    ckpt.atomic_write_json(path / "snapshot.json", info)  # last: a snapshot without it is incomplete
+    def on_start(self, ctx: Context) -> None:
+        self.offset = float(ctx.state.extra.get("wall_s", 0.0))  # a resumed run keeps its spent time
+        self.t0 = self.clock()
+        self.eval_due = False
 
+    def wall(self) -> float:
+        return self.offset + self.clock() - self.t0
 
-def list_snapshots(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Complete snapshots of a run, highest level first, each with its 'path'."""
-    root = Path(run_dir) / SNAPSHOTS
-    out = []
-    for d in sorted(root.glob("loss-*")) if root.is_dir() else []:
-        meta = d / "snapshot.json"
-        if meta.is_file() and (d / "model.safetensors").is_file():
-            info = json.loads(meta.read_text())
-            info["path"] = d
-            out.append(info)
-    return sorted(out, key=lambda i: -i["level"])
+    def on_step(self, ctx: Context, step: int, loss: float) -> None:
+        self.eval_due = bool(self.max_seconds) and self.wall() >= self.max_seconds
 
+    def wants_eval(self, ctx: Context) -> bool:
+        return self.eval_due  # past the budget: evaluate now rather than at the next eval_interval
 
-def load_snapshot_model(run_dir: str | Path, snapshot: dict[str, Any], device="cpu"):
-    """A GPT with a snapshot's weights, shaped by the run's config.json."""
-    from bricklm.config import ModelConfig, build
-    from bricklm.model import GPT
-
-    config = json.loads((Path(run_dir) / "config.json").read_text())
-    model = GPT(build(ModelConfig, config["model"], "model"))
-    path = Path(snapshot["path"]) / "model.safetensors"
-    ckpt.load_model_tensors(model, load_file(str(path)), str(path))
-    return model.to(device).eval()
+    def on_eval(self, ctx: Context, record: dict[str, Any]) -> str | None:
+        if record["step"] == 0 and ctx.state.step == 0:
+            self.t0 = self.clock()  # the clock starts at the first training step
+            return None
+        wall = self.wall()
+        extra = ctx.state.extra
+        extra["wall_s"] = wall
+        extra.setdefault("wall_at_eval", []).append([record["step"], round(wall, 3), record["val_loss"]])
+        if self.target and record["val_loss"] <= self.target:
+            return f"val loss {record['val_loss']:.4f} <= target {self.target:g} after {wall:.1f} s"
+        if self.max_seconds and wall >= self.max_seconds:
+            return f"time budget of {self.max_seconds:g} s spent ({wall:.1f} s)"
+        return None

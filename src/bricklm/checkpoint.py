@@ -46,6 +46,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from bricklm.errors import UserError
+from bricklm.files import atomic_write_bytes, atomic_write_json, fsync_dir, json_bytes
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
@@ -57,57 +58,16 @@ STEP_DIR = re.compile(r"step-(\d+)")
 PAUSE_ENV = "BRICKLM_TEST_SAVE_PAUSE"
 
 
-# --- atomic file writes ------------------------------------------------------------------
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in `path` durable (a no-op where directories can't be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync, os.replace, fsync the folder: all or nothing."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # --- what goes into a checkpoint -----------------------------------------------------------
 
 
-def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict with each shared tensor once (tied head = token embedding), contiguous, on CPU."""
-    seen: dict[int, str] = {}
+def model_tensors(weights: torch.nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model's state dict (or a state dict) with each shared tensor once (tied head = token embedding),
+    contiguous, on CPU: what model.safetensors holds."""
+    state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
+    seen: dict[tuple, str] = {}
     out = {}
-    for name, t in model.state_dict().items():
+    for name, t in state.items():
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
         if key in seen:
             continue
@@ -117,6 +77,14 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Load saved weights into model; any name or shape that doesn't fit is a UserError naming `source`."""
+    expected = model.state_dict()
+    for name, t in tensors.items():
+        if name in expected and tuple(t.shape) != tuple(expected[name].shape):
+            raise UserError(
+                f"{source} does not fit this model: {name} has shape {tuple(t.shape)}, the model's config says "
+                f"{tuple(expected[name].shape)}; was it saved with a different config?"
+            )
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     tied = {"head.weight"} if getattr(getattr(model, "config", None), "tie_weights", False) else set()
     if set(missing) - tied or unexpected:
@@ -204,7 +172,7 @@ def step_dir_name(step: int) -> str:
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
-    model: torch.nn.Module,
+    weights: torch.nn.Module | dict[str, torch.Tensor],
     optimizer: torch.optim.Optimizer | None,
     trainer_state: dict[str, Any],
     config: dict[str, Any],
@@ -214,6 +182,7 @@ def save_checkpoint(
 ) -> Path:
     """Write a complete checkpoint for `step` and return its directory.
 
+    weights: the model, or the state dict to save in its place (finetune's merged LoRA weights).
     extra_tensors go into state.safetensors beside the optimiser (e.g. finetune's LoRA adapters).
     """
     root = Path(run_dir) / CHECKPOINTS
@@ -226,11 +195,11 @@ def save_checkpoint(
         rng_json, rng_tensors = rng_state(generator)
         groups, optim_tensors = optimizer_parts(optimizer) if optimizer is not None else ([], {})
         blobs = {
-            "model.safetensors": st_save(model_tensors(model)),
+            "model.safetensors": st_save(model_tensors(weights)),
             "state.safetensors": st_save({**optim_tensors, **rng_tensors, **(extra_tensors or {})}),
-            "trainer.json": _json_bytes({**trainer_state, "step": step, "optimizer": groups, "rng": rng_json}),
-            "config.json": _json_bytes(config),
-            "tokenizer.json": _json_bytes(tokenizer),
+            "trainer.json": json_bytes({**trainer_state, "step": step, "optimizer": groups, "rng": rng_json}),
+            "config.json": json_bytes(config),
+            "tokenizer.json": json_bytes(tokenizer),
         }
         manifest = {"format": "bricklm-checkpoint/1", "step": step, "files": {}}
         for name, data in blobs.items():
@@ -298,10 +267,6 @@ def clean_stale(run_dir: str | Path) -> list[str]:
             shutil.rmtree(p, ignore_errors=True)
             done.append(f"removed {p.name}")
     return done
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def mark_best(run_dir: str | Path, step: int, val_loss: float) -> None:

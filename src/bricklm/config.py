@@ -1,18 +1,20 @@
-"""Configuration as data: dataclasses with defaults, a TOML file, flags that override it.
+"""Configuration as data: dataclasses with defaults, a TOML recipe, flags that override it.
 
-A TOML recipe has up to two tables, `[model]` and `[train]`, whose keys are the
-field names below (the blog's and nanoGPT's names). Every field is also a flag:
-`--n-embd 128` or `--n_embd 128`; flags override the file. Unknown keys, wrong
-types and impossible values are `UserError`s that name the key.
+A TOML recipe has up to two tables, `[model]` and `[train]` (and a free-form `[meta]`), whose
+keys are the field names below (the blog's and nanoGPT's names). The command line offers every
+field as a flag (cli/flags.py). Settings are merged in one place, `resolve`: a base (defaults,
+a saved run's config.json, or a feature's own defaults), then a recipe, then flat overrides.
+Unknown keys, wrong types and impossible values are `UserError`s that name the key.
 
     model, train = load_config("configs/seed/headline-10m.toml", overrides={"max_iters": 10})
+    model, train = resolve(saved_run_config, "more.toml", {"learning_rate": 3e-4})
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
+
+RESIDUAL_MODES = ("on", "off", "bug")
 
 
 def _opt(default, help: str, choices: tuple | None = None):
@@ -51,10 +55,19 @@ class ModelConfig:
         "learned", "position information added to the token embedding", ("learned", "sinusoidal", "none")
     )
     norm: str = _opt("layernorm", "normalisation before each sub-layer and at the end", ("layernorm", "none"))
-    residual: bool = _opt(True, "residual connections around each sub-layer")
-    residual_bug: bool = _opt(False, "the blog's 'subtle bug': x = ln1(x) overwrites the residual stream")
+    residual: str = _opt(
+        "on",
+        "residual connections around each sub-layer: on; off (ablation); bug: the blog's 'subtle bug', "
+        "x = ln1(x) overwriting the stream it should add to",
+        RESIDUAL_MODES,
+    )
     activation: str = _opt("gelu", "feed-forward activation (the blog used relu)", ("gelu", "relu"))
     tie_weights: bool = _opt(False, "share the token embedding with the output head (the blog: untied)")
+
+    def __post_init__(self):
+        # Python callers of the old API passed residual=True/False; the setting now has three values.
+        if isinstance(self.residual, bool):
+            self.residual = "on" if self.residual else "off"
 
     @property
     def head_size(self) -> int:
@@ -121,7 +134,8 @@ class TrainConfig:
         "val-loss thresholds; a snapshot is kept in RUN/snapshots/ when val first drops below each ('' = off)",
     )
     log_health: bool = _opt(
-        False, "at every evaluation, log gradient norms, update ratios, activations and attention entropy per layer "
+        False,
+        "at every evaluation, log gradient norms, update ratios, activations and attention entropy per layer "
         "to metrics.jsonl (see `bricklm inspect`)",
     )
     eval_full: bool = _opt(
@@ -159,12 +173,29 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
-        from bricklm.callbacks import parse_loss_levels
-
         parse_loss_levels(self.loss_levels)  # a UserError naming the bad value
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig}
+
+
+def parse_loss_levels(text: str) -> list[float]:
+    """'4.0,3.0,2.5' -> [4.0, 3.0, 2.5] (sorted high to low); '' -> []."""
+    levels = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise UserError(
+                f"train.loss_levels must be comma-separated numbers like '4.0,3.0,2.5', got {text!r}"
+            ) from None
+        if not value > 0:
+            raise UserError(f"train.loss_levels must be positive, got {value}")
+        levels.append(value)
+    return sorted(set(levels), reverse=True)
 
 
 def _validate_fields(obj, section: str) -> None:
@@ -195,8 +226,47 @@ def field_names(cls) -> set[str]:
     return {f.name for f in fields(cls)}
 
 
+def section_of(key: str) -> str | None:
+    """'n_layer' -> 'model', 'batch_size' -> 'train'; None for an unknown key (old spellings included)."""
+    if key in LEGACY_MODEL_KEYS:
+        return "model"
+    return next((name for name, cls in SECTIONS.items() if key in field_names(cls)), None)
+
+
+# --- older spellings ----------------------------------------------------------------------------
+
+LEGACY_MODEL_KEYS = ("residual_bug",)
+
+
+def upgrade_model_table(table: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
+    """A [model] table in today's terms: `residual = true/false` and `residual_bug = true` (the old
+    two switches) become `residual = "on" | "off" | "bug"`. Saved runs upgrade quietly; a recipe or
+    flag that still uses the old keys gets a FutureWarning (the CLI prints it as one line)."""
+    old_bug = table.get("residual_bug")
+    if "residual_bug" not in table and not isinstance(table.get("residual"), bool):
+        return table
+    table = dict(table)
+    bug = table.pop("residual_bug", False)
+    if not isinstance(bug, bool):
+        raise UserError(f"model.residual_bug must be a bool, got {bug!r} ({type(bug).__name__})")
+    on = table.get("residual", True)
+    if isinstance(on, bool):
+        table["residual"] = "bug" if bug else ("on" if on else "off")
+    elif bug:
+        table["residual"] = "bug"
+    if not quiet:
+        old = "residual_bug = true" if old_bug else f"residual = {str(on).lower()}"
+        warnings.warn(f'{old} is the old spelling of residual = "{table["residual"]}"', FutureWarning, stacklevel=3)
+    return table
+
+
+# --- building and merging ------------------------------------------------------------------------
+
+
 def build(cls, values: dict[str, Any], section: str):
     """Make a config from a dict, naming any unknown key; floats given as ints become floats."""
+    if cls is ModelConfig:
+        values = upgrade_model_table(values, quiet=True)  # the caller decides whether to warn (resolve)
     unknown = sorted(set(values) - field_names(cls))
     if unknown:
         raise UserError(f"unknown key {section}.{unknown[0]} (known: {', '.join(sorted(field_names(cls)))})")
@@ -210,8 +280,11 @@ def build(cls, values: dict[str, Any], section: str):
     return cfg
 
 
-def read_toml(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Read a recipe: {'model': {...}, 'train': {...}}; anything else is an error naming it."""
+def read_toml(path: str | Path, extra_tables: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a recipe: {'model': {...}, 'train': {...}, 'meta': {...}}; any other table is an error naming it.
+
+    extra_tables: further top-level keys a caller accepts (a sweep spec's `grid` and `runs`).
+    """
     path = Path(path)
     try:
         with path.open("rb") as fh:
@@ -224,28 +297,54 @@ def read_toml(path: str | Path) -> dict[str, dict[str, Any]]:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise UserError(f"cannot read config {path}: {exc.strerror}") from None
-    out: dict[str, dict[str, Any]] = {}
+    known = (*SECTIONS, "meta", *extra_tables)
     for key, value in raw.items():
-        if key not in SECTIONS and key != "meta":
-            raise UserError(f"{path}: unknown table [{key}] (known: [model], [train], [meta])")
-        if not isinstance(value, dict):
+        if key not in known:
+            raise UserError(f"{path}: unknown table [{key}] (known: {', '.join(f'[{k}]' for k in known)})")
+        if key in (*SECTIONS, "meta") and not isinstance(value, dict):
             raise UserError(f"{path}: '{key}' must be a table like [{key}]")
-        out[key] = value
-    return out
+    return raw
+
+
+def merge(base: dict[str, Any] | None = None, recipe: str | Path | None = None, *flat: dict[str, Any],
+          where: str = "flags") -> dict[str, dict[str, Any]]:  # fmt: skip
+    """THE settings merge: base tables, then a recipe file's tables, then each flat dict of overrides.
+
+    base: {"model": {...}, "train": {...}} (a saved config.json, a sweep's shared settings, a
+    feature's defaults); flat: {"n_layer": 4, "batch_size": 8}, sorted into their sections here
+    (an unknown key is an error naming `where`). Returns the merged tables, not yet validated.
+    """
+    tables = {name: dict((base or {}).get(name) or {}) for name in SECTIONS}
+    tables["model"] = upgrade_model_table(tables["model"], quiet=True)  # saved runs: no warning
+    if recipe:
+        for name, table in read_toml(recipe).items():
+            if name in SECTIONS:
+                tables[name].update(upgrade_model_table(table) if name == "model" else table)
+    for overrides in flat:
+        for key, value in overrides.items():
+            section = section_of(key)
+            if section is None:
+                raise UserError(f"{where}: unknown setting {key!r}")
+            tables[section][key] = value
+        tables["model"] = upgrade_model_table(tables["model"])
+    return tables
+
+
+def build_configs(tables: dict[str, dict[str, Any]]) -> tuple[ModelConfig, TrainConfig]:
+    return build(ModelConfig, tables.get("model", {}), "model"), build(TrainConfig, tables.get("train", {}), "train")
+
+
+def resolve(base: dict[str, Any] | None = None, recipe: str | Path | None = None, *flat: dict[str, Any],
+            where: str = "flags") -> tuple[ModelConfig, TrainConfig]:  # fmt: skip
+    """merge() then build both configs: defaults < base < recipe < each flat dict in turn."""
+    return build_configs(merge(base, recipe, *flat, where=where))
 
 
 def load_config(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> tuple[ModelConfig, TrainConfig]:
     """Defaults, then the TOML file, then `overrides` (flat field names, e.g. from flags)."""
-    tables = read_toml(path) if path else {}
-    values = {name: dict(tables.get(name, {})) for name in SECTIONS}
-    for key, value in (overrides or {}).items():
-        section = "model" if key in field_names(ModelConfig) else "train"
-        if key not in field_names(SECTIONS[section]):
-            raise UserError(f"unknown setting {key}")
-        values[section][key] = value
-    return build(ModelConfig, values["model"], "model"), build(TrainConfig, values["train"], "train")
+    return resolve(None, path, overrides or {})
 
 
 def to_dict(model: ModelConfig, train: TrainConfig | None = None) -> dict[str, dict[str, Any]]:
@@ -253,32 +352,3 @@ def to_dict(model: ModelConfig, train: TrainConfig | None = None) -> dict[str, d
     if train is not None:
         out["train"] = dataclasses.asdict(train)
     return out
-
-
-# --- flags -------------------------------------------------------------------------------
-
-
-def add_config_flags(parser: argparse.ArgumentParser, classes=(ModelConfig, TrainConfig), skip=()) -> None:
-    """One flag per field, spelled both --n-embd and --n_embd; unset flags stay out of the overrides."""
-    for cls in classes:
-        group = parser.add_argument_group(f"{cls.__name__} (also settable in the [{_section(cls)}] table)")
-        for f in fields(cls):
-            if f.name in skip:
-                continue
-            names = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
-            kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
-            help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
-            if f.type == "bool":
-                group.add_argument(*names, action=argparse.BooleanOptionalAction, help=help_text, **kwargs)
-            else:
-                typ = {"int": int, "float": float, "str": str}[f.type]
-                group.add_argument(*names, type=typ, choices=f.metadata.get("choices"), help=help_text, **kwargs)
-
-
-def overrides_from_args(args: argparse.Namespace, classes=(ModelConfig, TrainConfig)) -> dict[str, Any]:
-    names = set().union(*(field_names(c) for c in classes))
-    return {k: v for k, v in vars(args).items() if k in names}
-
-
-def _section(cls) -> str:
-    return next(name for name, c in SECTIONS.items() if c is cls)

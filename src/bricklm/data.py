@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bricklm.errors import UserError
-from bricklm.tokenizer import CharTokenizer, load_tokenizer
+from bricklm.tokenizer import Tokenizer, load_tokenizer
 
 CORPUS_FILES = ("meta.json", "tokenizer.json", "train.bin", "val.bin")
 
@@ -120,7 +120,7 @@ def _read_meta(path: Path) -> dict:
     return meta
 
 
-def load_corpus(data_dir) -> tuple[np.ndarray, np.ndarray, CharTokenizer, dict]:
+def load_corpus(data_dir) -> tuple[np.ndarray, np.ndarray, Tokenizer, dict]:
     """Open a prepared corpus folder: (train tokens, val tokens, tokenizer, meta)."""
     data_dir = Path(data_dir)
     hint = f"run `bricklm prepare SRC... --out {data_dir}` first"
@@ -184,7 +184,7 @@ def tail_split_index(n_chars: int, val_fraction: float) -> int:
     return int((1 - val_fraction) * n_chars)
 
 
-def _as_tensor(tokens: np.ndarray) -> torch.Tensor:
+def as_tensor(tokens: np.ndarray) -> torch.Tensor:
     """A torch view of the token array without copying it (a memmap stays on disk)."""
     if isinstance(tokens, torch.Tensor):
         return tokens
@@ -213,7 +213,7 @@ def get_batch(
 def batch_at(tokens: np.ndarray, ix: torch.Tensor, block_size: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """The windows starting at ix (x) and the same shifted by one (y); get_batch draws ix at random."""
     index = ix[:, None] + torch.arange(block_size + 1)  # (batch_size, block_size + 1)
-    windows = _as_tensor(tokens)[index].to(torch.int64)  # gather first, widen only what we took
+    windows = as_tensor(tokens)[index].to(torch.int64)  # gather first, widen only what we took
     x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()  # a loss may .view() them
     if torch.device(device).type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)

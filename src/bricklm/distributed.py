@@ -8,19 +8,15 @@ torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; `init` reads them and joins the p
 group (NCCL on CUDA, gloo on CPU). Without them (plain `bricklm train`) it returns a
 `Dist` of one process whose methods do nothing, so the Trainer has one code path.
 
-How a batch is shared out: every process holds the same batch generator (same seed)
-and draws the start positions of the whole global micro-batch, batch_size x world_size
-windows; process r gathers slice r. torch's CPU generator draws sequentially, so 2
-processes with batch_size B train on exactly the windows that 1 process with 2B, or
-with B and grad_accum 2, would: the loss trajectories agree to float rounding. And a
-checkpoint's generator state is every process's state, so a resume goes on with the
-same batches. Dropout (the global torch RNG) is seeded per rank.
+Each process trains on its own slice of every global batch (datasets.rank_batch says how, and
+why 2 processes then see exactly the windows 1 process with twice the batch would). Dropout (the
+global torch RNG) is seeded per rank.
 
 With --fsdp, `shard` makes the model FSDP2 (fully_shard) instead of wrapping it in DDP: each
-process keeps a slice of every weight, gradient and AdamW moment. `gathered` gives rank 0 plain
-full copies whenever something needs the whole model (a checkpoint, callbacks, the final
+process keeps a slice of every weight, gradient and AdamW moment. `full_copies` gives rank 0
+plain full copies whenever something needs the whole model (a checkpoint, callbacks, the final
 sample), so checkpoints stay plain single-process ones; on resume it restores into plain copies
-and keeps each process's slice.
+and keeps each process's slice. The trainer's own model and optimiser are never swapped out.
 """
 
 from __future__ import annotations
@@ -33,7 +29,6 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from bricklm.data import batch_at, check_split_length
 from bricklm.errors import UserError
 
 
@@ -44,10 +39,8 @@ class Dist:
     device: torch.device
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
     backend: str | None = None
     sharded: bool = False  # FSDP: the model's parameters are shards (DTensors) spread over the processes
-    gathering: bool = False  # inside gathered(): rank 0's trainer holds plain full copies
 
     @property
     def enabled(self) -> bool:
@@ -119,19 +112,22 @@ class Dist:
         return model
 
     @contextlib.contextmanager
-    def gathered(self, trainer, optimizer: bool = True, load: bool = False, device=None):
-        """FSDP: for the duration, trainer.model and trainer.optimizer are plain single-process copies.
+    def full_copies(self, model, optimizer, build, make_opt, *, with_optimizer: bool = True, load: bool = False,
+                    device=None):  # fmt: skip
+        """FSDP: plain single-process copies of a sharded model and its optimiser, for the duration.
 
-        load=False (save, callbacks, the final sample): every process must enter, since gathering the
-        full weights (and, with optimizer, AdamW's moments) is a collective; rank 0 then holds a plain
-        model on `device` (CPU by default) and a plain AdamW with parameter-index keys, exactly what one
-        process would have, so checkpoint.py, callbacks and the sampler run unchanged. The other ranks
-        keep their shards. load=True (resume): every process gets fresh plain copies to restore a
-        checkpoint into, and on leaving without an error each keeps its slice of what was restored.
-        Without FSDP, or already inside: nothing changes.
+        Yields (model, optimizer). Without FSDP, or on a process that needn't hold them, these are the
+        ones passed in. build() makes a fresh plain model, make_opt(model) its optimiser.
+
+        load=False (a checkpoint, callbacks, the final sample): every process must enter, since
+        gathering the full weights (and, with_optimizer, AdamW's moments) is a collective; rank 0 then
+        gets a plain model on `device` (CPU by default) and a plain AdamW with parameter-index keys,
+        exactly what one process would have, so checkpoint.py, callbacks and the sampler run unchanged.
+        load=True (resume): every process gets fresh plain copies to restore a checkpoint into, and on
+        leaving without an error each keeps its slice of what was restored.
         """
-        if not self.sharded or self.gathering:
-            yield
+        if not self.sharded:
+            yield model, optimizer
             return
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
@@ -139,9 +135,6 @@ class Dist:
             get_optimizer_state_dict,
         )
 
-        from bricklm.train import make_optimizer
-
-        model, opt = trainer.model, trainer.optimizer
         device = torch.device(device or "cpu")
         full = StateDictOptions(full_state_dict=True, cpu_offload=True)  # only rank 0 keeps the result
         weights = moments = None
@@ -150,36 +143,20 @@ class Dist:
                 weights = get_model_state_dict(model, options=full)
                 # Before the first step AdamW has no state, and get_optimizer_state_dict would make some with a
                 # zero-learning-rate step, whose step count then skews Adam's bias correction: save none.
-                moments = get_optimizer_state_dict(model, opt, options=full) if optimizer and opt.state else None
-        if load or self.is_main:
-            plain = trainer.build_model().to(device)
-            plain_opt = make_optimizer(plain, trainer.cfg, device)
-            if weights is not None:
-                plain.load_state_dict(weights)
-            if moments is not None:
-                plain_opt.load_state_dict(_by_index(plain, plain_opt, moments))
-            trainer.model, trainer.optimizer = plain, plain_opt
-        self.gathering = True
-        try:
-            yield
-            if load:  # every process restored the same checkpoint: each keeps its own slice, no messages
-                _keep_my_slices(model, opt, plain, plain_opt)
-        finally:
-            trainer.model, trainer.optimizer = model, opt
-            self.gathering = False
-
-    # --- batches ------------------------------------------------------------------------
-
-    def batch(self, tokens, batch_size: int, block_size: int, generator: torch.Generator, device):
-        """This process's (x, y): slice number rank of a global batch of batch_size x world_size windows.
-
-        Alone, this is exactly data.get_batch. Every process draws all the start positions (the
-        generators stay in step) and gathers only its own windows.
-        """
-        check_split_length(tokens, block_size, "given")
-        ix = torch.randint(len(tokens) - block_size, (batch_size * self.world_size,), generator=generator)
-        mine = ix[self.rank * batch_size : (self.rank + 1) * batch_size]
-        return batch_at(tokens, mine, block_size, device)
+                wanted = with_optimizer and optimizer.state
+                moments = get_optimizer_state_dict(model, optimizer, options=full) if wanted else None
+        if not (load or self.is_main):
+            yield model, optimizer
+            return
+        plain = build().to(device)
+        plain_opt = make_opt(plain)
+        if weights is not None:
+            plain.load_state_dict(weights)
+        if moments is not None:
+            plain_opt.load_state_dict(_by_index(plain, plain_opt, moments))
+        yield plain, plain_opt
+        if load:  # every process restored the same checkpoint: each keeps its own slice, no messages
+            _keep_my_slices(model, optimizer, plain, plain_opt)
 
     # --- talking to the other processes -----------------------------------------------------
 
@@ -316,4 +293,4 @@ def init(device: torch.device, timeout_s: float = 300.0) -> Dist:
         raise UserError(f"distributed training runs on cuda (NCCL) or cpu (gloo), not {device.type}")
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
-    return Dist(device=device, rank=rank, world_size=world, local_rank=local_rank, backend=backend)
+    return Dist(device=device, rank=rank, world_size=world, backend=backend)

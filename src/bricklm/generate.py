@@ -16,17 +16,16 @@ from collections.abc import Iterator
 
 import torch
 
-from bricklm.model import GPT
+from bricklm.errors import UserError
+from bricklm.model import GPT, evaluating
 
 
 def check_sampling_settings(max_new_tokens: int, temperature: float, top_p: float | None, least: int = 0) -> None:
-    """User-facing checks shared by `sample` and `chat`: one clear error instead of a torch traceback."""
-    from bricklm.errors import UserError
-
+    """User-facing checks shared by every command that samples: one clear error instead of a torch traceback."""
     if max_new_tokens < least:
         raise UserError(f"--max-new-tokens must be >= {least}, got {max_new_tokens}")
-    if temperature < 0:
-        raise UserError(f"--temperature must be >= 0, got {temperature}")
+    if not temperature >= 0:  # also refuses nan, which every comparison fails
+        raise UserError(f"--temperature must be a number >= 0, got {temperature}")
     if top_p is not None and not 0 < top_p <= 1:
         raise UserError(f"--top-p must be in (0, 1], got {top_p}")
 
@@ -71,12 +70,10 @@ def generate(
     """Yield each new token as a (B, 1) tensor. idx (B, T) is the prompt (at least one token)."""
     if idx.size(1) == 0:
         raise ValueError("generation needs at least one prompt token")
-    was_training = model.training
-    model.eval()
     block = model.config.block_size
     context = idx[:, -block:]
     caches = None
-    try:
+    with evaluating(model):
         for _ in range(max_new_tokens):
             if use_cache and caches is not None and caches[0].length < block:
                 logits, _ = model(context[:, -1:], caches=caches)
@@ -93,8 +90,6 @@ def generate(
             if context.size(1) > block:
                 context = context[:, -(block // 2 + 1) :]  # drop the oldest half; the cache is rebuilt from this
                 caches = None
-    finally:
-        model.train(was_training)
 
 
 def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int, device="cpu", **kwargs) -> str:
@@ -109,3 +104,23 @@ def encode_prompt(tokenizer, prompt: str, device="cpu") -> torch.Tensor:
     prompt = unicodedata.normalize("NFC", prompt)  # the corpus was NFC-normalised, so "é" typed as e + U+0301 fits
     ids = tokenizer.encode(prompt) if prompt else [0]
     return torch.tensor([ids], dtype=torch.long, device=device)
+
+
+class TextStream:
+    """Turns token ids into text as they arrive; holds back an incomplete multi-byte character."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.ids, self.shown = tokenizer, [], 0
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids)
+        if text.endswith("\ufffd"):
+            return ""
+        new, self.shown = text[self.shown :], len(text)
+        return new
+
+    def flush(self) -> str:
+        text = self.tokenizer.decode(self.ids)
+        new, self.shown = text[self.shown :], len(text)
+        return new

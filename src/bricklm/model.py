@@ -15,6 +15,7 @@ C n_embd, nh n_head, hs head size.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -23,22 +24,9 @@ import torch.utils.checkpoint
 
 from bricklm.config import ModelConfig
 
-
-class KVCache:
-    """Keys and values of one layer for positions already seen, so decoding a token costs O(T), not O(T²)."""
-
-    def __init__(self, batch: int, n_head: int, max_len: int, head_size: int, device, dtype):
-        # Preallocated: appending is a copy into a slice, never a torch.cat that reallocates every step.
-        self.k = torch.zeros(batch, n_head, max_len, head_size, device=device, dtype=dtype)
-        self.v = torch.zeros_like(self.k)
-        self.length = 0
-
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        t = k.size(2)
-        self.k[:, :, self.length : self.length + t] = k
-        self.v[:, :, self.length : self.length + t] = v
-        self.length += t
-        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+# Parameter names other modules rely on (optimiser groups, LoRA, export), defined once here.
+EMBEDDINGS = ("tok_emb", "pos_emb")
+RESIDUAL_PROJECTIONS = ("attn.c_proj.weight", "ffn.proj.weight", "attn.mha.out_proj.weight")  # write into the stream
 
 
 def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
@@ -161,7 +149,7 @@ class Block(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.residual, self.residual_bug = config.residual, config.residual_bug
+        self.residual = config.residual  # "on", "off", or "bug" (the blog's subtle bug, kept as an ablation)
         self.ln1 = make_norm(config) if config.attention != "none" else None
         self.attn = make_attention(config)
         self.ln2 = make_norm(config)
@@ -169,16 +157,16 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         if self.attn is not None:
-            if self.residual_bug:
+            if self.residual == "bug":
                 x = self.ln1(x)  # the blog's bug: the normalised x replaces the stream it should add to
                 x = x + self.attn(x, cache)
-            elif self.residual:
+            elif self.residual == "on":
                 x = x + self.attn(self.ln1(x), cache)
             else:
                 x = self.attn(self.ln1(x), cache)
-        if self.residual or self.residual_bug:
-            return x + self.ffn(self.ln2(x))
-        return self.ffn(self.ln2(x))
+        if self.residual == "off":
+            return self.ffn(self.ln2(x))
+        return x + self.ffn(self.ln2(x))
 
 
 def sinusoidal_table(block_size: int, n_embd: int) -> torch.Tensor:
@@ -213,7 +201,7 @@ class GPT(nn.Module):
         self.apply(self._init_weights)
         # GPT-2: scale the projections into the residual stream by 1/√(2·n_layer) so depth doesn't blow it up.
         for name, p in self.named_parameters():
-            if name.endswith(("c_proj.weight", "ffn.proj.weight", "mha.out_proj.weight")):
+            if name.endswith(RESIDUAL_PROJECTIONS):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @staticmethod
@@ -270,6 +258,34 @@ class GPT(nn.Module):
     def new_caches(self, batch: int, device, dtype=torch.float32) -> list[KVCache]:
         c = self.config
         return [KVCache(batch, c.n_head, c.block_size, c.head_size, device, dtype) for _ in range(c.n_layer)]
+
+
+class KVCache:
+    """Keys and values of one layer for positions already seen, so decoding a token costs O(T), not O(T²)."""
+
+    def __init__(self, batch: int, n_head: int, max_len: int, head_size: int, device, dtype):
+        # Preallocated: appending is a copy into a slice, never a torch.cat that reallocates every step.
+        self.k = torch.zeros(batch, n_head, max_len, head_size, device=device, dtype=dtype)
+        self.v = torch.zeros_like(self.k)
+        self.length = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = k.size(2)
+        self.k[:, :, self.length : self.length + t] = k
+        self.v[:, :, self.length : self.length + t] = v
+        self.length += t
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+
+
+@contextmanager
+def evaluating(model: nn.Module):
+    """model.eval() for the duration (no dropout), then back to whatever mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def count_params(config: ModelConfig) -> int:

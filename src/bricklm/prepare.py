@@ -12,8 +12,6 @@ memory holds one document, not the corpus.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -33,6 +31,7 @@ from bricklm.corpus import (
 )
 from bricklm.data import TokenWriter, split_documents, tail_split_index
 from bricklm.errors import UserError
+from bricklm.files import sha256_file
 from bricklm.streaming import TOKENIZERS, build_tokenizer, char_progress, with_progress
 from bricklm.tokenizer import CharTokenizer
 
@@ -202,7 +201,7 @@ def prepare(
         tok.save(tmp["tokenizer.json"])
         report.vocab_size = tok.vocab_size
         _write_splits(tok, tmp["corpus.txt"], tmp["train.bin"], tmp["val.bin"], names, lengths, report)
-        report.sha256["corpus.txt"] = _sha256(tmp["corpus.txt"])
+        report.sha256["corpus.txt"] = sha256_file(tmp["corpus.txt"])
         # meta.json goes last, so a folder caught halfway never looks complete to load_corpus.
         (out / "meta.json").unlink(missing_ok=True)
         for name in names_out[:-1]:
@@ -308,71 +307,8 @@ def _no_text_message(report: PrepareReport) -> str:
     return f"no text found in {where}{tail}; bricklm reads {', '.join(KINDS)} files"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _version() -> str | None:
     try:
         return metadata.version("bricklm")
     except metadata.PackageNotFoundError:
         return None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `bricklm prepare` arguments."""
-    parser.add_argument(
-        "sources",
-        nargs="*",
-        metavar="SRC",
-        help="files and folders of writing (.md, .markdown, .txt, .html, .htm; folders are read recursively); "
-        "none: the built-in python-docs corpus",
-    )
-    parser.add_argument("--out", required=True, help="corpus folder to write (created if needed)")
-    parser.add_argument("--builtin", choices=BUILTINS, help="use a built-in corpus instead of SRC")
-    parser.add_argument(
-        "--split",
-        choices=SPLITS,
-        default="documents",
-        help="documents: hold out whole documents, picked by --seed (default); "
-        "tail: hold out the end of the text, like the blog",
-    )
-    parser.add_argument(
-        "--val-fraction", type=float, default=0.1, help="share of the text held out for validation (default 0.1)"
-    )
-    parser.add_argument("--seed", type=int, default=1337, help="seed for picking held-out documents (default 1337)")
-    parser.add_argument(
-        "--code", choices=CODE_MODES, default="drop", help="drop (default) or keep fenced code and highlight blocks"
-    )
-    parser.add_argument(
-        "--tokenizer",
-        choices=TOKENIZERS,
-        default="char",
-        help="char: one token per character, like the blog (default); "
-        "bpe: byte-level BPE trained on the corpus with Hugging Face tokenizers",
-    )
-    parser.add_argument(
-        "--vocab-size", "--vocab_size", type=int, default=4096, dest="vocab_size",
-        help="most tokens the BPE vocabulary may have, at least 256 (default 4096; --tokenizer bpe only)",
-    )  # fmt: skip
-
-
-def run(args) -> int:
-    """Run `bricklm prepare` from parsed arguments and print the report."""
-    report = prepare(
-        args.sources,
-        args.out,
-        builtin=args.builtin,
-        split=args.split,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        code=args.code,
-        tokenizer=args.tokenizer,
-        vocab_size=args.vocab_size,
-    )
-    print(report.format())
-    return 0

@@ -1,17 +1,35 @@
-"""Opening a finished (or running) run directory: its configs, tokenizer and a model with weights."""
+"""Reading a run directory, finished or still training: its configs, metrics, snapshots, a model with weights.
+
+    run = load_run("runs/blog")                  # best checkpoint: .model (eval mode), .tokenizer, .model_cfg
+    metrics = read_metrics("runs/blog")          # every whole line of metrics.jsonl
+    config = read_run_config("runs/blog")        # config.json, checked and in today's terms
+
+A run directory holds config.json, tokenizer.json, metrics.jsonl, loss.png, summary.json,
+checkpoints/ (checkpoint.py) and snapshots/loss-X.XX/ (the weights the moment val loss first
+fell below X.XX: model.safetensors and snapshot.json). Everything here only reads, except
+write_snapshot, which the training callback calls.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from bricklm import checkpoint as ckpt
-from bricklm.config import ModelConfig, TrainConfig, build
+from bricklm.config import ModelConfig, TrainConfig, build, upgrade_model_table
 from bricklm.errors import UserError
+from bricklm.files import atomic_write_json
 from bricklm.model import GPT
-from bricklm.tokenizer import tokenizer_from_dict
+from bricklm.tokenizer import Tokenizer, tokenizer_from_dict
+
+SNAPSHOTS = "snapshots"
+METRICS = "metrics.jsonl"
 
 
 @dataclass
@@ -21,7 +39,7 @@ class LoadedRun:
     model: GPT
     model_cfg: ModelConfig
     train_cfg: TrainConfig
-    tokenizer: object
+    tokenizer: Tokenizer
     trainer: dict
 
 
@@ -48,3 +66,97 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     ckpt.load_model_tensors(model, c.model, str(path / "model.safetensors"))
     model.to(device).eval()
     return LoadedRun(run_dir, path, model, model_cfg, train_cfg, tokenizer_from_dict(c.tokenizer), c.trainer)
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """RUN/config.json as a dict with its [model] table in today's terms; damage is a UserError naming the file."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no config.json; is it a bricklm run directory?")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        raise UserError(f"{path} is not readable JSON ({type(exc).__name__}); the run's config is damaged") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model", {}), dict):
+        raise UserError(f"{path} is not a bricklm run config (expected an object with a model table)")
+    if "model" in config:
+        config["model"] = upgrade_model_table(config["model"], quiet=True)
+    return config
+
+
+# --- metrics.jsonl -----------------------------------------------------------------------------
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no {METRICS}; is it a bricklm run directory?")
+    return [rec for _, rec in metric_lines(path)]
+
+
+def metric_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, record) for each whole line; a line torn by a crash mid-write is dropped, not fatal."""
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append((line, rec))
+    return out
+
+
+def eval_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The evaluation lines of a run's metrics, oldest first; a UserError if there are none yet."""
+    evals = [m for m in read_metrics(run_dir) if m.get("eval")]
+    if not evals:
+        raise UserError(f"{run_dir} has no evaluations in {METRICS} yet")
+    return evals
+
+
+# --- snapshots at loss levels --------------------------------------------------------------------
+
+
+def level_name(level: float) -> str:
+    return f"loss-{level:.2f}"
+
+
+def write_snapshot(path: Path, model: torch.nn.Module, info: dict[str, Any]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / "model.safetensors.tmp"
+    save_file(ckpt.model_tensors(model), str(tmp))
+    tmp.replace(path / "model.safetensors")
+    atomic_write_json(path / "snapshot.json", info)  # last: a snapshot without it is incomplete
+
+
+def list_snapshots(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Complete snapshots of a run, highest level first, each with its 'path'."""
+    root = Path(run_dir) / SNAPSHOTS
+    out = []
+    for d in sorted(root.glob("loss-*")) if root.is_dir() else []:
+        meta = d / "snapshot.json"
+        if meta.is_file() and (d / "model.safetensors").is_file():
+            try:
+                info = json.loads(meta.read_text(encoding="utf-8"))
+                ok = isinstance(info, dict) and isinstance(info.get("level"), (int, float))
+            except (OSError, ValueError):
+                ok = False
+            if not ok:
+                raise UserError(f"{meta} is damaged (not a snapshot record); delete {d} to go on without it")
+            info["path"] = d
+            out.append(info)
+    return sorted(out, key=lambda i: -i["level"])
+
+
+def load_snapshot_model(run_dir: str | Path, snapshot: dict[str, Any], device="cpu") -> GPT:
+    """A GPT with a snapshot's weights, shaped by the run's config.json."""
+    config = read_run_config(run_dir)
+    model = GPT(build(ModelConfig, config.get("model", {}), "model"))
+    path = Path(snapshot["path"]) / "model.safetensors"
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable safetensors file ({exc})") from None
+    ckpt.load_model_tensors(model, tensors, str(path))
+    return model.to(device).eval()

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bricklm.errors import UserError
-from bricklm.tokenizer import CharTokenizer
+from bricklm.tokenizer import BPETokenizer, CharTokenizer
 
 TOKENIZERS = ("char", "bpe")
 CHUNK_CHARS = 1 << 20
@@ -67,7 +67,5 @@ def build_tokenizer(kind: str, chars: set[str], corpus_path: Path, vocab_size: i
     if kind == "char":
         return CharTokenizer(sorted(chars))
     if kind == "bpe":
-        from bricklm.bpe import BPETokenizer
-
         return BPETokenizer.train(corpus_chunks(corpus_path, TRAIN_CHUNK_CHARS), vocab_size)
     raise UserError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, not {kind!r}")

@@ -1,7 +1,7 @@
 """Conversations for fine-tuning: the JSONL format, its validation, the chat template, a built-in set.
 
     convs = load_conversations("chats.jsonl")            # list of message lists, validated
-    tok = ChatTokenizer(base_tokenizer)                   # base vocabulary + special tokens after it
+    tok = ChatTokenizer(base_tokenizer)                   # (tokenizer.py) base vocabulary + special tokens
     ids, is_target = render(tok, convs[0])                # template as ids; True on assistant tokens
     train, heldout = builtin_conversations()              # Q&A about Python's docs, no download
 
@@ -27,121 +27,11 @@ import random
 import re
 from pathlib import Path
 
+from bricklm.corpus import builtin_documents
 from bricklm.errors import UserError
+from bricklm.tokenizer import ASSISTANT, END, SYSTEM, USER, ChatTokenizer, can_encode
 
-SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
-SPECIALS = (SYSTEM, USER, ASSISTANT, END)
 ROLE_TOKEN = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}
-
-
-class ChatTokenizer:
-    """A base tokenizer plus special tokens (ids right after the base vocabulary) and, optionally,
-    characters the base lacks (ids after the specials; see `missing_chars`).
-
-    Works with any base that has encode(text) -> list[int], decode(ids) -> str, vocab_size and
-    to_dict(); text runs without added characters go to base.encode whole, so a BPE base keeps
-    its merges.
-    """
-
-    kind = "chat"
-
-    def __init__(self, base, specials=SPECIALS, added_chars=()):
-        if isinstance(base, ChatTokenizer):
-            raise ValueError("a ChatTokenizer's base cannot itself be a ChatTokenizer")
-        self.base, self.specials, self.added_chars = base, list(specials), list(added_chars)
-        if len(set(self.specials)) != len(self.specials) or len(set(self.added_chars)) != len(self.added_chars):
-            raise ValueError("special tokens and added characters must not repeat")
-        n = base.vocab_size
-        self.special_ids = {s: n + i for i, s in enumerate(self.specials)}
-        first_added = n + len(self.specials)
-        self._added_ids = {c: first_added + i for i, c in enumerate(self.added_chars)}
-        self._id_to_piece = {i: s for s, i in self.special_ids.items()} | {i: c for c, i in self._added_ids.items()}
-
-    @property
-    def vocab_size(self) -> int:
-        return self.base.vocab_size + len(self.specials) + len(self.added_chars)
-
-    def id(self, special: str) -> int:
-        return self.special_ids[special]
-
-    @property
-    def end_id(self) -> int:
-        return self.special_ids[END]
-
-    def encode(self, text: str, unknown: str = "error") -> list[int]:
-        """Ids of plain text (never special tokens). unknown="drop" leaves out characters nobody knows."""
-        if unknown == "drop":
-            text = "".join(c for c in text if c in self._added_ids or can_encode(self.base, c))
-        ids: list[int] = []
-        run_start = 0
-        for i, c in enumerate(text):
-            if c in self._added_ids:
-                if i > run_start:
-                    ids += self.base.encode(text[run_start:i])
-                ids.append(self._added_ids[c])
-                run_start = i + 1
-        if run_start < len(text):
-            ids += self.base.encode(text[run_start:])
-        return ids
-
-    def decode(self, ids, skip_specials: bool = False) -> str:
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
-        out, run = [], []
-        n = self.base.vocab_size
-        for i in ids:
-            if i < n:
-                run.append(i)
-                continue
-            if run:
-                out.append(self.base.decode(run))
-                run = []
-            if i not in self._id_to_piece:
-                raise ValueError(f"token id {i} is outside the vocabulary (0..{self.vocab_size - 1})")
-            if not (skip_specials and i in self._id_to_piece and self._id_to_piece[i] in self.special_ids):
-                out.append(self._id_to_piece[i])
-        if run:
-            out.append(self.base.decode(run))
-        return "".join(out)
-
-    def to_dict(self) -> dict:
-        return {
-            "type": self.kind,
-            "specials": list(self.specials),
-            "added_chars": list(self.added_chars),
-            "base": self.base.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ChatTokenizer:
-        from bricklm.tokenizer import tokenizer_from_dict
-
-        specials, added, base = d.get("specials"), d.get("added_chars", []), d.get("base")
-        if not isinstance(specials, list) or not isinstance(added, list) or not isinstance(base, dict):
-            raise UserError('chat tokenizer needs a "specials" list, an "added_chars" list and a "base" tokenizer')
-        if base.get("type") == "chat":
-            raise UserError("a chat tokenizer's base cannot itself be a chat tokenizer")
-        try:
-            return cls(tokenizer_from_dict(base), specials, added)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-
-    def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False) + "\n", encoding="utf-8")
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, ChatTokenizer) and self.to_dict() == other.to_dict()
-
-    def __repr__(self) -> str:
-        return f"ChatTokenizer(base={self.base!r}, specials={len(self.specials)}, added_chars={len(self.added_chars)})"
-
-
-def can_encode(tokenizer, text: str) -> bool:
-    try:
-        tokenizer.encode(text)
-    except (UserError, ValueError, KeyError):
-        return False
-    return True
 
 
 def missing_chars(base, conversations) -> list[str]:
@@ -258,8 +148,6 @@ HELDOUT_EVERY = 6  # every sixth section (in title order) is held out: ~17% of t
 
 def doc_sections() -> list[tuple[str, str]]:
     """(section title, first sentence of its prose) for each section of Python's pydoc topics."""
-    from bricklm.corpus import builtin_documents
-
     found: dict[str, str] = {}
     for doc in builtin_documents("python-docs"):
         heads = [m for m in _HEADING.finditer(doc.text) if len(m["rule"]) == len(m["title"])]

@@ -18,6 +18,9 @@ import math
 import torch
 import torch.nn as nn
 
+from bricklm import checkpoint as ckpt
+from bricklm.errors import UserError
+
 TARGETS = ("attn.c_attn", "attn.c_proj", "ffn.fc", "ffn.proj")
 # Trained in full beside the adapters: finetune adds rows for special tokens to both, and new rows
 # can only be learned if the whole matrix trains (as PEFT's modules_to_save).
@@ -126,3 +129,21 @@ def load_adapter_tensors(model: nn.Module, tensors: dict[str, torch.Tensor]) -> 
     """Inverse of adapter_tensors; a missing tensor raises KeyError with its name."""
     for name, m in lora_modules(model).items():
         m.load_state_dict({key: tensors[f"lora.{name}.{key}"] for key in m.state_dict()})
+
+
+class LoRAWeights:
+    """Checkpoints of a LoRA model (train.Trainer's `weights`): merged plain weights in model.safetensors, so
+    every command loads them like any run's, and the adapters with their frozen base in state.safetensors,
+    so a resume continues exactly."""
+
+    def save(self, model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        return ckpt.model_tensors(merged_state_dict(model)), adapter_tensors(model)
+
+    def load(self, model: nn.Module, c: ckpt.Checkpoint) -> None:
+        adapted = lora_modules(model)
+        plain = {k: v for k, v in c.model.items() if not any(k.startswith(n + ".") for n in adapted)}
+        model.load_state_dict(plain, strict=False)
+        try:
+            load_adapter_tensors(model, c.state)
+        except KeyError as e:
+            raise UserError(f"{c.path / 'state.safetensors'} lacks the LoRA tensor {e}; cannot resume") from None

@@ -95,7 +95,7 @@ def _residual(r, t) -> list[Finding]:
                 f"the residual stream is overwritten at each block: {detail}; it keeps its direction "
                 f"(cosine with the embedding {_fmt(min(cos))}–{_fmt(max(cos))}) but its size is reset "
                 f"(std after those blocks {_fmt(min(stds))}–{_fmt(max(stds))}), which is what a normalised copy "
-                "replacing the stream looks like: the blog's `x = ln1(x)` bug (residual_bug). "
+                "replacing the stream looks like: the blog's `x = ln1(x)` bug (residual = 'bug'). "
                 "Add the sub-layer's output to x instead of reassigning x.",
             )
         ]  # fmt: skip
@@ -104,7 +104,7 @@ def _residual(r, t) -> list[Finding]:
             "warning", "residual stream",
             f"no residual connection: {detail}, and the stream after them is unrelated to the embedding "
             f"(cosine {_fmt(statistics.median(cos)) if cos else 'n/a'}). Each block's output replaces its input "
-            "(residual=off); deep stacks like this train badly.",
+            "(residual = 'off'); deep stacks like this train badly.",
         )
     ]  # fmt: skip
 

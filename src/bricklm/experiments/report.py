@@ -14,22 +14,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bricklm import checkpoint as ckpt
+import torch
+
+from bricklm.config import parse_loss_levels
 from bricklm.errors import UserError
+from bricklm.experiments import tables
+from bricklm.experiments.plan import PlannedRun, collect_results, read_experiment
+from bricklm.generate import generate_text
+from bricklm.plots import finish_loss_axes, plot_loss, plt
+from bricklm.runs import eval_records, list_snapshots, load_snapshot_model, read_metrics, read_run_config
+from bricklm.tokenizer import load_tokenizer
 
 BLOG_ITERATIONS = (500, 1500, 3000)
 
 
 # --- overfitting --------------------------------------------------------------------------
-
-
-def eval_records(run_dir: str | Path) -> list[dict[str, Any]]:
-    from bricklm.train import read_metrics
-
-    evals = [m for m in read_metrics(run_dir) if m.get("eval")]
-    if not evals:
-        raise UserError(f"{run_dir} has no evaluations in metrics.jsonl yet")
-    return evals
 
 
 def pick_iterations(evals: list[dict[str, Any]], at: list[int] | None) -> list[int]:
@@ -70,8 +69,6 @@ def best_eval(evals: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot_overfit(evals: list[dict[str, Any]], path: Path, title: str = "overfitting") -> Path:
     """Train and val loss per evaluation; after the best val step the widening gap is shaded."""
-    from bricklm.plots import finish_loss_axes, plt
-
     best = best_eval(evals)
     steps = [m["step"] for m in evals]
     train = [m["train_loss"] for m in evals]
@@ -121,31 +118,12 @@ def parse_at(text: str | None) -> list[int] | None:
     return values
 
 
-def cmd_overfit(args) -> int:
-    run = Path(args.run)
-    if not run.is_dir():
-        raise UserError(f"run directory not found: {run}")
-    plot = Path(args.plot) if args.plot else run / "overfit.png"
-    print(overfit_section(run, parse_at(args.at), plot))
-    print(f"\nplot: {plot}")
-    return 0
-
-
 # --- samples by loss level ------------------------------------------------------------------
 
 
 def level_samples(run_dir: Path, chars: int, seed: int, temperature: float) -> list[dict[str, Any]]:
     """One entry per configured level: its snapshot's sample, or why there is none."""
-    import torch
-
-    from bricklm.callbacks import list_snapshots, load_snapshot_model, parse_loss_levels
-    from bricklm.generate import generate_text
-    from bricklm.tokenizer import load_tokenizer
-
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise UserError(f"{run_dir} has no config.json; is it a bricklm run directory?")
-    config = json.loads(config_path.read_text())
+    config = read_run_config(run_dir)
     levels = parse_loss_levels(config.get("train", {}).get("loss_levels", ""))
     snaps = {s["level"]: s for s in list_snapshots(run_dir)}
     levels = sorted(set(levels) | set(snaps), reverse=True)
@@ -182,40 +160,21 @@ def format_level(entry: dict[str, Any]) -> str:
     return f"{head}\n    {sample}"
 
 
-def cmd_samples_by_loss(args) -> int:
-    run = Path(args.run)
-    if not run.is_dir():
-        raise UserError(f"run directory not found: {run}")
-    previous = None
-    for entry in level_samples(run, args.chars, args.seed, args.temperature):
-        line = format_level(entry)
-        if previous and entry["reached"] and previous.get("step") == entry["step"]:
-            # Evaluations are eval_interval apart: one can cross several levels at once.
-            line = line.replace("\n", f" (the same evaluation as < {previous['level']:g})\n", 1)
-        print(line)
-        previous = entry
-    return 0
-
-
 # --- report ------------------------------------------------------------------------------------
 
 
 def detect(path: Path) -> str:
-    exp = path / "experiment.json"
-    if exp.is_file():
-        return json.loads(exp.read_text()).get("kind", "sweep")
+    if (path / "experiment.json").is_file():
+        return read_experiment(path).get("kind", "sweep")
     if (path / "metrics.jsonl").is_file():
         return "run"
     raise UserError(f"{path} is neither a run (metrics.jsonl), a sweep nor an ablation (experiment.json)")
 
 
 def run_report(run: Path) -> str:
-    from bricklm.plots import plot_loss
-    from bricklm.train import read_metrics
-
     parts = [f"# Run `{run.name}`\n"]
     summary_path = run / "summary.json"
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    config = read_run_config(run) if (run / "config.json").is_file() else {}
     if summary_path.is_file():
         s = json.loads(summary_path.read_text())
         parts.append(
@@ -252,25 +211,23 @@ def run_report(run: Path) -> str:
 
 
 def experiment_report(path: Path, kind: str) -> str:
-    from bricklm import experiments as ex
-
-    exp = json.loads((path / "experiment.json").read_text())
+    exp = read_experiment(path)
     plan = [
-        ex.PlannedRun(r["name"], r["label"], r["overrides"], None, None)  # type: ignore[arg-type]
+        PlannedRun(r["name"], r["label"], r["overrides"], None, None)  # type: ignore[arg-type]
         for r in exp["runs"]
     ]
-    results = ex.collect_results(path, plan)
+    results = collect_results(path, plan)
     title = "Sweep" if kind == "sweep" else "Ablation"
     parts = [
         f"# {title} `{path.name}`\n",
         f"Corpus: `{exp.get('data')}`; {len(results)} of {len(plan)} runs finished.\n",
     ]
     if kind == "sweep":
-        parts.append(ex.sweep_table(results) + "\n")
-        ex.write_sweep_outputs(path, results, len(plan))
+        parts.append(tables.sweep_table(results) + "\n")
+        tables.write_sweep_outputs(path, results, len(plan))
     else:
-        parts.append(ex.ablation_table(results) + "\n\n![val loss per variant](ablation.png)\n")
-        ex.write_ablation_outputs(path, results, len(plan))
+        parts.append(tables.ablation_table(results) + "\n\n![val loss per variant](ablation.png)\n")
+        tables.write_ablation_outputs(path, results, len(plan))
     if results:
         parts.append("![validation loss](val_loss.png)\n")
     parts.append("## Runs\n")
@@ -279,50 +236,3 @@ def experiment_report(path: Path, kind: str) -> str:
         sample = (r.get("sample") or "").replace("\n", "⏎")
         parts.append(f"- #{r['index']} [`{r['run_dir']}`]({r['run_dir']}/): {r['label']}; {best}\n  sample: `{sample}`")
     return "\n".join(parts) + "\n"
-
-
-def cmd_report(args) -> int:
-    path = Path(args.dir)
-    if not path.is_dir():
-        raise UserError(f"not a directory: {path}")
-    kind = detect(path)
-    text = run_report(path) if kind == "run" else experiment_report(path, kind)
-    out = Path(args.out) if args.out else path / "report.md"
-    ckpt.atomic_write_bytes(out, text.encode())
-    print(text)
-    print(f"wrote {out}")
-    return 0
-
-
-def register(sub) -> None:
-    p = sub.add_parser(
-        "overfit",
-        help="train vs validation loss at chosen iterations, the best-val step, and a plot",
-        description="The blog's overfitting table for a run: train and val loss at --at iterations "
-        "(default 500,1500,3000 when the run got that far), where val was lowest, and a PNG.",
-    )
-    p.add_argument("run", metavar="RUN", help="run directory")
-    p.add_argument("--at", metavar="I,J,K", help="iterations to tabulate (nearest evaluation is used)")
-    p.add_argument("--plot", metavar="PNG", help="where to write the plot (default RUN/overfit.png)")
-    p.set_defaults(func=cmd_overfit)
-
-    p = sub.add_parser(
-        "samples-by-loss",
-        help="one sample per validation-loss level reached during training (the blog's Inference)",
-        description="For each loss level (train.loss_levels), sample from the weights saved when val loss "
-        "first fell below it, starting from token 0 like the blog.",
-    )
-    p.add_argument("run", metavar="RUN", help="run directory trained with loss_levels set (the default)")
-    p.add_argument("--chars", type=int, default=100, help="characters per sample (default 100, like the blog)")
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--temperature", type=float, default=1.0, help="1.0 = the blog's plain sampling")
-    p.set_defaults(func=cmd_samples_by_loss)
-
-    p = sub.add_parser(
-        "report",
-        help="a markdown page (tables + PNG plots) for a run, a sweep or an ablation",
-        description="Write DIR/report.md: detects whether DIR is a run, a sweep or an ablation.",
-    )
-    p.add_argument("dir", metavar="DIR", help="run, sweep or ablation directory")
-    p.add_argument("--out", metavar="FILE.md", help="where to write (default DIR/report.md)")
-    p.set_defaults(func=cmd_report)

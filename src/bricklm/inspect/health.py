@@ -33,9 +33,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bricklm.callbacks import Callback, Context
 from bricklm.config import TrainConfig
 from bricklm.data import get_batch
-from bricklm.train import Callback, learning_rate, make_optimizer
+from bricklm.model import evaluating
+from bricklm.optim import learning_rate, make_optimizer
+from bricklm.train import train_step
 
 
 def layer_of(param_name: str) -> str:
@@ -187,9 +190,7 @@ def measure(model, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
 
     Runs in eval mode (no dropout, so no random numbers are drawn) and leaves gradients in .grad.
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         model.zero_grad(set_to_none=True)
         with StreamRecorder(model) as rec:
             _, loss = model(x, y)
@@ -210,8 +211,6 @@ def measure(model, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
                     ent.append(attention_entropy(w))
                     first.append(attention_first(w))
             record["attn_entropy"], record["attn_first"] = ent, first
-    finally:
-        model.train(was_training)
     return record
 
 
@@ -235,19 +234,12 @@ def probe_training(
     records = [{"step": start_step, **measure(model, x_probe, y_probe)}]
     for i in range(steps):
         step = start_step + i
-        lr = learning_rate(step, train_cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y = get_batch(data, train_cfg.batch_size, block_size, gen, device)
-        _, loss = model(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if train_cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-        before = snapshot(model)
-        optimizer.step()
+        before = snapshot(model)  # the weights train_step's update starts from
+        train_step(model, optimizer, lambda: get_batch(data, train_cfg.batch_size, block_size, gen, device),
+                   train_cfg, step)  # fmt: skip
         if (i + 1) % every == 0 or i + 1 == steps:
             ratios = update_ratios(before, model)
+            lr = learning_rate(step, train_cfg)
             records.append({"step": step + 1, "lr": lr, **measure(model, x_probe, y_probe), "update_ratio": ratios})
     return records
 
@@ -263,27 +255,24 @@ class HealthCallback(Callback):
         self.before: dict[str, torch.Tensor] | None = None
         self.before_step = -1
 
-    def _evaluates_after(self, trainer, step: int) -> bool:
-        cfg = trainer.cfg
-        return step % cfg.eval_interval == 0 or step == cfg.max_iters
+    def on_start(self, ctx: Context) -> None:
+        self.batch = probe_batch(ctx.data.train, ctx.cfg, ctx.model_cfg.block_size, ctx.device)
+        self.on_step(ctx, ctx.state.step, float("nan"))
 
-    def on_start(self, trainer) -> None:
-        self.batch = probe_batch(trainer.train_data, trainer.cfg, trainer.model_cfg.block_size, trainer.device)
-        self.on_step(trainer, trainer.state.step, float("nan"))
+    def on_step(self, ctx: Context, step: int, loss: float) -> None:
+        nxt = step + 1  # the loop evaluates after the step that reaches eval_interval (or max_iters)
+        if nxt % ctx.cfg.eval_interval == 0 or nxt == ctx.cfg.max_iters:
+            self.before, self.before_step = snapshot(ctx.model), step
 
-    def on_step(self, trainer, step: int, loss: float) -> None:
-        if self._evaluates_after(trainer, step + 1):
-            self.before, self.before_step = snapshot(trainer.model), step
-
-    def on_eval(self, trainer, record: dict[str, Any]) -> None:
+    def on_eval(self, ctx: Context, record: dict[str, Any]) -> None:
         step = record["step"]
-        health = measure(trainer.model, *self.batch)
-        trainer.model.zero_grad(set_to_none=True)
+        health = measure(ctx.model, *self.batch)
+        ctx.model.zero_grad(set_to_none=True)
         if self.before is not None and self.before_step == step - 1:
-            health["update_ratio"] = update_ratios(self.before, trainer.model)
-            health["lr"] = learning_rate(step - 1, trainer.cfg)
+            health["update_ratio"] = update_ratios(self.before, ctx.model)
+            health["lr"] = learning_rate(step - 1, ctx.cfg)
         self.before = None
-        trainer.append_metrics({"step": step, "health": health})
+        ctx.append_metrics({"step": step, "health": health})
 
 
 def health_records(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:

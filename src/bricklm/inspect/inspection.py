@@ -3,7 +3,7 @@ health (gradients, updates, activations, attention) as tables and PNG plots, and
 
     bricklm inspect --run runs/blog                          # tables; health from metrics.jsonl if logged
     bricklm inspect --run runs/blog --steps 30 --diagnose    # train a copy 30 steps, then diagnose
-    bricklm inspect --data corpus/ --n-layer 6 --residual-bug --steps 50 --diagnose --plots out/
+    bricklm inspect --data corpus/ --n-layer 6 --residual bug --steps 50 --diagnose --plots out/
     bricklm inspect --config configs/seed/headline-10m.toml --vocab-size 107   # shapes only
 
 Statistics live in health.py, the sentences in diagnosis.py; this module gathers, prints and plots.
@@ -11,13 +11,30 @@ Statistics live in health.py, the sentences in diagnosis.py; this module gathers
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bricklm.config import ModelConfig, TrainConfig, load_config, resolve, section_of, to_dict
+from bricklm.data import check_split_length, load_corpus
 from bricklm.errors import UserError
+from bricklm.files import atomic_write_json
+from bricklm.generate import encode_prompt
+from bricklm.inspect.diagnosis import THRESHOLDS, diagnose, format_findings
+from bricklm.inspect.health import (
+    StreamRecorder,
+    attention_weights,
+    health_records,
+    measure,
+    probe_batch,
+    probe_training,
+)
+from bricklm.model import GPT, evaluating
+from bricklm.plots import plt, save
+from bricklm.runs import load_run, read_metrics, read_run_config
+from bricklm.tokenizer import load_tokenizer
 
 BLOG_VOCAB = 107  # the blog corpus's vocabulary, for shape tables with neither a run nor a corpus
 
@@ -145,16 +162,12 @@ def health_table(record: dict[str, Any]) -> str:
 
 
 def _step_colors(n: int):
-    import matplotlib.pyplot as plt
-
     cmap = plt.get_cmap("viridis")
     return [cmap(i / max(1, n - 1)) for i in range(n)]
 
 
 def plot_by_layer(records, key: str, path, ylabel: str, title: str, band=None) -> Path:
     """One line per record (step), x = layer group or stream position, log y."""
-    from bricklm.plots import plt, save
-
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for r, color in zip(records, _step_colors(len(records)), strict=True):
         values = r.get(key)
@@ -182,8 +195,6 @@ def layers_to_show(n_layer: int, most: int) -> list[int]:
 
 def plot_attention(maps: list[torch.Tensor], tokens: list[str], path, max_layers: int = 8, max_heads: int = 8) -> Path:
     """A grid: a row per block (evenly picked if there are many), a column per head, each T×T."""
-    from bricklm.plots import plt, save
-
     rows = layers_to_show(len(maps), max_layers)
     n_head = min(maps[0].size(0), max_heads)
     fig, axes = plt.subplots(len(rows), n_head, figsize=(2.2 * n_head, 2.2 * len(rows)), squeeze=False)
@@ -207,21 +218,12 @@ def plot_attention(maps: list[torch.Tensor], tokens: list[str], path, max_layers
 @torch.no_grad()
 def attention_maps(model, idx: torch.Tensor) -> list[torch.Tensor]:
     """(nh, T, T) attention weights of every block for one sequence idx (1, T)."""
-    from bricklm.health import StreamRecorder, attention_weights
-
-    was_training = model.training
-    model.eval()
-    try:
-        with StreamRecorder(model) as rec:
-            model(idx)
-        return [attention_weights(model.blocks[i].attn, x)[0] for i, x in sorted(rec.attn_inputs.items())]
-    finally:
-        model.train(was_training)
+    with evaluating(model), StreamRecorder(model) as rec:
+        model(idx)
+    return [attention_weights(model.blocks[i].attn, x)[0] for i, x in sorted(rec.attn_inputs.items())]
 
 
 def write_plots(records, out_dir: Path, model=None, idx=None, tokens=None) -> list[Path]:
-    from bricklm.diagnosis import THRESHOLDS
-
     out_dir = Path(out_dir)
     paths = []
     if records:
@@ -247,165 +249,129 @@ def write_plots(records, out_dir: Path, model=None, idx=None, tokens=None) -> li
 # --- the command ---------------------------------------------------------------------------
 
 
-def register(subparsers) -> None:
-    from bricklm.config import ModelConfig, TrainConfig, add_config_flags
+@dataclass
+class Target:
+    """What `bricklm inspect` looks at: a model, its settings, and whatever data and history it has."""
 
-    p = subparsers.add_parser(
-        "inspect",
-        help="see inside a model: shapes, gradient flow, activations, attention maps, a diagnosis",
-        description=(
-            "Inspect a trained run (--run) or an untrained model (--config and/or flags, with --data or "
-            "--vocab-size). Prints weight shapes and the tensors of one forward pass; with a corpus, training "
-            "health (from the run's --log-health records, or from --steps N of training on a copy); "
-            "PNG plots with --plots; plain-sentence findings with --diagnose. Runs on the CPU, on a copy of "
-            "the model; a run directory is only read (plots go to RUN/inspect/)."
-        ),
-    )
-    p.add_argument("--run", metavar="RUN", help="a run directory from `bricklm train`")
-    p.add_argument("--checkpoint", default="best", help="with --run: best, last, or a step-... directory name")
-    p.add_argument("--config", metavar="FILE.toml", help="an untrained model from this recipe (flags override it)")
-    p.add_argument("--data", metavar="DIR", help="corpus for health batches and --steps (default: the run's corpus)")
-    p.add_argument(
-        "--steps", type=int, default=0,
-        help="train a copy of the model this many steps and measure health along the way (default: 0, or the "
-        "run's logged health records when it has them)",
-    )  # fmt: skip
-    p.add_argument("--prompt", help="text whose attention maps to plot (default: the start of a training window)")
-    p.add_argument("--plots", metavar="DIR", help="write PNG plots here (default with --run: RUN/inspect)")
-    p.add_argument("--diagnose", action="store_true", help="turn the figures into plain sentences")
-    p.add_argument("--all-blocks", action="store_true", help="print every block in the tables, not just blocks.0")
-    p.add_argument("--json", metavar="FILE", help="also write the health records to this JSON file")
-    add_config_flags(p, (ModelConfig, TrainConfig))
-    p.set_defaults(func=cmd_inspect)
+    model: GPT
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    tokenizer: Any  # None for an untrained model without a corpus
+    data_dir: str | None
+    step: int  # the step the weights are from (0 untrained)
+    metrics: list[dict[str, Any]]
+    block_size: int  # the window the shape table and the probes use
 
 
-def _run_mode_overrides(overrides: dict[str, Any]) -> None:
-    from bricklm.config import ModelConfig
-
-    fixed = sorted(k for k in overrides if k in ModelConfig.__dataclass_fields__ and k != "block_size")
-    if fixed:
-        raise UserError(
-            f"--{fixed[0].replace('_', '-')} cannot change a trained run's model; with --run only --block-size "
-            "(up to the model's) and training settings apply"
-        )
-
-
-def load_target(args):
-    """(model, model_cfg, train_cfg, tokenizer or None, data dir or None, start step, metrics or [])."""
-    from bricklm.config import load_config, overrides_from_args
-
-    overrides = overrides_from_args(args)
-    if args.run:
-        from dataclasses import replace
-
-        from bricklm.runs import load_run
-        from bricklm.train import read_metrics
-
-        _run_mode_overrides(overrides)
-        run = load_run(args.run, args.checkpoint)
-        train_cfg = replace(run.train_cfg, **{k: v for k, v in overrides.items() if k in run.train_cfg.__dict__})
-        train_cfg.validate()
-        saved = json.loads((Path(args.run) / "config.json").read_text())
-        data = args.data or saved.get("data", {}).get("dir")
-        metrics = read_metrics(args.run) if (Path(args.run) / "metrics.jsonl").is_file() else []
-        block = overrides.get("block_size", run.model_cfg.block_size)
-        if not 0 < block <= run.model_cfg.block_size:
-            raise UserError(f"--block-size must be 1..{run.model_cfg.block_size} (the model's context) for this run")
-        step = int(run.trainer.get("step", 0))
-        return run.model, run.model_cfg, train_cfg, run.tokenizer, data, step, metrics, block
-    from bricklm.model import GPT
-
-    model_cfg, train_cfg = load_config(args.config, overrides)
+def load_target(run: str | None, checkpoint: str, config: str | None, data: str | None,
+                overrides: dict[str, Any], say=print) -> Target:  # fmt: skip
+    """A trained run (run) or an untrained model (config + overrides, vocabulary from data or the blog's)."""
+    if run:
+        fixed = sorted(k for k in overrides if section_of(k) == "model" and k != "block_size")
+        if fixed:
+            raise UserError(
+                f"--{fixed[0].replace('_', '-')} cannot change a trained run's model; with --run only --block-size "
+                "(up to the model's) and training settings apply"
+            )
+        loaded = load_run(run, checkpoint)
+        train = {k: v for k, v in overrides.items() if section_of(k) == "train"}
+        _, train_cfg = resolve(to_dict(loaded.model_cfg, loaded.train_cfg), None, train)
+        data_dir = data or read_run_config(run).get("data", {}).get("dir")
+        metrics = read_metrics(run) if (Path(run) / "metrics.jsonl").is_file() else []
+        block = overrides.get("block_size", loaded.model_cfg.block_size)
+        if not 0 < block <= loaded.model_cfg.block_size:
+            raise UserError(f"--block-size must be 1..{loaded.model_cfg.block_size} (the model's context) for this run")
+        step = int(loaded.trainer.get("step", 0))
+        return Target(loaded.model, loaded.model_cfg, train_cfg, loaded.tokenizer, data_dir, step, metrics, block)
+    model_cfg, train_cfg = load_config(config, overrides)
     tokenizer = None
-    if args.data:
-        from bricklm.tokenizer import load_tokenizer
-
-        path = Path(args.data) / "tokenizer.json"
+    if data:
+        path = Path(data) / "tokenizer.json"
         if not path.is_file():
-            raise UserError(f"{args.data} is not a corpus directory (no tokenizer.json); run `bricklm prepare` first")
+            raise UserError(f"{data} is not a corpus directory (no tokenizer.json); run `bricklm prepare` first")
         tokenizer = load_tokenizer(path)
         if model_cfg.vocab_size not in (0, tokenizer.vocab_size):
             raise UserError(f"--vocab-size {model_cfg.vocab_size} but the corpus vocabulary has {tokenizer.vocab_size}")
         model_cfg.vocab_size = tokenizer.vocab_size
     elif model_cfg.vocab_size == 0:
         model_cfg.vocab_size = BLOG_VOCAB
-        print(f"(no --data or --vocab-size: using the blog corpus's vocabulary, {BLOG_VOCAB})")
+        say(f"(no --data or --vocab-size: using the blog corpus's vocabulary, {BLOG_VOCAB})")
     torch.manual_seed(train_cfg.seed)  # the same untrained weights `train` would start from
-    model = GPT(model_cfg)
-    return model, model_cfg, train_cfg, tokenizer, args.data, 0, [], model_cfg.block_size
+    return Target(GPT(model_cfg), model_cfg, train_cfg, tokenizer, data, 0, [], model_cfg.block_size)
 
 
-def cmd_inspect(args) -> int:
-    from bricklm.diagnosis import diagnose, format_findings
-    from bricklm.health import health_records, measure, probe_batch, probe_training
-
-    if args.steps < 0:
-        raise UserError(f"--steps must be >= 0, got {args.steps}")
-    if args.prompt and not (args.plots or args.run):
+def inspect_model(*, run: str | None = None, checkpoint: str = "best", config: str | None = None,
+                  data: str | None = None, overrides: dict[str, Any] | None = None, steps: int = 0,
+                  prompt: str | None = None, plots: str | None = None, diagnose_it: bool = False,
+                  all_blocks: bool = False, json_path: str | None = None, say=print) -> list[dict]:  # fmt: skip
+    """`bricklm inspect`: print the tables, health and (diagnose_it) the findings; return the health records."""
+    if steps < 0:
+        raise UserError(f"--steps must be >= 0, got {steps}")
+    if prompt and not (plots or run):
         raise UserError("--prompt draws attention maps into a folder: give --plots DIR too")
-    model, model_cfg, train_cfg, tokenizer, data_dir, step, metrics, block = load_target(args)
-    print(f"model: {model.n_params():,} parameters, {model_cfg.n_layer} blocks")
-    print(weight_table(model, args.all_blocks))
-    print()
-    print(shapes_report(model, train_cfg.batch_size, block, args.all_blocks))
+    t = load_target(run, checkpoint, config, data, overrides or {}, say)
+    train_data = _corpus(t, explicit=bool(data), say=say)
+    idx, tokens = _prompt_ids(prompt, t.tokenizer, train_data, t.train_cfg, t.model_cfg.block_size)  # refuse early
+    say(f"model: {t.model.n_params():,} parameters, {t.model_cfg.n_layer} blocks")
+    say(weight_table(t.model, all_blocks))
+    say("")
+    say(shapes_report(t.model, t.train_cfg.batch_size, t.block_size, all_blocks))
 
-    records = [] if args.steps else health_records(metrics)
+    records = [] if steps else health_records(t.metrics)
     source = "the run's --log-health records" if records else ""
-    train_data = None
-    if data_dir:
-        from bricklm.data import check_split_length, load_corpus
-
-        if not Path(data_dir).is_dir():
-            if args.data:
-                raise UserError(f"corpus directory not found: {data_dir}")
-            print(f"(the run's corpus {data_dir} is not here; --data DIR gives one for health batches and --steps)")
-            data_dir = None
-    if data_dir:
-        train_data, _, corpus_tok, _ = load_corpus(data_dir)
-        if corpus_tok.vocab_size != model_cfg.vocab_size:
-            raise UserError(
-                f"{data_dir}'s vocabulary ({corpus_tok.vocab_size}) is not the model's ({model_cfg.vocab_size})"
-            )
-        tokenizer = tokenizer or corpus_tok
-        check_split_length(train_data, model_cfg.block_size, "train")
     if not records and train_data is not None:
-        if args.steps:
-            records = probe_training(model, train_cfg, train_data, args.steps, start_step=step)
-            source = f"{args.steps} steps of training on a copy of the model"
+        if steps:
+            records = probe_training(t.model, t.train_cfg, train_data, steps, start_step=t.step)
+            source = f"{steps} steps of training on a copy of the model"
         else:
-            batch = probe_batch(train_data, train_cfg, model_cfg.block_size, "cpu")
-            records = [{"step": step, **measure(model, *batch)}]
-            model.zero_grad(set_to_none=True)
+            batch = probe_batch(train_data, t.train_cfg, t.model_cfg.block_size, "cpu")
+            records = [{"step": t.step, **measure(t.model, *batch)}]
+            t.model.zero_grad(set_to_none=True)
             source = "one batch, no training (--steps N adds update ratios)"
-    elif args.steps and train_data is None:
+    elif steps and train_data is None:
         raise UserError("--steps needs a corpus: give --data DIR (or --run a run whose corpus still exists)")
-    print()
+    say("")
     if records:
-        print(f"training health, from {source}:")
-        print(health_table(records[-1]))
+        say(f"training health, from {source}:")
+        say(health_table(records[-1]))
     else:
-        print("training health: needs a corpus (--data DIR) or a run trained with --log-health")
+        say("training health: needs a corpus (--data DIR) or a run trained with --log-health")
 
-    plots_dir = Path(args.plots) if args.plots else (Path(args.run) / "inspect" if args.run else None)
+    plots_dir = Path(plots) if plots else (Path(run) / "inspect" if run else None)
     if plots_dir is not None:
-        idx, tokens = _prompt_ids(args.prompt, tokenizer, train_data, train_cfg, model_cfg.block_size)
-        paths = write_plots(records, plots_dir, model, idx, tokens)
-        print()
-        print("plots: " + (", ".join(str(p) for p in paths) if paths else "none (no health records, no prompt)"))
-    if args.json:
-        Path(args.json).write_text(json.dumps(records, indent=1))
-    if args.diagnose:
-        print()
-        print("diagnosis:")
-        print(format_findings(diagnose(records)))
-    return 0
+        paths = write_plots(records, plots_dir, t.model, idx, tokens)
+        say("")
+        say("plots: " + (", ".join(str(p) for p in paths) if paths else "none (no health records, no prompt)"))
+    if json_path:
+        atomic_write_json(json_path, records)
+    if diagnose_it:
+        say("")
+        say("diagnosis:")
+        say(format_findings(diagnose(records)))
+    return records
+
+
+def _corpus(t: Target, explicit: bool, say=print):
+    """The train tokens for health batches and --steps, or None; the corpus's tokenizer fills in a missing one."""
+    if not t.data_dir:
+        return None
+    if not Path(t.data_dir).is_dir():
+        if explicit:
+            raise UserError(f"corpus directory not found: {t.data_dir}")
+        say(f"(the run's corpus {t.data_dir} is not here; --data DIR gives one for health batches and --steps)")
+        return None
+    train_data, _, corpus_tok, _ = load_corpus(t.data_dir)
+    if corpus_tok.vocab_size != t.model_cfg.vocab_size:
+        raise UserError(
+            f"{t.data_dir}'s vocabulary ({corpus_tok.vocab_size}) is not the model's ({t.model_cfg.vocab_size})"
+        )
+    t.tokenizer = t.tokenizer or corpus_tok
+    check_split_length(train_data, t.model_cfg.block_size, "train")
+    return train_data
 
 
 def _prompt_ids(prompt, tokenizer, train_data, train_cfg, block_size: int):
     """The sequence to draw attention maps for: the prompt, or the first 32 tokens of a training window."""
-    from bricklm.generate import encode_prompt
-    from bricklm.health import probe_batch
-
     if prompt:
         if tokenizer is None:
             raise UserError("--prompt needs a tokenizer: give --run or --data")

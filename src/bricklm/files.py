@@ -1,27 +1,79 @@
-"""One training per run directory: a lock file that the operating system releases when its process dies.
+"""Safe files: atomic writes, a file's hash, and the lock that gives one process a directory.
 
-    lock = RunLock("runs/blog")
-    lock.acquire()          # UserError naming the other process if it is held
-    ...                     # train
-    lock.release()
+    atomic_write_json(run / "summary.json", result)   # a temporary sibling, fsync, rename: all or nothing
+    sha256_file(corpus / "corpus.txt")                 # streamed, any size
+    with DirLock(run): ...                             # one training per run directory
 
-RUN/train.lock holds the owner's pid, host and start time, for the error message only. The
-lock itself is fcntl.flock (msvcrt.locking on Windows) on that file. The kernel drops it when
-the process exits, however it exits, so a run that crashed or was kill -9'd never leaves the
-directory stuck: the next training finds the file unlocked and takes it over.
+A write that is cut short (a crash, kill -9, a full disk) leaves either the old file or the new
+one, never half of either. The lock is `flock` on `RUN/train.lock` (msvcrt.locking on Windows):
+the kernel drops it when its process dies, however it dies, so a crashed run never leaves its
+directory stuck. The file's content (pid, host, start time) is only for the error message.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from bricklm.errors import UserError
 
 LOCK_NAME = "train.lock"
+
+
+# --- atomic writes ---------------------------------------------------------------------------
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` durable (a no-op where directories can't be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, os.replace, fsync the folder: all or nothing."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def json_bytes(obj: Any) -> bytes:
+    """The one JSON layout bricklm writes: indented, UTF-8, a final newline."""
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, json_bytes(obj))
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- one process per directory -------------------------------------------------------------------
 
 try:
     import fcntl
@@ -46,10 +98,11 @@ except ImportError:  # Windows
 
 
 class RunLock:
-    """An exclusive lock on a run directory, held from acquire() until release() or process exit."""
+    """An exclusive lock on a directory, held from acquire() until release() or process exit."""
 
-    def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / LOCK_NAME
+    def __init__(self, run_dir: str | Path, name: str = LOCK_NAME, doing: str = "trained"):
+        self.path = Path(run_dir) / name
+        self.doing = doing  # for the message: "already being <doing> by process ..."
         self.fd: int | None = None
 
     def acquire(self) -> str | None:
@@ -60,8 +113,8 @@ class RunLock:
                 owner = _describe(_read(fd))
                 os.close(fd)
                 raise UserError(
-                    f"{self.path.parent} is already being trained by {owner}; two trainings would overwrite "
-                    f"each other's checkpoints, so wait for it or stop it (lock: {self.path})"
+                    f"{self.path.parent} is already being {self.doing} by {owner}; two at once would overwrite "
+                    f"each other's files, so wait for it or stop it (lock: {self.path})"
                 )
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path))

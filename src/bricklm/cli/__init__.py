@@ -1,0 +1,69 @@
+"""The `bricklm` command: the only place that knows argparse. User errors end as one line and an exit code.
+
+    bricklm prepare ~/blog/_posts --out corpus/
+    bricklm train --data corpus/ --out runs/blog
+    bricklm sample --run runs/blog --prompt "The " --max-new-tokens 300
+
+One way to add a command: a module here with `register(sub)`, which adds its subparsers and sets
+`func` to a `cmd_*(args)` that turns the parsed arguments into a call of a library function with
+typed arguments; then its name in COMMANDS. A library raises UserError for what a user can fix;
+main() prints it as `bricklm: error: ...` and exits 1. Warnings (an old setting's spelling, a
+skipped incomplete checkpoint) print as one `bricklm: note:` / `bricklm: warning:` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+import warnings
+
+from bricklm import __version__
+from bricklm.cli import experiments, finetune, inspect, prepare, train
+from bricklm.errors import UserError
+
+COMMANDS = (prepare, train, experiments, finetune, inspect)  # in the order --help lists them
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bricklm",
+        description="Turn your own writing into a small GPT: prepare a corpus, train, sample, inspect.",
+    )
+    parser.add_argument("--version", action="version", version=f"bricklm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line a user can read, without the source path Python adds."""
+    kind = "note" if issubclass(category, FutureWarning) else "warning"
+    print(f"bricklm: {kind}: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that isn't UTF-8, or a console that can't show
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):  # a character,
+            stream.reconfigure(errors="backslashreplace")  # is printed escaped instead of crashing
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            warnings.simplefilter("default")  # each distinct warning once
+            return args.func(args)
+    except UserError as exc:
+        print(f"bricklm: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:  # train's clean stop (interrupts.Interrupted) says where it saved
+        print(f"bricklm: {exc or 'interrupted'}", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
+    except BrokenPipeError:  # `bricklm sample | head` closing the pipe is not an error
+        return 0
+    except OSError as exc:  # a full disk is the user's to fix, wherever the write was; other OSErrors are bugs
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"bricklm: error: disk full: {exc.strerror} ({exc.filename or 'writing output'})", file=sys.stderr)
+        return 1

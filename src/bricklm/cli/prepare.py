@@ -1,0 +1,63 @@
+"""`bricklm prepare SRC... --out DIR`: your writing into a corpus folder (prepare.py does the work)."""
+
+from __future__ import annotations
+
+from bricklm.corpus import BUILTINS, CODE_MODES
+from bricklm.prepare import SPLITS, prepare
+from bricklm.streaming import TOKENIZERS
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("prepare", help="build a corpus (text, vocabulary, token files) from your files")
+    parser.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SRC",
+        help="files and folders of writing (.md, .markdown, .txt, .html, .htm; folders are read recursively); "
+        "none: the built-in python-docs corpus",
+    )
+    parser.add_argument("--out", required=True, help="corpus folder to write (created if needed)")
+    parser.add_argument("--builtin", choices=BUILTINS, help="use a built-in corpus instead of SRC")
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="documents",
+        help="documents: hold out whole documents, picked by --seed (default); "
+        "tail: hold out the end of the text, like the blog",
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.1, help="share of the text held out for validation (default 0.1)"
+    )
+    parser.add_argument("--seed", type=int, default=1337, help="seed for picking held-out documents (default 1337)")
+    parser.add_argument(
+        "--code", choices=CODE_MODES, default="drop", help="drop (default) or keep fenced code and highlight blocks"
+    )
+    parser.add_argument(
+        "--tokenizer",
+        choices=TOKENIZERS,
+        default="char",
+        help="char: one token per character, like the blog (default); "
+        "bpe: byte-level BPE trained on the corpus with Hugging Face tokenizers",
+    )
+    parser.add_argument(
+        "--vocab-size", "--vocab_size", type=int, default=4096, dest="vocab_size",
+        help="most tokens the BPE vocabulary may have, at least 256 (default 4096; --tokenizer bpe only)",
+    )  # fmt: skip
+    parser.set_defaults(func=cmd_prepare)
+
+
+def cmd_prepare(args) -> int:
+    """Run `bricklm prepare` from parsed arguments and print the report."""
+    report = prepare(
+        args.sources,
+        args.out,
+        builtin=args.builtin,
+        split=args.split,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        code=args.code,
+        tokenizer=args.tokenizer,
+        vocab_size=args.vocab_size,
+    )
+    print(report.format())
+    return 0

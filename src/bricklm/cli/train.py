@@ -1,0 +1,140 @@
+"""`bricklm train`, `bricklm sample` and `bricklm info`: the core flow's commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bricklm.cli.finetune import cmd_finetune
+from bricklm.cli.flags import add_config_flags, overrides_from_args
+from bricklm.config import ModelConfig, TrainConfig, load_config, resolve
+from bricklm.errors import UserError
+from bricklm.generate import TextStream, check_sampling_settings, encode_prompt, generate
+from bricklm.hardware import resolve_device
+from bricklm.inspect.health import HealthCallback
+from bricklm.model import count_params
+from bricklm.runs import load_run, read_run_config
+from bricklm.train import Trainer, format_summary
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a GPT on a prepared corpus (or the built-in one)",
+        description="Train a GPT. Settings come from the defaults, then --config FILE.toml, then flags.",
+    )
+    p.add_argument("--config", metavar="FILE.toml", help="a recipe with [model] and [train] tables")
+    p.add_argument("--data", metavar="DIR", help="corpus directory from `bricklm prepare` (default: built-in corpus)")
+    p.add_argument("--out", metavar="RUN", help="run directory to create (default: runs/run-DATE-TIME)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its newest complete checkpoint")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="generate text from a trained run, streamed as it is produced")
+    p.add_argument("--run", required=True, metavar="RUN", help="run directory from `bricklm train`")
+    p.add_argument("--checkpoint", default="best", help="best (lowest val loss), last, or a step-... directory name")
+    p.add_argument("--prompt", default="", help="text to continue (default: start from token 0, like the blog)")
+    p.add_argument("--max-new-tokens", "--max_new_tokens", type=int, default=500, dest="max_new_tokens")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more random")
+    p.add_argument("--top-k", "--top_k", type=int, default=None, dest="top_k", help="sample from the k likeliest")
+    p.add_argument("--top-p", "--top_p", type=float, default=None, dest="top_p", help="nucleus sampling mass")
+    p.add_argument("--num-samples", "--num_samples", type=int, default=1, dest="num_samples")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--no-cache", action="store_true", help="recompute the whole context each token (slow)")
+    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("info", help="the model in the GPT-3 paper's terms (n_params, n_layers, d_model, ...)")
+    p.add_argument("--run", metavar="RUN", help="a run directory")
+    p.add_argument("--config", metavar="FILE.toml", help="or a recipe (vocab_size defaults to 107, the blog's)")
+    add_config_flags(p, (ModelConfig, TrainConfig))
+    p.set_defaults(func=cmd_info)
+
+
+def standard_callbacks(train_cfg: TrainConfig) -> list:
+    """Callbacks that settings ask for but the core cannot provide itself (features on top of it)."""
+    return [HealthCallback()] if train_cfg.log_health else []  # first, so a stop can't skip its last record
+
+
+def cmd_train(args) -> int:
+    overrides = overrides_from_args(args)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.json").is_file():
+            raise UserError(f"cannot resume {run_dir}: no config.json there (is it a bricklm run directory?)")
+        saved = read_run_config(run_dir)
+        if "finetune" in saved:  # made by `bricklm finetune`: resume it as one
+            return cmd_finetune(args)
+        model_cfg, train_cfg = resolve(saved, args.config, overrides)  # the run's own settings, then changes
+        data = args.data or saved.get("data", {}).get("dir")
+        if data and Path(data).resolve() == (run_dir / "corpus").resolve():
+            data = None  # the built-in corpus, prepared inside the run
+    else:
+        if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would pick its own time
+            raise UserError("under torchrun, give --out RUN so that every process uses the same run directory")
+        run_dir = Path(args.out or f"runs/run-{time.strftime('%Y%m%d-%H%M%S')}")
+        model_cfg, train_cfg = load_config(args.config, overrides)
+        data = args.data
+    trainer = Trainer(model_cfg, train_cfg, data, run_dir, resume=bool(args.resume),
+                      callbacks=standard_callbacks(train_cfg))  # fmt: skip
+    result = trainer.run()
+    if trainer.dist.is_main:  # under torchrun, one summary, not one per process
+        print(format_summary(result))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    check_sampling_settings(args.max_new_tokens, args.temperature, args.top_p)
+    if args.num_samples < 1:
+        raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
+    device = resolve_device(args.device)
+    run = load_run(args.run, args.checkpoint, device)
+    idx = encode_prompt(run.tokenizer, args.prompt, device)
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    for i in range(args.num_samples):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1} ---")
+        sys.stdout.write(args.prompt)
+        stream = TextStream(run.tokenizer)
+        for token in generate(
+            run.model, idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+            top_p=args.top_p, generator=gen, use_cache=not args.no_cache,
+        ):  # fmt: skip
+            sys.stdout.write(stream.push(int(token[0])))
+            sys.stdout.flush()
+        sys.stdout.write(stream.flush() + "\n")
+    return 0
+
+
+def cmd_info(args) -> int:
+    if args.run:
+        run = load_run(args.run)
+        model_cfg, train_cfg = run.model_cfg, run.train_cfg
+    else:
+        model_cfg, train_cfg = load_config(args.config, overrides_from_args(args))
+        if model_cfg.vocab_size == 0:
+            model_cfg.vocab_size = 107
+    print(format_info(model_cfg, train_cfg, count_params(model_cfg)))
+    return 0
+
+
+def format_info(model_cfg, train_cfg, n_params: int) -> str:
+    rows = [
+        ("n_params", f"{n_params:,}"),
+        ("n_layers", model_cfg.n_layer),
+        ("d_model", model_cfg.n_embd),
+        ("n_heads", model_cfg.n_head),
+        ("d_head", model_cfg.head_size),
+        ("batch size", train_cfg.batch_size),
+        ("learning rate", f"{train_cfg.learning_rate:g}"),
+        ("context window", model_cfg.block_size),
+        ("vocabulary", model_cfg.vocab_size),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,218 @@
+"""Many runs, one table: planning and running hyperparameter sweeps and ablations.
+
+    bricklm sweep configs/seed/sweep.toml --data corpus/ --out runs/sweep
+    bricklm ablate --config configs/seed/ablation-200k.toml --data corpus/ --out runs/ablation
+
+A sweep or ablation directory holds experiment.json (what was planned), one run directory
+per combination (run-01, ... or the variant's name), results.jsonl, results.md and a PNG.
+Rerunning the same command skips runs that finished (they have summary.json) and resumes
+a half-finished one from its newest checkpoint through the Trainer's own resume, so an
+interrupted sweep picks up where it stopped.
+
+A sweep spec is a recipe ([meta], [model], [train]: shared by every run) plus either
+`[[runs]]` entries (explicit settings per run) or a `[grid]` table of lists (every
+combination). Keys in runs/grid are the flat field names of ModelConfig/TrainConfig.
+Every run is seeded with train.seed (the same for all runs, so they differ only in what
+the spec changes) unless `seed` itself is swept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bricklm import checkpoint as ckpt
+from bricklm.config import ModelConfig, TrainConfig, merge, read_toml, resolve
+from bricklm.errors import UserError
+from bricklm.files import atomic_write_bytes, atomic_write_json
+from bricklm.runs import read_run_config
+from bricklm.train import Trainer
+
+EXPERIMENT = "experiment.json"
+RESULTS_JSONL = "results.jsonl"
+RESULTS_MD = "results.md"
+
+# (name, what it changes, overrides). The attention variants that equal the base are skipped.
+ABLATIONS: list[tuple[str, str, dict[str, Any]]] = [
+    ("original", "the base model", {}),
+    ("no-norm", "no normalization", {"norm": "none"}),
+    ("no-pos", "no positional encoding", {"positional": "none"}),
+    ("no-attention", "no attention", {"attention": "none"}),
+    ("no-residual", "no residual connections", {"residual": "off"}),
+    ("residual-bug", "the blog's residual bug (x = ln1(x))", {"residual": "bug"}),
+    ("sinusoidal", "sinusoidal positions (fixed, not learned)", {"positional": "sinusoidal"}),
+    ("attn-manual", "hand-written attention", {"attention": "manual"}),
+    ("attn-torch-mha", "nn.MultiheadAttention", {"attention": "torch_mha"}),
+    ("attn-sdpa", "fused scaled_dot_product_attention", {"attention": "sdpa"}),
+]
+
+
+@dataclass
+class PlannedRun:
+    name: str
+    label: str
+    overrides: dict[str, Any]  # what this run changes relative to the base
+    model: ModelConfig
+    train: TrainConfig
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+def read_sweep_spec(path: str | Path) -> dict[str, Any]:
+    raw = read_toml(path, extra_tables=("grid", "runs"))
+    if ("grid" in raw) == ("runs" in raw):
+        raise UserError(f"{path}: a sweep needs exactly one of a [grid] table or [[runs]] entries")
+    return raw
+
+
+def plan_sweep(spec: dict[str, Any], base_overrides: dict[str, Any], where: str) -> list[PlannedRun]:
+    base = merge(spec, None, base_overrides)  # the shared settings; each run's changes go on top
+    if "grid" in spec:
+        grid = spec["grid"]
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise UserError(f"{where}: grid.{key} must be a non-empty list, like {key} = [1, 2]")
+        keys = list(grid)
+        combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+    else:
+        combos = spec["runs"]
+        if not isinstance(combos, list) or not all(isinstance(c, dict) for c in combos):
+            raise UserError(f"{where}: runs must be [[runs]] tables")
+    plan = []
+    for i, changes in enumerate(combos, 1):
+        model, train = resolve(base, None, changes, where=f"{where} run {i}")
+        label = ", ".join(f"{k}={v}" for k, v in changes.items()) or "base"
+        plan.append(PlannedRun(f"run-{i:02d}", label, dict(changes), model, train))
+    if not plan:
+        raise UserError(f"{where}: the sweep has no runs")
+    return plan
+
+
+def plan_ablation(model: ModelConfig, train: TrainConfig, only: list[str] | None = None) -> list[PlannedRun]:
+    names = [n for n, _, _ in ABLATIONS]
+    for name in only or []:
+        if name not in names:
+            raise UserError(f"unknown variant {name!r} (known: {', '.join(names)})")
+    base = {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train)}
+    plan = []
+    for name, label, changes in ABLATIONS:
+        if only and name not in only and name != "original":
+            continue
+        if changes and all(base["model"].get(k) == v for k, v in changes.items()):
+            continue  # e.g. attn-torch-mha when the base already uses torch_mha: that is the original
+        m, t = resolve(base, None, changes, where=f"variant {name}")
+        if name == "original":
+            label = f"the base model (attention={model.attention}, positional={model.positional})"
+        plan.append(PlannedRun(name, label, dict(changes), m, t))
+    return plan
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def planned_dict(run: PlannedRun) -> dict[str, Any]:
+    return {
+        "name": run.name,
+        "label": run.label,
+        "overrides": run.overrides,
+        "model": dataclasses.asdict(run.model),
+        "train": dataclasses.asdict(run.train),
+    }
+
+
+def same_settings(saved: dict[str, Any], run: PlannedRun) -> bool:
+    """Does a run directory's config.json (runs.read_run_config) describe this planned run? (vocab_size comes
+    from the corpus.)"""
+    # Only keys both sides know: a field added to the configs later must not orphan old runs.
+    for section, cfg in (("model", run.model), ("train", run.train)):
+        have = saved.get(section, {})
+        for key, value in dataclasses.asdict(cfg).items():
+            if key != "vocab_size" and key in have and have[key] != value:
+                return False
+    return True
+
+
+def write_experiment(out: Path, kind: str, plan: list[PlannedRun], data: str, meta: dict[str, Any]) -> None:
+    path = out / EXPERIMENT
+    planned = [planned_dict(r) for r in plan]
+    if path.is_file():
+        old = read_experiment(out)
+        if old.get("kind") != kind:
+            raise UserError(f"{out} holds a {old.get('kind')}, not a {kind}; pick a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"kind": kind, "data": str(data), "meta": meta, "runs": planned})
+
+
+def run_plan(plan: list[PlannedRun], data: str | Path, out: Path, log=print, progress=None,
+             make_callbacks=None) -> list[dict]:  # fmt: skip
+    """Train each planned run that hasn't finished; return every finished run's result.
+
+    make_callbacks(train_cfg) -> list: callbacks for each run beyond what its config switches on
+    (the command line passes the health logger for --log-health).
+    """
+    failures: dict[str, str] = {}
+    for i, run in enumerate(plan, 1):
+        run_dir = out / run.name
+        if (run_dir / "config.json").is_file() and not same_settings(read_run_config(run_dir), run):
+            raise UserError(
+                f"{run_dir} was trained with other settings than the spec now asks for; "
+                "use a new --out (or delete that run directory)"
+            )
+        if (run_dir / "summary.json").is_file():
+            log(f"[{i}/{len(plan)}] {run.name}: finished earlier, skipped ({run.label})")
+            continue
+        # Half-finished with a checkpoint: continue it (the Trainer's exact resume). Started but
+        # never checkpointed: train from scratch in place (the Trainer rewrites metrics.jsonl).
+        resume = ckpt.latest_checkpoint(run_dir, required=False) is not None
+        log(f"[{i}/{len(plan)}] {run.name}: {'resuming' if resume else 'training'} ({run.label})")
+        model_cfg, train_cfg = dataclasses.replace(run.model), dataclasses.replace(run.train)
+        try:
+            callbacks = make_callbacks(train_cfg) if make_callbacks else []
+            Trainer(model_cfg, train_cfg, data, run_dir, resume=resume, log=log, progress=progress,
+                    callbacks=callbacks).run()  # fmt: skip
+        except UserError as exc:
+            # One run that can't train here (e.g. too big for memory) must not cost the others.
+            failures[run.name] = str(exc)
+            log(f"[{i}/{len(plan)}] {run.name}: not trained: {exc}")
+    atomic_write_json(out / "failures.json", failures)
+    return collect_results(out, plan)
+
+
+def read_failures(out: Path) -> dict[str, str]:
+    path = out / "failures.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def collect_results(out: Path, plan: list[PlannedRun]) -> list[dict[str, Any]]:
+    """One record per finished run (summary + settings), also written to results.jsonl."""
+    results = []
+    for index, run in enumerate(plan, 1):
+        summary_path = out / run.name / "summary.json"
+        if not summary_path.is_file():
+            continue
+        summary = json.loads(summary_path.read_text())
+        config = read_run_config(out / run.name)
+        record = {k: v for k, v in summary.items() if k != "sample"}
+        record.update(index=index, name=run.name, label=run.label, overrides=run.overrides)
+        record.update(model=config["model"], train=config["train"], run_dir=run.name, sample=summary.get("sample"))
+        results.append(record)
+    lines = "".join(json.dumps(r) + "\n" for r in results)
+    atomic_write_bytes(out / RESULTS_JSONL, lines.encode())
+    return results
+
+
+def read_experiment(out: Path) -> dict[str, Any]:
+    """experiment.json: what a sweep or ablation planned; damage is a UserError naming the file."""
+    path = out / EXPERIMENT
+    try:
+        exp = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path} ({type(exc).__name__}); is {out} a sweep or ablation?") from None
+    if not isinstance(exp, dict) or not isinstance(exp.get("runs", []), list):
+        raise UserError(f"{path} is not a bricklm experiment record")
+    return exp
