@@ -14,7 +14,9 @@ across a resume goes into `state.extra`, which every checkpoint saves.
 
 from __future__ import annotations
 
+import json
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,8 @@ from typing import Any
 import torch
 
 from bricklm.config import ModelConfig, TrainConfig, parse_loss_levels
-from bricklm.runs import SNAPSHOTS, level_name, write_snapshot
+from bricklm.generate import sample_text
+from bricklm.runs import SAMPLES, SNAPSHOTS, level_name, write_snapshot
 
 
 @dataclass
@@ -78,7 +81,31 @@ def config_callbacks(cfg: TrainConfig) -> list[Callback]:
         out.append(EarlyStopping(cfg.early_stop))
     if cfg.max_seconds or cfg.target_val_loss:
         out.append(Budget(cfg.max_seconds, cfg.target_val_loss))
+    if cfg.eval_samples and cfg.sample_chars:
+        out.append(EvalSamples())
     return out
+
+
+def sample_seed(seed: int, run_dir: Path) -> int:
+    """The sampling seed of a run: its training seed mixed with its directory's name, so two runs trained with
+    the same seed still draw different samples (and one run's samples are reproducible)."""
+    return (seed * 1_000_003 + zlib.crc32(Path(run_dir).name.encode())) % 2**63
+
+
+class EvalSamples(Callback):
+    """A sample at every evaluation, beside its losses, in RUN/samples.jsonl: the blog's "samples at each loss
+    level", for every evaluation of the learner's own run. The same seed every time, so the samples differ
+    because the model did."""
+
+    def on_eval(self, ctx: Context, record: dict[str, Any]) -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in ctx.model.parameters()):
+            return None  # NaN weights crash the sampler; the step guard says what happened
+        seed = sample_seed(ctx.cfg.seed, ctx.run_dir)
+        text = sample_text(ctx.model, ctx.data.tokenizer, ctx.cfg.sample_chars, ctx.device, seed)
+        line = {k: record[k] for k in ("step", "train_loss", "val_loss")} | {"text": text}
+        with open(ctx.run_dir / SAMPLES, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        return None
 
 
 class EarlyStopping(Callback):

@@ -115,7 +115,12 @@ class TrainConfig:
     )
     compile: bool = _opt(False, "torch.compile the model (falls back to eager if it cannot)")
     threads: int = _opt(0, "CPU threads for PyTorch (0 = leave PyTorch's default)")
-    sample_chars: int = _opt(100, "characters sampled at the end of training, like the blog")
+    sample_chars: int = _opt(
+        100, "characters sampled at the end of training (like the blog) and, with eval_samples, at every evaluation"
+    )
+    eval_samples: bool = _opt(
+        True, "at every evaluation, write a sample (from a newline, temperature 0.8) to samples.jsonl"
+    )
     grad_accum: int = _opt(1, "micro-batches of batch_size per optimiser step, per process (gradient accumulation)")
     dist_timeout: int = _opt(300, "under torchrun: seconds to wait for the other processes before failing")
     fsdp: bool = _opt(False, "under torchrun: shard weights, gradients and AdamW state over the processes (FSDP2)")

@@ -18,6 +18,7 @@ import torch
 
 from bricklm.errors import UserError
 from bricklm.model import GPT, evaluating
+from bricklm.tokenizer import can_encode
 
 
 def check_sampling_settings(max_new_tokens: int, temperature: float, top_p: float | None, least: int = 0) -> None:
@@ -97,6 +98,14 @@ def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int, devic
     ids = encode_prompt(tokenizer, prompt, device)
     out = [int(t[0]) for t in generate(model, ids, max_new_tokens, **kwargs)]
     return tokenizer.decode(out)
+
+
+def sample_text(model: GPT, tokenizer, chars: int, device="cpu", seed: int = 1337, temperature: float = 0.8) -> str:
+    """What training shows of a model: `chars` tokens from a newline (token 0 if the vocabulary has none),
+    at `bricklm sample`'s default temperature, from a generator of its own (training's RNG is untouched)."""
+    prompt = "\n" if can_encode(tokenizer, "\n") else ""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return generate_text(model, tokenizer, prompt, chars, device, generator=gen, temperature=temperature)
 
 
 def encode_prompt(tokenizer, prompt: str, device="cpu") -> torch.Tensor:

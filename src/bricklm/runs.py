@@ -4,10 +4,10 @@
     metrics = read_metrics("runs/blog")          # every whole line of metrics.jsonl
     config = read_run_config("runs/blog")        # config.json, checked and in today's terms
 
-A run directory holds config.json, tokenizer.json, metrics.jsonl, loss.png, summary.json,
-checkpoints/ (checkpoint.py) and snapshots/loss-X.XX/ (the weights the moment val loss first
-fell below X.XX: model.safetensors and snapshot.json). Everything here only reads, except
-write_snapshot, which the training callback calls.
+A run directory holds config.json, tokenizer.json, metrics.jsonl, samples.jsonl (a sample at
+every evaluation), loss.png, summary.json, checkpoints/ (checkpoint.py) and snapshots/loss-X.XX/
+(the weights the moment val loss first fell below X.XX: model.safetensors and snapshot.json).
+Everything here only reads, except what the trainer and its callbacks call to write.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from safetensors.torch import load_file, save_file
 from bricklm import checkpoint as ckpt
 from bricklm.config import ModelConfig, TrainConfig, build, upgrade_model_table
 from bricklm.errors import UserError
-from bricklm.files import atomic_write_json
+from bricklm.files import atomic_write_bytes, atomic_write_json
 from bricklm.model import GPT
 from bricklm.tokenizer import Tokenizer, tokenizer_from_dict
 
 SNAPSHOTS = "snapshots"
 METRICS = "metrics.jsonl"
+SAMPLES = "samples.jsonl"  # a sample at every evaluation (callbacks.EvalSamples)
 
 
 @dataclass
@@ -87,16 +88,19 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 # --- metrics.jsonl -----------------------------------------------------------------------------
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / METRICS
+def read_metrics(run_dir: str | Path, name: str = METRICS) -> list[dict[str, Any]]:
+    """Every whole line of RUN/metrics.jsonl (or of another JSON-lines file of the run, e.g. SAMPLES)."""
+    path = Path(run_dir) / name
     if not path.is_file():
-        raise UserError(f"{run_dir} has no {METRICS}; is it a bricklm run directory?")
+        raise UserError(f"{run_dir} has no {name}; is it a bricklm run directory?")
     return [rec for _, rec in metric_lines(path)]
 
 
 def metric_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """(line, record) for each whole line; a line torn by a crash mid-write is dropped, not fatal."""
     out = []
+    if not path.is_file():
+        return out
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             rec = json.loads(line)
@@ -105,6 +109,13 @@ def metric_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
         if isinstance(rec, dict):
             out.append((line, rec))
     return out
+
+
+def truncate_logs(run_dir: Path, step: int) -> None:
+    """On resume: drop the metrics and samples logged after the checkpoint at `step`, so the logs match the weights."""
+    for path in (Path(run_dir) / METRICS, Path(run_dir) / SAMPLES):
+        keep = [line for line, rec in metric_lines(path) if rec.get("step", 0) <= step]
+        atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
 
 
 def eval_records(run_dir: str | Path) -> list[dict[str, Any]]:

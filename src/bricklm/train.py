@@ -30,19 +30,19 @@ from tqdm import tqdm
 
 from bricklm import checkpoint as ckpt
 from bricklm import distributed
-from bricklm.callbacks import Callback, Context, TrainState, config_callbacks
+from bricklm.callbacks import Callback, Context, TrainState, config_callbacks, sample_seed
 from bricklm.config import ModelConfig, TrainConfig, build, to_dict, upgrade_model_table
 from bricklm.datasets import open_dataset
 from bricklm.errors import UserError
 from bricklm.fastpaths import compile_with_fallback
-from bricklm.files import RunLock, atomic_write_bytes, atomic_write_json
-from bricklm.generate import generate_text
+from bricklm.files import RunLock, atomic_write_json
+from bricklm.generate import sample_text
 from bricklm.hardware import check_fits, resolve_device
 from bricklm.interrupts import Interrupted, StopSignals
 from bricklm.model import GPT
 from bricklm.optim import learning_rate, make_optimizer, set_learning_rate
 from bricklm.plots import plot_loss
-from bricklm.runs import METRICS, metric_lines, read_metrics
+from bricklm.runs import METRICS, SAMPLES, read_metrics, truncate_logs
 
 
 def train_step(model, optimizer, next_batch, cfg: TrainConfig, step: int, *, forward=None, dist=None,
@@ -161,7 +161,8 @@ class Trainer:
                 f"{self.run_dir} already holds a training run; use --resume to continue it or pick a new --out"
             )
         elif main:
-            (self.run_dir / METRICS).write_text("")
+            for name in (METRICS, SAMPLES):
+                (self.run_dir / name).write_text("")
         if main:
             atomic_write_json(self.run_dir / "config.json", self.config_dict())
             self.data.tokenizer.save(self.run_dir / "tokenizer.json")
@@ -186,9 +187,8 @@ class Trainer:
         for moved in ckpt.set_aside(bad if self.dist.is_main else []):  # one process moves files
             self.log(f"warning: moved {moved.name} (it failed verification) aside to {moved}")
         self.last_saved_step = self.state.step
-        if self.dist.is_main:  # drop metrics logged after the checkpoint, so the log matches the weights
-            keep = [ln for ln, rec in metric_lines(self.run_dir / METRICS) if rec.get("step", 0) <= self.state.step]
-            atomic_write_bytes(self.run_dir / METRICS, ("\n".join(keep) + "\n" if keep else "").encode())
+        if self.dist.is_main:
+            truncate_logs(self.run_dir, self.state.step)
         self.log(f"resumed from {c.path} at step {self.state.step}")
 
     # --- the loop ----------------------------------------------------------------------------------
@@ -326,8 +326,8 @@ class Trainer:
         sample = ""
         finite = self.dist.is_main and all(bool(torch.isfinite(p).all()) for p in model.parameters())
         if self.cfg.sample_chars and finite:  # NaN weights crash the sampler
-            gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
-            sample = generate_text(model, self.data.tokenizer, "", self.cfg.sample_chars, self.device, generator=gen)
+            seed = sample_seed(self.cfg.seed, self.run_dir)
+            sample = sample_text(model, self.data.tokenizer, self.cfg.sample_chars, self.device, seed)
         result = summary_record(self.state, self.run_dir, n_params, self.dist.world_size, self.stop_reason, sample)
         if self.dist.is_main:
             atomic_write_json(self.run_dir / "summary.json", result)
