@@ -25,12 +25,14 @@ import json
 from pathlib import Path
 
 import torch
-from bricklm.chat_data import ASSISTANT, builtin_conversations, load_conversations, render, split_heldout
 
 from bricklm.errors import UserError
-from bricklm.finetune import BUILTIN_DATA, Examples, extend_vocab, make_example, masked_loss_sum
+from bricklm.finetune.conversations import builtin_conversations, load_conversations, render, split_heldout
+from bricklm.finetune.data import Examples, make_example, masked_loss_sum
+from bricklm.finetune.trainer import BUILTIN_DATA, extend_vocab
 from bricklm.generate import generate
 from bricklm.runs import load_run
+from bricklm.tokenizer import ASSISTANT
 
 
 def heldout_conversations(run_dir: Path):

@@ -22,7 +22,8 @@ def tables(res: dict) -> str:
         MARKER,
         "",
         f"## Measured ({res['device']}, {res.get('threads', '?')} PyTorch threads, {res['started']}"
-        + (", --quick" if res.get("quick") else "") + ")",
+        + (", --quick" if res.get("quick") else "")
+        + ")",
         "",
         f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')} "
         f"(CPU kernels: {m.get('cpu_capability')}, AVX-512 bf16: {'yes' if m.get('avx512_bf16') else 'no'}), "

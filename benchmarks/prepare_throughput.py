@@ -4,7 +4,7 @@
     python benchmarks/prepare_throughput.py --mb 50 --vocab-size 8000
 
 Two corpora: generated sentences (--mb megabytes over 200 .txt files, always available) and
-the blog's text (/work/shared/data/bdunagan.com.txt, when present). Each prepare runs in a
+the blog's text (--corpus, default ../shared/data/bdunagan.com.txt, when present). Each prepare runs in a
 fresh process; "peak_growth_mb" is how far its peak RSS rose above the level after imports,
 the memory prepare itself held. The machine's load average is recorded beside the numbers.
 """
@@ -21,13 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BLOG = Path("/work/shared/data/bdunagan.com.txt")
+from common import REPO as ROOT
+from common import machine, shared_data
 
 MEASURE = """
 import json, resource, sys, time
 from bricklm.prepare import prepare
-import bricklm.bpe
+import bricklm.tokenizer
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 r = prepare([sys.argv[1]], sys.argv[2], tokenizer=sys.argv[3], vocab_size=int(sys.argv[4]), log=lambda *a: None)
@@ -72,6 +72,8 @@ def main() -> None:
     p.add_argument("--mb", type=float, default=10, help="size of the generated corpus")
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/prepare_throughput.json"))
+    p.add_argument("--corpus", type=Path, default=shared_data("bdunagan.com.txt"),
+                   help="a real text to measure beside the generated one, when it exists")  # fmt: skip
     args = p.parse_args()
     results = {}
     load_before = os.getloadavg()
@@ -79,15 +81,15 @@ def main() -> None:
         tmp = Path(tmp)
         generate(tmp / "generated", args.mb)
         corpora = {"generated": tmp / "generated"}
-        if BLOG.is_file():
-            corpora["blog"] = BLOG
+        if args.corpus.is_file():
+            corpora["blog"] = args.corpus
         for name, src in corpora.items():
             for tok in ("char", "bpe"):
                 results[f"{name}/{tok}"] = measure(src, tmp / f"out-{name}-{tok}", tok, args.vocab_size)
                 print(name, tok, results[f"{name}/{tok}"], flush=True)
     result = {
         "command": "python benchmarks/prepare_throughput.py " + " ".join(sys.argv[1:]),
-        "cpu_count": os.cpu_count(),
+        "machine": machine(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d %H:%M"),

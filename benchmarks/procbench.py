@@ -14,8 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path("/work/shared/data/tinyshakespeare.txt")
+from common import REPO, machine, shared_data
+
+ROOT = REPO  # the scripts that use this write their results under ROOT/benchmarks/results
+CORPUS = shared_data("tinyshakespeare.txt")
 MODEL = ["--n-layer", "2", "--n-head", "4", "--n-embd", "64", "--block-size", "64"]
 ONE_PROCESS = [sys.executable, "-m", "bricklm"]
 
@@ -64,7 +66,7 @@ def header(script: str, args, load_before, load_after) -> dict:
         "steps": args.steps,
         "global_batch": 2 * args.batch_size,
         "threads_per_process": args.threads,
-        "cpu_count": os.cpu_count(),
+        "machine": machine(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
     }

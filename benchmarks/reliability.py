@@ -6,7 +6,7 @@
 1. Checkpoint cost at the blog's headline size (10.3M parameters, configs/seed/headline-10m.toml):
    bytes on disk, seconds to save (temp dir, fsync of every file and folder, rename) and to load
    (read once, sha256 against the manifest, parse safetensors/JSON), median of a few repeats.
-2. train.estimate_memory_bytes against the peak resident memory (Linux VmHWM, reset after the
+2. hardware.estimate_memory_bytes against the peak resident memory (Linux VmHWM, reset after the
    imports) of a fresh process that builds the model and optimiser and trains 2 steps on random
    tokens, for each attention path. check_fits refuses a model whose estimate exceeds the memory
    available, so the estimate should sit a little above the peak: a generous estimate refuses
@@ -30,7 +30,7 @@ PEAK_CHILD = r"""
 import sys, torch
 from bricklm.config import ModelConfig, TrainConfig
 from bricklm.model import GPT
-from bricklm.train import make_optimizer
+from bricklm.optim import make_optimizer
 def status(key):
     return next(int(ln.split()[1]) * 1024 for ln in open("/proc/self/status") if ln.startswith(key))
 m = ModelConfig(**eval(sys.argv[1])); t = TrainConfig(batch_size=int(sys.argv[2]))
@@ -66,7 +66,7 @@ def checkpoint_cost(repeats: int = 3) -> dict:
     from bricklm import checkpoint as ckpt
     from bricklm.config import ModelConfig, TrainConfig, load_config
     from bricklm.model import GPT
-    from bricklm.train import make_optimizer
+    from bricklm.optim import make_optimizer
 
     model_cfg, train_cfg = load_config(Path(__file__).parent.parent / "configs/seed/headline-10m.toml")
     model_cfg.vocab_size = 107
@@ -100,8 +100,8 @@ def checkpoint_cost(repeats: int = 3) -> dict:
 
 def memory_estimates(show=print) -> list[dict]:
     from bricklm.config import ModelConfig, TrainConfig
+    from bricklm.hardware import estimate_memory_bytes
     from bricklm.model import count_params
-    from bricklm.train import estimate_memory_bytes
 
     show("| shape | parameters | batch | estimate (MB) | measured peak (MB) | estimate / peak |")
     show("|---|---:|---:|---:|---:|---:|")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -33,9 +32,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-REPO = ROOT.parent
 sys.path.insert(0, str(ROOT))
-CORPUS = Path("/work/shared/data/bdunagan.com.txt")
+from common import REPO, machine, shared_data  # noqa: E402  (benchmarks/ is not a package)
 
 # The blog's two models (NOTES.md): name -> (n_layer, n_embd, n_head, batch, block)
 MODELS = {"800k": (16, 64, 8, 64, 128), "10M": (52, 128, 4, 32, 128)}
@@ -44,35 +42,6 @@ THREADS = os.cpu_count()  # set from --threads; passed to every worker
 
 
 # --- the machine ----------------------------------------------------------------------------
-
-
-def machine() -> dict:
-    import torch
-
-    info = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg": os.getloadavg(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "Model name":
-                info["cpu"] = value.strip()
-            if key.strip() == "Flags":
-                flags = value.split()
-                info["avx512_bf16"] = "avx512_bf16" in flags
-                info["amx_bf16"] = "amx_bf16" in flags
-                info["avx512f"] = "avx512f" in flags
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
 
 
 def matmul_peak(device: str, quick: bool) -> dict:
@@ -160,34 +129,37 @@ def worker_train(args) -> dict:
 
 
 def bricklm_step(args, L, C, H, B, T, device, tokens, get_batch):
-    """bricklm's training step with the switches chosen on the command line (its own loop's order)."""
+    """bricklm's own training step (train.train_step, what the Trainer runs) with the chosen switches."""
+    import contextlib
+
     import torch
 
     from bricklm.config import ModelConfig, TrainConfig
     from bricklm.fastpaths import compile_with_fallback
     from bricklm.model import GPT
-    from bricklm.train import make_optimizer
+    from bricklm.optim import make_optimizer
+    from bricklm.train import train_step
 
     cfg = ModelConfig(
         vocab_size=VOCAB, block_size=T, n_layer=L, n_head=H, n_embd=C, activation="relu",
         attention=args.attention, bias=False, dropout=0.0,
     )  # fmt: skip
-    tcfg = TrainConfig(batch_size=B, adamw=args.adamw, grad_clip=0.0, weight_decay=0.0, learning_rate=1e-3)
+    tcfg = TrainConfig(batch_size=B, adamw=args.adamw, grad_clip=0.0, weight_decay=0.0, learning_rate=1e-3,
+                       schedule="constant", dtype=args.dtype)  # fmt: skip
     model = GPT(cfg).to(device)
     model.recompute_activations = args.recompute
     opt = make_optimizer(model, tcfg, device)
     forward = compile_with_fallback(model, log=lambda m: print(m, file=sys.stderr)) if args.compile else model
     gen = torch.Generator().manual_seed(0)
-    use_bf16 = args.dtype == "bfloat16"
+    bf16 = args.dtype == "bfloat16"
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def step():
-        x, y = get_batch(tokens, B, T, gen, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            _, loss = forward(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
+        loss, _ = train_step(model, opt, lambda: get_batch(tokens, B, T, gen, device), tcfg, 0, forward=forward,
+                             autocast=autocast)  # fmt: skip
+        return loss
 
     return model, opt, step
 
@@ -235,7 +207,7 @@ def worker_ttl(args) -> dict:
     from bricklm.train import Trainer
 
     work = Path(tempfile.mkdtemp(prefix="bricklm-ttl-"))
-    prepare([CORPUS], work / "corpus", split="tail", log=lambda *a, **k: None)
+    prepare([args.corpus], work / "corpus", split="tail", log=lambda *a, **k: None)
     overrides = {"device": args.device, "sample_chars": 0}
     model_cfg, train_cfg = load_config(REPO / args.recipe, overrides)
     trainer = Trainer(model_cfg, train_cfg, work / "corpus", work / "run", log=lambda *a, **k: None, progress=False)
@@ -313,6 +285,10 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="timed steps per configuration (default 20, quick 3)")
     p.add_argument("--recipe", action="append", default=None, help="time-to-loss recipes (default: both in configs/)")
     p.add_argument("--out", default=None, help="results JSON (default benchmarks/results/bench-<device>.json)")
+    p.add_argument(
+        "--corpus", type=Path, default=shared_data("bdunagan.com.txt"),
+        help="text for the time-to-loss part (default: ../shared/data/bdunagan.com.txt beside the repository)",
+    )  # fmt: skip
     p.add_argument("--no-docs", action="store_true", help="don't regenerate docs/performance.md")
     p.add_argument(
         "--threads", type=int, default=os.cpu_count(),
@@ -395,12 +371,12 @@ def main(argv=None) -> int:
             if ref and "tokens_per_s" in r:
                 r["ratio"] = r["tokens_per_s"] / ref
     if "ttl" in parts and not args.quick:
-        if not CORPUS.is_file():
-            log(f"time to loss: {CORPUS} not found; skipped")
+        if not args.corpus.is_file():
+            log(f"time to loss: {args.corpus} not found (--corpus PATH); skipped")
         else:
             results["ttl"] = {}
             for recipe in args.recipe or ["configs/speedrun-cpu.toml", "configs/best-10min-cpu.toml"]:
-                r = spawn("ttl", "--recipe", recipe, "--device", args.device)
+                r = spawn("ttl", "--recipe", recipe, "--device", args.device, "--corpus", str(args.corpus))
                 results["ttl"][recipe] = r
                 log(f"time to loss {recipe}: {r}")
     info["load_avg_after"] = os.getloadavg()

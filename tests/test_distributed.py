@@ -114,6 +114,7 @@ def test_grad_accum_matches_a_batch_k_times_bigger(tiny_corpus, tmp_path):
     assert json.loads((tmp_path / "accum" / "config.json").read_text())["train"]["grad_accum"] == 2
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_with_twice_the_batch_and_resume(tiny_corpus, tmp_path):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun is not on PATH")
@@ -158,6 +159,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_rank_that_dies_makes_the_others_exit_with_a_clear_error(tiny_corpus, tmp_path):
     args = ["train", "--data", str(tiny_corpus), "--out", str(tmp_path / "run"), *flags(max_iters=50)]
     procs = spawn([sys.executable, "-c", DIE, *args])

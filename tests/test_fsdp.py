@@ -27,6 +27,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.slow
 def test_fsdp_two_processes_match_one_with_twice_the_batch_and_resume(tiny_corpus, tmp_path):
     sharded, single = tmp_path / "fsdp", tmp_path / "single"
     cmd = ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "bricklm", "train",

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bricklm.streaming import corpus_chunks, with_progress
 
 MB = 2**20
@@ -40,6 +42,7 @@ print(json.dumps({"growth": after - before, "characters": report.characters, "to
 """
 
 
+@pytest.mark.slow
 def test_prepare_memory_stays_far_below_a_50_mb_corpus(tmp_path):
     size = make_corpus(tmp_path / "src")
     assert size > 45 * MB

@@ -74,6 +74,7 @@ def saved_step(stderr: str) -> int:
 # --- signals --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_resume_continues(tiny_corpus, tmp_path, capsys):
     run = tmp_path / "run"
     proc = start(tiny_corpus, run, *LONG)
@@ -95,6 +96,7 @@ def test_ctrl_c_saves_and_resume_continues(tiny_corpus, tmp_path, capsys):
     assert [m["step"] for m in metrics(run) if "loss" in m] == list(range(1, step + 3))
 
 
+@pytest.mark.slow
 def test_sigterm_then_ctrl_c_during_the_save_leaves_it_whole(tiny_corpus, tmp_path):
     run = tmp_path / "run"
     proc = start(tiny_corpus, run, *LONG, pause="1:0.6")  # every save after step 0 takes ~3.6 s
@@ -111,6 +113,7 @@ def test_sigterm_then_ctrl_c_during_the_save_leaves_it_whole(tiny_corpus, tmp_pa
     assert not list((run / "checkpoints").glob(".*"))
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_save_loses_only_that_save(tiny_corpus, tmp_path, capsys):
     run = tmp_path / "run"
     proc = start(tiny_corpus, run, pause="1:5")  # TINY_FLAGS: 6 steps, saves at 0, 3, 6; killed mid-pause

@@ -135,22 +135,7 @@ def full_split_loss(model: torch.nn.Module, tokens, block_size: int, batch_size:
 
 def _window_loss(model, data, ix, block_size, skip, device, ctx):
     """Summed loss of the windows starting at ix, ignoring each window's first `skip` targets."""
-    index = ix[:, None] + torch.arange(block_size + 1)
-    windows = data[index].to(torch.int64)
-    x, y = windows[:, :-1].to(device), windows[:, 1:].to(device)
-    with ctx():
-        logits, _ = model(x)
-    logits = logits[:, skip:].float()
-    y = y[:, skip:]
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
-    return float(loss), y.numel()
-
-
-def _window_loss(model, data, ix, block_size, skip, device, ctx):
-    """Summed loss of the windows starting at ix, ignoring each window's first `skip` targets."""
-    index = ix[:, None] + torch.arange(block_size + 1)
-    windows = data[index].to(torch.int64)
-    x, y = windows[:, :-1].to(device), windows[:, 1:].to(device)
+    x, y = batch_at(data, ix, block_size, device)
     with ctx():
         logits, _ = model(x)
     logits = logits[:, skip:].float()

@@ -85,6 +85,23 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     return config
 
 
+def format_summary(result: dict) -> str:
+    """summary.json as the console shows it at the end of training."""
+    return "\n".join(
+        [
+            f"parameters:      {result['parameters']:,}",
+            f"training time:   {result['training_time_s']:.1f} s ({result['steps']} steps, "
+            f"{result['tokens_per_s']:,.0f} tokens/s)",
+            f"train loss:      {result['train_loss']:.4f}",
+            f"val loss:        {result['val_loss']:.4f} "
+            f"(best {result['best_val_loss']:.4f} at step {result['best_step']})",
+            f"checkpoints:     {Path(result['run_dir']) / 'checkpoints'}",
+            "sample:",
+            result["sample"],
+        ]
+    )
+
+
 # --- metrics.jsonl -----------------------------------------------------------------------------
 
 

@@ -433,20 +433,3 @@ def summary_record(s: TrainState, run_dir: Path, n_params: int, processes: int, 
         "stop_reason": stop_reason,
         "sample": sample,
     }
-
-
-def format_summary(result: dict) -> str:
-    """The summary as the console shows it at the end of training."""
-    return "\n".join(
-        [
-            f"parameters:      {result['parameters']:,}",
-            f"training time:   {result['training_time_s']:.1f} s ({result['steps']} steps, "
-            f"{result['tokens_per_s']:,.0f} tokens/s)",
-            f"train loss:      {result['train_loss']:.4f}",
-            f"val loss:        {result['val_loss']:.4f} "
-            f"(best {result['best_val_loss']:.4f} at step {result['best_step']})",
-            f"checkpoints:     {Path(result['run_dir']) / 'checkpoints'}",
-            "sample:",
-            result["sample"],
-        ]
-    )

@@ -13,9 +13,8 @@ from bricklm.finetune.chat import Chat
 from bricklm.finetune.trainer import UNKNOWN_CHARS, finetune
 from bricklm.generate import check_sampling_settings
 from bricklm.hardware import resolve_device
-from bricklm.runs import load_run
+from bricklm.runs import format_summary, load_run
 from bricklm.tokenizer import ChatTokenizer
-from bricklm.train import format_summary
 
 HELP = "commands: /reset (forget the conversation), /quit (leave)"
 

@@ -17,8 +17,8 @@ from bricklm.generate import TextStream, check_sampling_settings, encode_prompt,
 from bricklm.hardware import resolve_device
 from bricklm.inspect.health import HealthCallback
 from bricklm.model import count_params
-from bricklm.runs import load_run, read_run_config
-from bricklm.train import Trainer, format_summary
+from bricklm.runs import format_summary, load_run, read_run_config
+from bricklm.train import Trainer
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 

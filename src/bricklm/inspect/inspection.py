@@ -94,13 +94,10 @@ def trace_shapes(model, batch_size: int, block_size: int, all_blocks: bool = Fal
             calls.append((name, type(mod).__name__, _shape(args[0]) if args else "-", _shape(output)))
 
         handles.append(module.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
     try:
-        device = next(model.parameters()).device
-        model(torch.zeros(batch_size, block_size, dtype=torch.long, device=device))
+        with evaluating(model):
+            model(torch.zeros(batch_size, block_size, dtype=torch.long, device=next(model.parameters()).device))
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return calls

@@ -1,6 +1,6 @@
 """How much of the weights and AdamW moments each process keeps under --fsdp's sharding.
 
-    torchrun --standalone --nproc_per_node=2 benchmarks/fsdp_shard_sizes.py
+    torchrun --standalone --nproc_per_node=2 dev/fsdp_shard_sizes.py
 
 Shards two GPTs the way `bricklm train --fsdp` does (Dist.shard: each Block, then the whole
 model), takes one AdamW step so the moments exist, and prints, per rank, the weight and moment
@@ -13,7 +13,7 @@ import torch.distributed as dist
 from bricklm.config import load_config
 from bricklm.distributed import Dist
 from bricklm.model import GPT
-from bricklm.train import make_optimizer
+from bricklm.optim import make_optimizer
 
 
 def main() -> None:

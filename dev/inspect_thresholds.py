@@ -7,8 +7,8 @@ differ from what its set-up should produce. Also trains the default for --long-s
 healthy model stays unflagged later in training. Results are recorded in docs/inside.md.
 
     bricklm prepare --builtin python-docs --out /tmp/pydocs
-    bricklm prepare /work/shared/data/tinyshakespeare.txt --split tail --out /tmp/shk
-    OMP_NUM_THREADS=1 python benchmarks/inspect_thresholds.py /tmp/pydocs /tmp/shk --steps 60 --long-steps 400
+    bricklm prepare ../shared/data/tinyshakespeare.txt --split tail --out /tmp/shk
+    OMP_NUM_THREADS=1 python dev/inspect_thresholds.py /tmp/pydocs /tmp/shk --steps 60 --long-steps 400
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import statistics
 import time
 
 import torch
-from bricklm.diagnosis import diagnose
-from bricklm.health import probe_training
 
 from bricklm.config import load_config
 from bricklm.data import load_corpus
+from bricklm.inspect.diagnosis import diagnose
+from bricklm.inspect.health import probe_training
 from bricklm.model import GPT
 
 SIZES = {
@@ -32,8 +32,8 @@ SIZES = {
 # variant: (settings, the warning topics it should raise)
 VARIANTS = {
     "default": ({}, set()),
-    "residual_bug": ({"residual_bug": True}, {"residual stream"}),
-    "residual off": ({"residual": False}, {"residual stream", "gradients"}),
+    "residual_bug": ({"residual": "bug"}, {"residual stream"}),
+    "residual off": ({"residual": "off"}, {"residual stream", "gradients"}),
     "norm none": ({"norm": "none"}, {"normalisation"}),
     "lr 1e-5": ({"learning_rate": 1e-5, "min_lr": 1e-6}, {"learning rate"}),
     "lr 0.1": ({"learning_rate": 0.1, "min_lr": 0.01}, {"learning rate", "activations"}),

@@ -1,6 +1,6 @@
 """Does this PyTorch run FSDP2 (`fully_shard`) on CPU with gloo? A probe, not part of bricklm.
 
-    torchrun --standalone --nproc_per_node=2 benchmarks/fsdp_cpu_probe.py
+    torchrun --standalone --nproc_per_node=2 dev/fsdp_cpu_probe.py
 
 Shards a small two-layer model over the processes, trains 3 AdamW steps on the same input
 everywhere, prints each rank's losses (they must agree), then gathers a full state dict on

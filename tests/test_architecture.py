@@ -1,0 +1,166 @@
+"""The shape of the code base, kept by a test: imports point one way, modules stay small, argparse stays in cli/.
+
+The import graph is read from the source (ast), so these hold without importing anything:
+- no import cycle among bricklm's modules;
+- the core (the modules directly under bricklm/) never imports a feature package or cli/, a feature
+  package never imports cli/, and the feature packages import each other without a cycle;
+- at most MAX_LAZY imports of bricklm itself written inside functions (each one is a cycle in hiding);
+- no module over MAX_MODULE_LINES lines, no class over MAX_CLASS_LINES;
+- argparse only under cli/;
+- no machine's own path in the source, the tests, the benchmarks or dev/.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "src" / "bricklm"
+CLI = "cli"
+MAX_LAZY, MAX_MODULE_LINES, MAX_CLASS_LINES = 8, 450, 250
+
+
+def modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the package."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def imports(path: Path, known: set[str]) -> list[tuple[str, bool]]:
+    """(imported bricklm module, written inside a function?) for every import in the file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    inside = {
+        id(node)
+        for fn in ast.walk(tree)
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for node in ast.walk(fn)
+    }
+    found = []
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bricklm"):
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.startswith("bricklm")]
+        for name in names:
+            while name not in known and "." in name:
+                name = name.rsplit(".", 1)[0]
+            if name in known:
+                found.append((name, id(node) in inside))
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {name: {t for t, _ in imports(path, set(mods))} - {name} for name, path in mods.items()}
+
+
+def area(module: str) -> str:
+    """'core' for bricklm.train, 'cli' for bricklm.cli.train, the package name for a feature's module."""
+    if module == "bricklm.__main__":  # `python -m bricklm` is the command line
+        return CLI
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else "core"
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one member (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in edges:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycle():
+    assert cycles(graph()) == []
+
+
+def test_imports_point_from_cli_to_features_to_core():
+    edges = graph()
+    wrong = []
+    for src, targets in edges.items():
+        for dst in targets:
+            a, b = area(src), area(dst)
+            if a == "core" and b != "core" or a != CLI and b == CLI:
+                wrong.append(f"{src} -> {dst}")
+    assert wrong == []
+    features = {}
+    for src, targets in edges.items():
+        if area(src) not in ("core", CLI):
+            features.setdefault(area(src), set()).update(area(t) for t in targets if area(t) not in ("core", CLI))
+    assert cycles({k: v - {k} for k, v in features.items()}) == []
+
+
+def test_few_imports_hide_inside_functions():
+    mods = modules()
+    lazy = [f"{name} imports {t}" for name, path in mods.items() for t, inside in imports(path, set(mods)) if inside]
+    assert len(lazy) <= MAX_LAZY, lazy
+
+
+def test_modules_and_classes_stay_small():
+    big = []
+    for name, path in modules().items():
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > MAX_MODULE_LINES:
+            big.append(f"{name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                big.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert big == []
+
+
+def test_only_the_cli_knows_argparse():
+    users = [
+        name
+        for name, path in modules().items()
+        if area(name) != CLI and re.search(r"^\s*(import argparse|from argparse)", path.read_text(), re.M)
+    ]
+    assert users == []
+
+
+def test_no_machine_paths():
+    # Built from pieces so this file doesn't match itself.
+    pattern = re.compile("(" + "|".join(["/" + "work/", "/" + "home/", "/" + "Users/", "/" + "root/"]) + ")")
+    found = []
+    for folder in ("src", "tests", "benchmarks", "dev"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if pattern.search(line):
+                    found.append(f"{path.relative_to(ROOT)}:{n}")
+    assert found == []
+
+
+def test_the_checks_themselves_can_fail():
+    assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+    assert area("bricklm.train") == "core" and area("bricklm.cli.train") == CLI
+    assert area("bricklm.inspect.health") == "inspect"
