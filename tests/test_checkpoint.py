@@ -40,11 +40,16 @@ class SignalAt(Callback):
 # --- exact resume ---------------------------------------------------------------------------
 
 
-def test_resume_is_exact(tiny_corpus, tmp_path):
-    """2N steps straight == N steps, a real SIGINT, resume, N more: losses, weights, Adam moments, RNG states."""
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--optimizer", "muon"], ["--ema", "0.9"], ["--schedule", "wsd", "--positional", "rope", "--qk-norm"]],
+    ids=["adamw", "muon", "ema", "wsd-rope"],
+)
+def test_resume_is_exact(tiny_corpus, tmp_path, extra):
+    """2N steps straight == N steps, a real SIGINT, resume, N more: losses, weights, optimiser moments, RNG states."""
     # Dropout > 0 so the torch RNG matters; cosine schedule over the same max_iters in both, so the
     # interrupted run is a 2N-step run cut at N (not an N-step run extended), as a user's would be.
-    flags = ["--dropout", "0.1", "--max-iters", "8", "--eval-interval", "3"]
+    flags = ["--dropout", "0.1", "--max-iters", "8", "--eval-interval", "3", *extra]
     train(tiny_corpus, tmp_path / "straight", *flags)
     with pytest.raises(Interrupted) as exc:
         train(tiny_corpus, tmp_path / "split", *flags, callbacks=[SignalAt(4)])

@@ -145,23 +145,18 @@ def fake_context():
 
 
 def test_budget_stops_on_target_and_on_time():
-    now = [0.0]
-    b, t = Budget(max_seconds=10, target_val_loss=1.5, clock=lambda: now[0]), fake_context()
-    b.on_start(t)
-    now[0] = 5.0
-    assert not b.on_eval(t, {"step": 0, "val_loss": 4.0})  # step 0: starts the clock, never stops
-    now[0] = 8.0
-    b.on_step(t, 1, 3.0)
+    b, t = Budget(max_seconds=10, target_val_loss=1.5), fake_context()
+    t.state.wall = 0.0
+    assert not b.on_eval(t, {"step": 0, "val_loss": 4.0})  # step 0: before the clock starts, never stops
+    t.state.wall = 3.0
     assert not b.wants_eval(t)
     assert not b.on_eval(t, {"step": 1, "val_loss": 2.0})
     assert t.state.extra["wall_at_eval"] == [[1, 3.0, 2.0]]
-    now[0] = 15.5
-    b.on_step(t, 2, 3.0)
+    t.state.wall = 10.5
     assert b.wants_eval(t)  # over budget: the loop evaluates now
     reason = b.on_eval(t, {"step": 2, "val_loss": 1.9})
     assert reason and "time budget" in reason
-    b2, t2 = Budget(target_val_loss=1.5, clock=lambda: now[0]), fake_context()
-    b2.on_start(t2)
+    b2, t2 = Budget(target_val_loss=1.5), fake_context()
     reason = b2.on_eval(t2, {"step": 4, "val_loss": 1.5})
     assert reason and "target" in reason
 

@@ -62,10 +62,14 @@ def test_fsdp_needs_torchrun(tiny_corpus, tmp_path, capsys):
     assert "--fsdp shards the model over several processes" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("other", ["compile", "log_health"])
-def test_fsdp_refuses_what_it_does_not_support(other):
-    _, cfg = load_config(None, {"fsdp": True, other: True})
+@pytest.mark.parametrize(
+    "other, match",
+    [({"compile": True}, "--fsdp and --"), ({"log_health": True}, "--fsdp and --"),
+     ({"optimizer": "muon"}, "Muon"), ({"ema": 0.9}, "--ema")],
+)  # fmt: skip
+def test_fsdp_refuses_what_it_does_not_support(other, match):
+    _, cfg = load_config(None, {"fsdp": True, **other})
     two = Dist(torch.device("cpu"), rank=0, world_size=2)  # as under torchrun; no process group is needed
-    with pytest.raises(UserError, match="--fsdp and --"):
+    with pytest.raises(UserError, match=match):
         two.shard(torch.nn.Linear(2, 2), cfg)
     assert not two.sharded

@@ -22,8 +22,11 @@ def tokens(model, use_cache: bool, n: int, prompt_len: int = 3, **kw) -> list[in
     return [int(t) for t in generate(model, idx, n, generator=g, use_cache=use_cache, **kw)]
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "manual", "torch_mha"])
-@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
+@pytest.mark.parametrize(
+    "attention, positional",
+    [(a, p) for a in ("sdpa", "manual", "torch_mha") for p in ("learned", "sinusoidal")]
+    + [("sdpa", "rope"), ("manual", "rope")],
+)
 def test_cache_gives_the_same_tokens_as_recomputing(attention, positional):
     model = model_with(attention, positional)
     # 50 tokens with block_size 16: crosses the window several times, so the slide is covered too.

@@ -40,6 +40,22 @@ SWITCHES = [
     {"bias": True},
     {"bias": True, "attention": "torch_mha"},
     {"activation": "relu"},
+    {"positional": "rope"},
+    {"positional": "rope", "attention": "manual"},
+    {"norm": "rmsnorm"},
+    {"qk_norm": True},
+    {"activation": "relu2"},
+    {"ffn_bias": False, "head_bias": False},
+    {
+        "positional": "rope",
+        "norm": "rmsnorm",
+        "qk_norm": True,
+        "activation": "relu2",
+        "zero_init": True,
+        "ffn_bias": False,
+        "head_bias": False,
+        "tie_weights": True,
+    },  # modded-nanogpt's set, all at once
 ]
 
 
@@ -135,3 +151,47 @@ def test_loss_at_init_is_near_uniform():
 def test_tied_weights_share_storage():
     model = GPT(tiny(tie_weights=True))
     assert model.head.weight.data_ptr() == model.tok_emb.weight.data_ptr()
+
+
+def test_rope_and_qk_norm_attention_paths_agree():
+    torch.manual_seed(0)
+    sdpa = GPT(tiny(positional="rope", qk_norm=True)).eval()
+    manual = GPT(tiny(positional="rope", qk_norm=True, attention="manual")).eval()
+    manual.load_state_dict(sdpa.state_dict())
+    idx = torch.randint(0, 11, (2, 16))
+    torch.testing.assert_close(sdpa(idx)[0], manual(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_rope_sees_relative_positions_only():
+    """Shifting a whole sequence by a few positions rotates q and k alike: their dot products stay the same."""
+    from bricklm.model import apply_rope, rope_tables
+
+    cos, sin = rope_tables(32, 8)
+    q, k = torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8)
+    at0 = apply_rope(q, cos[:4], sin[:4]) @ apply_rope(k, cos[:4], sin[:4]).transpose(-1, -2)
+    at9 = apply_rope(q, cos[9:13], sin[9:13]) @ apply_rope(k, cos[9:13], sin[9:13]).transpose(-1, -2)
+    torch.testing.assert_close(at0, at9, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(apply_rope(q, cos[:4], sin[:4]), q)  # but the vectors themselves did turn
+
+
+def test_zero_init_makes_every_block_the_identity_at_the_start():
+    torch.manual_seed(0)
+    model = GPT(tiny(zero_init=True)).eval()
+    x = torch.randn(2, 16, 32)
+    for block in model.blocks:
+        torch.testing.assert_close(block(x), x)
+
+
+REFUSED = [
+    {"positional": "rope", "attention": "torch_mha"},
+    {"qk_norm": True, "attention": "none"},
+    {"positional": "rope", "n_embd": 12, "n_head": 4},  # head size 3: rope rotates pairs
+]
+
+
+@pytest.mark.parametrize("bad", REFUSED)
+def test_switches_that_cannot_combine_are_refused(bad):
+    from bricklm.errors import UserError
+
+    with pytest.raises(UserError):
+        tiny(**bad).validate()

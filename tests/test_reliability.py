@@ -358,12 +358,12 @@ def test_a_decomposed_prompt_matches_the_composed_vocabulary():
 def test_disk_full_outside_a_checkpoint_is_one_line_too(tiny_corpus, tmp_path, capsys, monkeypatch):
     import errno
 
-    from bricklm.train import Trainer
+    from bricklm.runs import RunLog
 
     def full(self, record):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.run_dir / "metrics.jsonl"))
 
-    monkeypatch.setattr(Trainer, "_append_metrics", full)
+    monkeypatch.setattr(RunLog, "append", full)
     run = tmp_path / "run"
     assert main(["train", "--data", str(tiny_corpus), "--out", str(run), *TINY_FLAGS]) == 1
     err = capsys.readouterr().err

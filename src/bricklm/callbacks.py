@@ -15,7 +15,6 @@ across a resume goes into `state.extra`, which every checkpoint saves.
 from __future__ import annotations
 
 import json
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +35,8 @@ class TrainState:
     step: int = 0
     best_val: float = float("inf")
     best_step: int = -1
-    elapsed: float = 0.0  # seconds of training so far, across resumes
+    elapsed: float = 0.0  # seconds of training steps so far, across resumes
+    wall: float = 0.0  # wall seconds since the end of the step-0 evaluation, evaluations included, across resumes
     tokens: int = 0
     last_train: float = float("nan")
     last_val: float = float("nan")
@@ -159,40 +159,22 @@ class LossLevelSnapshots(Callback):
 
 
 class Budget(Callback):
-    """Stops training at the first evaluation past max_seconds of wall time, or whose val loss is
-    at or below target_val_loss. Wall time runs from the end of the step-0 evaluation (so the
-    step-0 checkpoint save is counted, conservatively) and includes every later evaluation; it is kept in
-    state.extra["wall_s"] and each evaluation's in extra["wall_at_eval"]."""
+    """Stops training at the first evaluation past max_seconds of wall time, or whose val loss is at or
+    below target_val_loss. Wall time (state.wall, kept by the trainer) runs from the end of the step-0
+    evaluation and includes every later evaluation; each evaluation's is kept in extra["wall_at_eval"]."""
 
-    def __init__(self, max_seconds: float = 0.0, target_val_loss: float = 0.0, clock=time.perf_counter):
+    def __init__(self, max_seconds: float = 0.0, target_val_loss: float = 0.0):
         self.max_seconds, self.target = max_seconds, target_val_loss
-        self.clock = clock
-        self.t0: float | None = None
-        self.offset = 0.0
-        self.eval_due = False
-
-    def on_start(self, ctx: Context) -> None:
-        self.offset = float(ctx.state.extra.get("wall_s", 0.0))  # a resumed run keeps its spent time
-        self.t0 = self.clock()
-        self.eval_due = False
-
-    def wall(self) -> float:
-        return self.offset + self.clock() - self.t0
-
-    def on_step(self, ctx: Context, step: int, loss: float) -> None:
-        self.eval_due = bool(self.max_seconds) and self.wall() >= self.max_seconds
 
     def wants_eval(self, ctx: Context) -> bool:
-        return self.eval_due  # past the budget: evaluate now rather than at the next eval_interval
+        # Past the budget: evaluate now rather than at the next eval_interval.
+        return bool(self.max_seconds) and ctx.state.wall >= self.max_seconds
 
     def on_eval(self, ctx: Context, record: dict[str, Any]) -> str | None:
-        if record["step"] == 0 and ctx.state.step == 0:
-            self.t0 = self.clock()  # the clock starts at the first training step
-            return None
-        wall = self.wall()
-        extra = ctx.state.extra
-        extra["wall_s"] = wall
-        extra.setdefault("wall_at_eval", []).append([record["step"], round(wall, 3), record["val_loss"]])
+        if record["step"] == 0:
+            return None  # before any training: the clock starts after this evaluation
+        wall = ctx.state.wall
+        ctx.state.extra.setdefault("wall_at_eval", []).append([record["step"], round(wall, 3), record["val_loss"]])
         if self.target and record["val_loss"] <= self.target:
             return f"val loss {record['val_loss']:.4f} <= target {self.target:g} after {wall:.1f} s"
         if self.max_seconds and wall >= self.max_seconds:

@@ -52,17 +52,26 @@ class ModelConfig:
         ("manual", "torch_mha", "sdpa", "none"),
     )
     positional: str = _opt(
-        "learned", "position information added to the token embedding", ("learned", "sinusoidal", "none")
+        "learned",
+        "position information: learned or sinusoidal, added to the token embedding; rope, rotating queries "
+        "and keys; none",
+        ("learned", "sinusoidal", "rope", "none"),
     )
-    norm: str = _opt("layernorm", "normalisation before each sub-layer and at the end", ("layernorm", "none"))
+    norm: str = _opt(
+        "layernorm", "normalisation before each sub-layer and at the end", ("layernorm", "rmsnorm", "none")
+    )
     residual: str = _opt(
         "on",
         "residual connections around each sub-layer: on; off (ablation); bug: the blog's 'subtle bug', "
         "x = ln1(x) overwriting the stream it should add to",
         RESIDUAL_MODES,
     )
-    activation: str = _opt("gelu", "feed-forward activation (the blog used relu)", ("gelu", "relu"))
+    activation: str = _opt("gelu", "feed-forward activation (the blog used relu)", ("gelu", "relu", "relu2"))
     tie_weights: bool = _opt(False, "share the token embedding with the output head (the blog: untied)")
+    qk_norm: bool = _opt(False, "RMS-normalise each head's queries and keys before attention (sdpa, manual)")
+    zero_init: bool = _opt(False, "start the projections into the residual stream at zero (each block the identity)")
+    ffn_bias: bool = _opt(True, "biases in the feed-forward layers (the blog: on)")
+    head_bias: bool = _opt(True, "a bias in the output head (the blog: on)")
 
     def __post_init__(self):
         # Python callers of the old API passed residual=True/False; the setting now has three values.
@@ -88,6 +97,13 @@ class ModelConfig:
             raise UserError(f"model.dropout must be in [0, 1), got {self.dropout}")
         if self.positional == "sinusoidal" and self.n_embd % 2:
             raise UserError(f"sinusoidal positions need an even n_embd, got {self.n_embd}")
+        if self.positional == "rope" and self.head_size % 2:
+            raise UserError(
+                f"rope rotates pairs within a head: head size n_embd/n_head must be even, got {self.head_size}"
+            )
+        for name, on in (("positional = rope", self.positional == "rope"), ("qk_norm", self.qk_norm)):
+            if on and self.attention not in ("sdpa", "manual"):
+                raise UserError(f"{name} needs attention = sdpa or manual (it changes q and k), not {self.attention}")
 
 
 @dataclass
@@ -97,12 +113,25 @@ class TrainConfig:
     batch_size: int = _opt(32, "sequences per step")
     max_iters: int = _opt(600, "optimiser steps")
     learning_rate: float = _opt(2e-3, "peak learning rate")
-    min_lr: float = _opt(2e-4, "learning rate at the end of the cosine decay")
+    min_lr: float = _opt(2e-4, "learning rate at the end of the decay (cosine, wsd)")
     schedule: str = _opt(
-        "cosine", "cosine: warmup then cosine decay; constant: the blog's fixed rate", ("cosine", "constant")
+        "cosine",
+        "cosine: warm-up then cosine decay; wsd: warm-up, stable, then a linear cool-down over the last "
+        "cooldown_frac; constant: the blog's fixed rate",
+        ("cosine", "wsd", "constant"),
     )
-    warmup_iters: int = _opt(50, "linear warm-up steps (cosine schedule)")
-    weight_decay: float = _opt(0.1, "AdamW weight decay on matrices (not on biases, norms, embeddings)")
+    warmup_iters: int = _opt(50, "linear warm-up steps (cosine, wsd)")
+    cooldown_frac: float = _opt(0.2, "wsd: the share of the run spent decaying to min_lr")
+    schedule_by_time: bool = _opt(
+        False, "with max_seconds: the schedule runs on wall time (the budget's share spent) instead of max_iters"
+    )
+    optimizer: str = _opt(
+        "adamw",
+        "adamw; or muon: Muon (orthogonalised momentum) for the blocks' weight matrices, AdamW for the rest",
+        ("adamw", "muon"),
+    )
+    muon_lr: float = _opt(0.0, "Muon's learning rate (0 = learning_rate: Muon's step is scaled to AdamW's size)")
+    weight_decay: float = _opt(0.1, "weight decay on matrices (not on biases, norms, embeddings)")
     beta1: float = _opt(0.9, "AdamW beta1")
     beta2: float = _opt(0.99, "AdamW beta2")
     grad_clip: float = _opt(1.0, "clip the gradient norm to this (0 = off)")
@@ -158,6 +187,9 @@ class TrainConfig:
         "AdamW implementation: auto (fused on CUDA), fused, foreach, plain",
         ("auto", "fused", "foreach", "plain"),
     )
+    ema: float = _opt(
+        0.0, "decay of a moving average of the weights that is evaluated, sampled and saved (0 = off; e.g. 0.99)"
+    )
 
     def validate(self) -> None:
         _validate_fields(self, "train")
@@ -172,12 +204,16 @@ class TrainConfig:
                 raise UserError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise UserError(f"train.learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("min_lr", "weight_decay", "grad_clip", "max_seconds", "target_val_loss"):
+        for name in ("min_lr", "weight_decay", "grad_clip", "max_seconds", "target_val_loss", "muon_lr"):
             if getattr(self, name) < 0:
                 raise UserError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("beta1", "beta2"):
+        for name in ("beta1", "beta2", "ema"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 < self.cooldown_frac <= 1:
+            raise UserError(f"train.cooldown_frac must be in (0, 1], got {self.cooldown_frac}")
+        if self.schedule_by_time and not self.max_seconds:
+            raise UserError("train.schedule_by_time follows the time budget: set max_seconds too")
         parse_loss_levels(self.loss_levels)  # a UserError naming the bad value
 
 

@@ -98,6 +98,8 @@ class Dist:
             raise UserError("--fsdp and --compile have not been made to work together; drop one of them")
         if cfg.log_health:
             raise UserError("--fsdp and --log-health don't mix: the health probes read whole weights between steps")
+        if cfg.optimizer == "muon" or cfg.ema:
+            raise UserError("--fsdp shards every matrix; Muon and the weight average (--ema) need them whole")
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 

@@ -6,7 +6,9 @@
 
 Every block the blog experiments with is a switch on `ModelConfig` (attention kind,
 positions, norm, residual, the blog's residual bug, activation, weight tying), so an
-ablation is a config change, not a code edit. Shapes in comments: B batch, T time,
+ablation is a config change, not a code edit; so are the modern ones that modded-nanogpt and
+nanochat use (rotary positions, RMSNorm, QK-norm, ReLU², zero-initialised projections, no
+biases). The blog's settings stay the defaults; recipes opt in. Shapes in comments: B batch, T time,
 C n_embd, nh n_head, hs head size.
 
     model = GPT(ModelConfig(vocab_size=100)); logits, loss = model(idx, targets)
@@ -53,26 +55,56 @@ def causal_attention_plain(q, k, v, dropout_p: float = 0.0, training: bool = Fal
     return weights @ v  # (B, nh, Tq, hs)
 
 
+def rope_tables(block_size: int, head_size: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary position embedding (Su et al., RoFormer): cos and sin of t·θ_i, θ_i = base^(-2i/hs), each (T, hs/2)."""
+    inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
+    angles = torch.arange(block_size, dtype=torch.float32)[:, None] * inv_freq  # (T, hs/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x_i, x_{i+hs/2}) of every head by its position's angle: (B, nh, T, hs) in and out.
+
+    A query at position t and a key at s then meet at an angle that depends on t - s only, so
+    attention sees relative positions, and nothing is added to the residual stream.
+    """
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
 class SelfAttention(nn.Module):
     """Multi-head causal self-attention with one fused q/k/v projection.
 
     `manual` runs each head on its own, as in the lecture; `sdpa` hands all heads to PyTorch's
     fused kernel. Both use the same weights, so they can be checked against each other.
+    With positional="rope" the queries and keys are rotated by position; with qk_norm they are
+    RMS-normalised per head first (what keeps attention logits from growing in modern GPTs).
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_head, self.kind, self.dropout = config.n_head, config.attention, config.dropout
+        self.qk_norm, self.rope = config.qk_norm, config.positional == "rope"
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        if self.rope:
+            cos, sin = rope_tables(config.block_size, config.head_size)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
 
-    def qkv(self, x: torch.Tensor):
-        q, k, v = self.c_attn(x).chunk(3, dim=-1)  # each (B, T, C)
-        return split_heads(q, self.n_head), split_heads(k, self.n_head), split_heads(v, self.n_head)
+    def qkv(self, x: torch.Tensor, start: int = 0):
+        """q, k, v (B, nh, T, hs) of x, whose first position is `start` (for rotary positions)."""
+        q, k, v = (split_heads(t, self.n_head) for t in self.c_attn(x).chunk(3, dim=-1))
+        if self.qk_norm:
+            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
+        if self.rope:
+            cos, sin = self.rope_cos[start : start + x.size(1)], self.rope_sin[start : start + x.size(1)]
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return q, k, v
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        q, k, v = self.qkv(x)
+        q, k, v = self.qkv(x, cache.length if cache is not None else 0)
         if cache is not None:
             k, v = cache.append(k, v)
         p = self.dropout if self.training else 0.0
@@ -120,12 +152,22 @@ class TorchMultiheadAttention(nn.Module):
         return self.resid_dropout(m.out_proj(merge_heads(y)))
 
 
+class ReLUSquared(nn.Module):
+    """relu(x)²: the feed-forward activation of modded-nanogpt and nanochat (So et al., Primer)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x).square()
+
+
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "relu2": ReLUSquared}
+
+
 class FeedForward(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd)
-        self.act = nn.GELU() if config.activation == "gelu" else nn.ReLU()
-        self.proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.ffn_bias)
+        self.act = ACTIVATIONS[config.activation]()
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.ffn_bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,7 +175,9 @@ class FeedForward(nn.Module):
 
 
 def make_norm(config: ModelConfig) -> nn.Module:
-    return nn.LayerNorm(config.n_embd) if config.norm == "layernorm" else nn.Identity()
+    if config.norm == "layernorm":
+        return nn.LayerNorm(config.n_embd)
+    return nn.RMSNorm(config.n_embd) if config.norm == "rmsnorm" else nn.Identity()
 
 
 def make_attention(config: ModelConfig) -> nn.Module | None:
@@ -194,15 +238,19 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = make_norm(config)
-        self.head = nn.Linear(config.n_embd, config.vocab_size)
+        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=config.head_bias)
         if config.tie_weights:
             self.head.weight = self.tok_emb.weight
         self.recompute_activations = False  # set by the trainer (TrainConfig.recompute_activations)
         self.apply(self._init_weights)
-        # GPT-2: scale the projections into the residual stream by 1/√(2·n_layer) so depth doesn't blow it up.
+        # GPT-2: scale the projections into the residual stream by 1/√(2·n_layer) so depth doesn't blow it up;
+        # zero_init (modded-nanogpt): start them at zero, so every block begins as the identity.
         for name, p in self.named_parameters():
             if name.endswith(RESIDUAL_PROJECTIONS):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+                if config.zero_init:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -228,7 +276,7 @@ class GPT(nn.Module):
             return self.pos_emb(torch.arange(start, start + T, device=device))  # (T, C)
         if self.config.positional == "sinusoidal":
             return self.pos_table[start : start + T]
-        return 0.0
+        return 0.0  # none, or rope (applied to queries and keys inside the attention)
 
     def forward(
         self,
@@ -291,9 +339,9 @@ def evaluating(model: nn.Module):
 def count_params(config: ModelConfig) -> int:
     """The closed formula for n_params, term by term; a test checks it against the built model."""
     C, V, L = config.n_embd, config.vocab_size, config.n_layer
-    norm = 2 * C if config.norm == "layernorm" else 0
+    norm = {"layernorm": 2 * C, "rmsnorm": C, "none": 0}[config.norm]
     attn = 0 if config.attention == "none" else 4 * C * C + (4 * C if config.bias else 0) + norm
-    ffn = (C * 4 * C + 4 * C) + (4 * C * C + C) + norm
+    ffn = 8 * C * C + (5 * C if config.ffn_bias else 0) + norm
     embeddings = V * C + (config.block_size * C if config.positional == "learned" else 0)
-    head = (0 if config.tie_weights else C * V) + V
+    head = (0 if config.tie_weights else C * V) + (V if config.head_bias else 0)
     return embeddings + L * (attn + ffn) + norm + head

@@ -13,6 +13,7 @@ Everything here only reads, except what the trainer and its callbacks call to wr
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,14 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from bricklm import checkpoint as ckpt
 from bricklm.config import ModelConfig, TrainConfig, build, upgrade_model_table
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_bytes, atomic_write_json
 from bricklm.model import GPT
+from bricklm.plots import plot_loss
 from bricklm.tokenizer import Tokenizer, tokenizer_from_dict
 
 SNAPSHOTS = "snapshots"
@@ -103,6 +106,51 @@ def format_summary(result: dict) -> str:
 
 
 # --- metrics.jsonl -----------------------------------------------------------------------------
+
+
+class RunLog:
+    """Where a training run's lines go: metrics.jsonl, loss.png and the console.
+
+    On a terminal the console has a progress bar (messages print above it); without one (a log
+    file, a notebook, CI) a line every `every` seconds says the step, loss, tokens/s and time left,
+    so a long run is never silent. `enabled` is False on every process but rank 0.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool = True, log=print, bar: bool = False, every: float = 30.0):
+        self.run_dir, self.enabled, self.log, self.every = Path(run_dir), enabled, log, every
+        self.use_bar, self.bar, self.last_line = enabled and bar, None, 0.0
+
+    def say(self, message: str) -> None:
+        if self.enabled:
+            (tqdm.write if self.bar is not None else self.log)(message)
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.run_dir / METRICS, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def start(self, total: int, initial: int) -> None:
+        self.last_line = time.monotonic()
+        if self.use_bar:
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+    def step(self, step: int, total: int, loss: float, tokens_per_s: float, seconds_per_step: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+        elif self.enabled and time.monotonic() - self.last_line >= self.every:
+            self.last_line = time.monotonic()
+            left = (total - step) * seconds_per_step
+            self.log(f"step {step}/{total}: loss {loss:.4f}, {tokens_per_s:,.0f} tokens/s, ~{left / 60:.1f} min left")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def plot(self) -> None:
+        if self.enabled:
+            plot_loss(read_metrics(self.run_dir), self.run_dir / "loss.png")
 
 
 def read_metrics(run_dir: str | Path, name: str = METRICS) -> list[dict[str, Any]]:

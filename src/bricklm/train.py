@@ -16,7 +16,6 @@ evaluation), loss.png, summary.json and checkpoints/ (checkpoint.py).
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import sys
 import time
@@ -26,12 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from bricklm import checkpoint as ckpt
 from bricklm import distributed
 from bricklm.callbacks import Callback, Context, TrainState, config_callbacks, sample_seed
-from bricklm.config import ModelConfig, TrainConfig, build, to_dict, upgrade_model_table
+from bricklm.config import ModelConfig, TrainConfig, to_dict
 from bricklm.datasets import open_dataset
 from bricklm.errors import UserError
 from bricklm.fastpaths import compile_with_fallback
@@ -40,22 +38,23 @@ from bricklm.generate import sample_text
 from bricklm.hardware import check_fits, resolve_device
 from bricklm.interrupts import Interrupted, StopSignals
 from bricklm.model import GPT
-from bricklm.optim import learning_rate, make_optimizer, set_learning_rate
-from bricklm.plots import plot_loss
-from bricklm.runs import METRICS, SAMPLES, read_metrics, truncate_logs
+from bricklm.optim import WeightAverage, learning_rate, make_optimizer, set_learning_rate
+from bricklm.resume import AveragedWeights, PlainWeights, check_resumable, lock_run_dir, restore_state
+from bricklm.runs import METRICS, SAMPLES, RunLog, truncate_logs
 
 
 def train_step(model, optimizer, next_batch, cfg: TrainConfig, step: int, *, forward=None, dist=None,
-               autocast=contextlib.nullcontext) -> tuple[float, bool]:  # fmt: skip
+               autocast=contextlib.nullcontext, wall: float = 0.0) -> tuple[float, bool]:  # fmt: skip
     """One optimiser step: the scheduled learning rate, cfg.grad_accum micro-batches from next_batch(),
     gradient clipping, and no update at all if the loss or gradient norm is not finite.
 
     Returns (the step's mean loss over every process, whether the update was skipped). forward is
-    what to call instead of model (compiled, or DDP-wrapped); the trainer, the health probe and
-    benchmarks/run.py all step through here.
+    what to call instead of model (compiled, or DDP-wrapped); wall is the seconds spent so far (for
+    a schedule that follows the time budget). The trainer, the health probe and benchmarks/run.py
+    all step through here.
     """
     forward = forward or model
-    set_learning_rate(optimizer, learning_rate(step, cfg))
+    set_learning_rate(optimizer, learning_rate(step, cfg, wall))
     optimizer.zero_grad(set_to_none=True)
     losses = []
     for k in range(cfg.grad_accum):  # gradient accumulation: the step's gradient is the micro-batches' mean
@@ -88,17 +87,6 @@ def grad_norm(model: torch.nn.Module) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
 
-class PlainWeights:
-    """How a model's weights go into a checkpoint and come back: as they are. (finetune has a LoRA version.)"""
-
-    def save(self, model) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
-        """(tensors for model.safetensors, extra tensors for state.safetensors or None)."""
-        return ckpt.model_tensors(model), None
-
-    def load(self, model, c: ckpt.Checkpoint) -> None:
-        ckpt.load_model_tensors(model, c.model, str(c.path / "model.safetensors"))
-
-
 class Trainer:
     """Trains a GPT in a run directory. data: a corpus folder, None for the built-in corpus, or a dataset."""
 
@@ -111,8 +99,8 @@ class Trainer:
         self.dist = distributed.init(self.device, train_cfg.dist_timeout)  # alone unless torchrun started us
         self.device = self.dist.device
         main = self.dist.is_main  # only rank 0 logs, draws bars, runs callbacks and writes files
-        self.log = log if main else (lambda *a, **k: None)
-        self.progress = main and (sys.stderr.isatty() if progress is None else progress)
+        self.out = RunLog(self.run_dir, main, log, bar=sys.stderr.isatty() if progress is None else progress)
+        self.log = self.out.say
         self.callbacks = [*(callbacks or []), *config_callbacks(train_cfg)] if main else []
         self.data = open_dataset(data, self.run_dir, self.dist, self.log) if data is None or isinstance(
             data, (str, Path)) else data  # fmt: skip
@@ -148,6 +136,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)  # batch sampling only
         self.model = self.dist.shard(self._new_model().to(self.device), cfg)  # --fsdp: before AdamW sees it
         self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.average = WeightAverage(self.model, cfg.ema) if cfg.ema else None  # evaluated and saved instead
+        self.weights = AveragedWeights(self.average) if self.average else self.weights
         forward = compile_with_fallback(self.model, self.log) if cfg.compile else self.model
         self.forward = self.dist.wrap(forward, cfg.seed)  # DistributedDataParallel under torchrun
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -203,34 +193,35 @@ class Trainer:
         ctx = self._context(self.model)
         for cb in self.callbacks:
             cb.on_start(ctx)
-        bar = tqdm(total=cfg.max_iters, initial=s.step, disable=not self.progress, unit="step", dynamic_ncols=True)
+        self.out.start(cfg.max_iters, s.step)
         stop = s.step == 0 and self._evaluate(0)
+        self.wall_start = time.perf_counter() - s.wall  # wall time runs from the end of the step-0 evaluation
         while not stop and s.step < cfg.max_iters and not dist.any(self.signals.requested):
             t0 = time.perf_counter()
-            loss, skipped = train_step(self.model, self.optimizer, self._next_batch, cfg, s.step,
-                                       forward=self.forward, dist=dist, autocast=self.autocast)  # fmt: skip
+            loss, skipped = train_step(self.model, self.optimizer, self._next_batch, cfg, s.step, forward=self.forward,
+                                       dist=dist, autocast=self.autocast, wall=s.wall)  # fmt: skip
+            if self.average:
+                self.average.update(self.model, s.step)
             dt = time.perf_counter() - t0
-            s.step += 1
-            s.elapsed += dt
-            s.tokens += tokens_per_step
+            s.step, s.elapsed, s.tokens = s.step + 1, s.elapsed + dt, s.tokens + tokens_per_step
+            s.wall = t0 + dt - self.wall_start
             self._record_step(loss, skipped)
             for cb in self.callbacks:
                 cb.on_step(ctx, s.step, loss)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
+            self.out.step(s.step, cfg.max_iters, loss, tokens_per_step / dt, s.elapsed / s.step)
             asked = dist.agree(any(cb.wants_eval(ctx) for cb in self.callbacks))  # e.g. the time budget is spent
             if s.step % cfg.eval_interval == 0 or s.step == cfg.max_iters or asked:
                 stop = self._evaluate(s.step)
-        bar.close()
+        self.out.close()
         if self.signals.requested and s.step < cfg.max_iters:
             self._interrupted()
         if self.stop_reason is None and s.step < cfg.max_iters:
             self.stop_reason = "stopped by a callback"
         for cb in self.callbacks:
             cb.on_end(ctx)
-        self._plot()
-        with self._full_copies(with_optimizer=False, device=self.device) as (model, _):  # --fsdp: rank 0 samples
-            result = self._summary(model, n_params)
+        self.out.plot()
+        with self._averaged(), self._full_copies(with_optimizer=False, device=self.device) as (model, _):
+            result = self._summary(model, n_params)  # --fsdp: rank 0 samples the whole model
         dist.close()
         return result
 
@@ -245,13 +236,13 @@ class Trainer:
     def _record_step(self, loss: float, skipped: bool) -> None:
         """Log the step; count a skipped one, and after max_nonfinite_steps in a row stop with a clear error."""
         s = self.state
-        record = {"step": s.step, "loss": loss, "lr": learning_rate(s.step - 1, self.cfg), "time": s.elapsed}
-        self._append_metrics({**record, "skipped": True} if skipped else record)
+        record = {"step": s.step, "loss": loss, "lr": learning_rate(s.step - 1, self.cfg, s.wall), "time": s.elapsed}
+        self.out.append({**record, "skipped": True} if skipped else record)
         self.nonfinite_streak = self.nonfinite_streak + 1 if skipped else 0
         if not skipped:
             return
         s.skipped_steps += 1
-        self._write(f"step {s.step}: loss or gradient norm not finite; step skipped (no update)")
+        self.out.say(f"step {s.step}: loss or gradient norm not finite; step skipped (no update)")
         if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
             last = ckpt.latest_checkpoint(self.run_dir, required=False)
             raise UserError(
@@ -262,25 +253,34 @@ class Trainer:
 
     # --- evaluation and checkpoints ------------------------------------------------------------------
 
+    def _averaged(self):
+        """ema: the averaged weights in the model, for what is scored, shown and saved; nothing otherwise."""
+        return self.average.applied(self.model) if self.average else contextlib.nullcontext()
+
     def _evaluate(self, step: int) -> bool:
         """Score the model, let the callbacks look, save a checkpoint; True if training should stop."""
+        with self._averaged():
+            return self._evaluate_now(step)
+
+    def _evaluate_now(self, step: int) -> bool:
         s = self.state
         losses = self.data.losses(self.model, self.cfg, self.model_cfg.block_size, self.device, self.dist,
                                   self.autocast, forward=self.forward)  # fmt: skip
         s.last_train, s.last_val = losses["train"], losses["val"]
+        s.wall = time.perf_counter() - self.wall_start if step else s.wall  # this evaluation counts too
         record = {"step": step, "eval": True, "train_loss": s.last_train, "val_loss": s.last_val, "time": s.elapsed}
         improved = s.last_val < s.best_val
         if improved:
             s.best_val, s.best_step = s.last_val, step
-        self._append_metrics(record)
-        self._write(f"step {step:>6}: train loss {s.last_train:.4f}, val loss {s.last_val:.4f}" + " (best)" * improved)
+        self.out.append(record)
+        self.out.say(f"step {step:>6}: train loss {s.last_train:.4f}, val loss {s.last_val:.4f}" + " (best)" * improved)
         with self._full_copies() as (model, optimizer):  # --fsdp: rank 0's callbacks and checkpoint see it whole
             ctx = self._context(model)
             reasons = [cb.on_eval(ctx, record) for cb in self.callbacks]  # every callback sees every evaluation
             reason = next((r for r in reasons if r), None)
             if reason:
                 self.stop_reason = reason
-                self._write(reason)
+                self.out.say(reason)
             stop = self.dist.agree(reason is not None)  # rank 0 decides; every process stops at the same step
             self._save(step, model, optimizer, improved)
         return stop
@@ -289,7 +289,7 @@ class Trainer:
         if not self.dist.is_main:  # under torchrun every process holds the same weights; rank 0 writes them
             return None
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-            self._write(f"step {step}: weights not finite, so no checkpoint is saved (the last good one stays)")
+            self.out.say(f"step {step}: weights not finite, so no checkpoint is saved (the last good one stays)")
             return None
         weights, extra = self.weights.save(model)
         path = ckpt.save_checkpoint(
@@ -310,7 +310,7 @@ class Trainer:
             with self._full_copies() as (model, optimizer):
                 path = self._save(s.step, model, optimizer)
         self.stop_reason = f"interrupted by {name} at step {s.step}"
-        self._plot()
+        self.out.plot()
         if path:
             where = f"checkpoint saved in {path}"
         else:  # under torchrun only rank 0 writes; or the weights were not finite
@@ -335,19 +335,7 @@ class Trainer:
 
     def _context(self, model) -> Context:
         return Context(model, self.state, self.cfg, self.model_cfg, self.run_dir, self.device, self.data,
-                       self._write, self._append_metrics)  # fmt: skip
-
-    def _plot(self) -> None:
-        if self.dist.is_main:
-            plot_loss(read_metrics(self.run_dir), self.run_dir / "loss.png")
-
-    def _append_metrics(self, record: dict[str, Any]) -> None:
-        if self.dist.is_main:
-            with open(self.run_dir / METRICS, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-
-    def _write(self, message: str) -> None:
-        (tqdm.write if self.progress else self.log)(message)
+                       self.out.say, self.out.append)  # fmt: skip
 
 
 def set_vocab_size(model_cfg: ModelConfig, tokenizer) -> None:
@@ -356,27 +344,6 @@ def set_vocab_size(model_cfg: ModelConfig, tokenizer) -> None:
     if model_cfg.vocab_size not in (0, vocab):
         raise UserError(f"model.vocab_size is {model_cfg.vocab_size} but the corpus vocabulary has {vocab}")
     model_cfg.vocab_size = vocab
-
-
-def check_resumable(c: ckpt.Checkpoint, model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer, log) -> None:
-    """A checkpoint continues only with the same model shape and vocabulary; changed train settings are
-    allowed, and said."""
-    saved_model = asdict(build(ModelConfig, upgrade_model_table(c.config.get("model", {}), quiet=True), "model"))
-    for k, v in asdict(model_cfg).items():
-        if saved_model.get(k) != v:
-            raise UserError(
-                f"cannot resume {c.path.parent.parent}: model.{k} was {saved_model.get(k)!r} and is now {v!r}; "
-                "the model's shape must stay the same (start a new run instead)"
-            )
-    for k, v in asdict(train_cfg).items():
-        old = c.config.get("train", {}).get(k)
-        if old != v:
-            log(f"resume: train.{k} changed from {old!r} to {v!r} (allowed: only the model must match)")
-    if c.tokenizer != tokenizer.to_dict():
-        raise UserError(
-            f"cannot resume {c.path.parent.parent}: the corpus has a different vocabulary from the one this run "
-            "was trained on (pass its original --data)"
-        )
 
 
 def plan_lines(n_params: int, model_cfg: ModelConfig, cfg: TrainConfig, dist, device, run_dir) -> list[str]:
@@ -391,30 +358,6 @@ def plan_lines(n_params: int, model_cfg: ModelConfig, cfg: TrainConfig, dist, de
             f"of {cfg.batch_size}: {cfg.batch_size * cfg.grad_accum * dist.world_size} sequences per step"
         )
     return lines
-
-
-def restore_state(c: ckpt.Checkpoint, optimizer, generator: torch.Generator) -> TrainState:
-    """Put a checkpoint's optimiser moments and random number generators back; return its loop state."""
-    try:
-        ckpt.restore_optimizer(optimizer, c.trainer["optimizer"], c.state)
-        ckpt.restore_rng(c.trainer["rng"], c.state, generator)
-        saved = c.trainer.get("train_state", {})
-        state = TrainState(**{k: v for k, v in saved.items() if k in TrainState.__dataclass_fields__})
-        state.step = int(c.trainer["step"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise UserError(f"{c.path / 'trainer.json'} is not a resumable state ({type(exc).__name__}: {exc})") from None
-    return state
-
-
-def lock_run_dir(run_dir: Path, log) -> RunLock:
-    """One training per run directory (files.RunLock); then clear what a killed save left behind."""
-    lock = RunLock(run_dir)
-    note = lock.acquire()
-    if note:
-        log(f"note: {note}")
-    for what in ckpt.clean_stale(run_dir):
-        log(f"checkpoints: {what} (left by a save that was cut short)")
-    return lock
 
 
 def summary_record(s: TrainState, run_dir: Path, n_params: int, processes: int, stop_reason, sample: str) -> dict:

@@ -147,6 +147,8 @@ def finetune(*, source: str | Path | None = None, checkpoint: str = "best", data
     train_cfg = build(TrainConfig, tables["train"], "train")
     if train_cfg.log_health:  # its probe batch reads a token array, not conversations
         raise UserError("--log-health is not supported by finetune yet")
+    if train_cfg.ema and int(settings.get("lora_rank") or 0):
+        raise UserError("--ema averages whole weights; with --lora-rank the checkpoint holds merged adapters instead")
 
     train, heldout = _conversations(settings, train_cfg.seed)
     if resume:

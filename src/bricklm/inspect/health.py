@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from bricklm.callbacks import Callback, Context
 from bricklm.config import TrainConfig
 from bricklm.data import get_batch
-from bricklm.model import evaluating
+from bricklm.model import evaluating, split_heads
 from bricklm.optim import learning_rate, make_optimizer
 from bricklm.train import train_step
 
@@ -85,15 +85,13 @@ def update_ratios(before: dict[str, torch.Tensor], model) -> dict[str, float]:
 
 
 def attention_qk(attn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Queries and keys (B, nh, T, hs) from the attention module's own projection weights."""
-    if hasattr(attn, "c_attn"):
-        qkv = attn.c_attn(x)
-    else:  # torch_mha: nn.MultiheadAttention packs q, k, v in one in_proj matrix, in that order
-        qkv = F.linear(x, attn.mha.in_proj_weight, attn.mha.in_proj_bias)
-    q, k, _ = qkv.chunk(3, dim=-1)
-    B, T, C = q.shape
-    nh = attn.n_head
-    return (t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k))
+    """Queries and keys (B, nh, T, hs) as the attention module computes them (QK-norm and rotary included)."""
+    if hasattr(attn, "qkv"):
+        q, k, _ = attn.qkv(x)
+        return q, k
+    # torch_mha: nn.MultiheadAttention packs q, k, v in one in_proj matrix, in that order
+    q, k, _ = F.linear(x, attn.mha.in_proj_weight, attn.mha.in_proj_bias).chunk(3, dim=-1)
+    return split_heads(q, attn.n_head), split_heads(k, attn.n_head)
 
 
 def attention_weights(attn, x: torch.Tensor) -> torch.Tensor:
