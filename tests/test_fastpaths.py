@@ -195,3 +195,74 @@ def test_recomputed_activations_give_the_same_gradients():
         model(x, x)[1].backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+
+
+# --- attention kernels and the measured choice of them ------------------------------------------
+
+
+@pytest.mark.parametrize("kernel", ["math", pytest.param("compiled", marks=pytest.mark.slow)])
+def test_every_attention_kernel_matches_sdpa_forward_and_backward(kernel):
+    from bricklm.model import ATTENTION_KERNELS
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 16, 8, requires_grad=True) for _ in range(3))
+    outs = []
+    for name in ("sdpa", kernel):
+        y = ATTENTION_KERNELS[name](q, k, v, 0.0, True)
+        grads = torch.autograd.grad(y.square().sum(), (q, k, v))
+        outs.append((y.detach(), grads))
+    torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-5, rtol=1e-5)
+    for a, b in zip(outs[0][1], outs[1][1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_a_compiled_kernel_that_cannot_compile_falls_back(monkeypatch, capsys):
+    from bricklm.fastpaths import CompiledFunction
+    from bricklm.model import causal_attention_plain
+
+    def broken(fn, **kwargs):
+        raise RuntimeError("no C compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    kernel = CompiledFunction(causal_attention_plain, "the attention kernel")
+    q = torch.randn(1, 2, 4, 8)
+    torch.testing.assert_close(kernel(q, q, q, 0.0, False), causal_attention_plain(q, q, q))
+    assert kernel.failed and "running it eagerly" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_auto_settings_are_measured_once_and_remembered(tmp_path, monkeypatch):
+    from bricklm import hardware
+
+    monkeypatch.setenv(hardware.CACHE_ENV, str(tmp_path))
+    model_cfg, train_cfg = load_config(
+        None, dict(vocab_size=11, n_layer=3, n_head=2, n_embd=16, block_size=16, batch_size=4, attention="auto",
+                   dtype="auto", threads=-1),
+    )  # fmt: skip
+    said = []
+    tuning = hardware.tune(model_cfg, train_cfg, torch.device("cpu"), said.append)
+    assert tuning.kernel in ("sdpa", "math", "compiled") and tuning.dtype in ("float32", "bfloat16")
+    assert tuning.threads >= 1 and "measured now" in said[-1] and len(tuning.timings) >= 4
+    assert (tmp_path / "tuning.json").is_file()
+
+    def no_measuring(*a, **k):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(hardware, "_measure", no_measuring)
+    again = hardware.tune(model_cfg, train_cfg, torch.device("cpu"), said.append)
+    assert (again.kernel, again.dtype, again.threads) == (tuning.kernel, tuning.dtype, tuning.threads)
+    assert "measured earlier" in said[-1]
+    model = GPT(model_cfg)
+    hardware.apply_kernel(model, again)
+    assert {b.attn.kernel for b in model.blocks} == {tuning.kernel}
+
+
+def test_threads_auto_is_a_flag_and_a_recipe_value(tmp_path):
+    from bricklm.cli import build_parser
+    from bricklm.cli.flags import overrides_from_args
+
+    assert overrides_from_args(build_parser().parse_args(["train", "--threads", "auto"]))["threads"] == -1
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[train]\nthreads = "auto"\ndtype = "auto"\n[model]\nattention = "auto"\n')
+    model, train = load_config(recipe)
+    assert (train.threads, train.dtype, model.attention) == (-1, "auto", "auto")

@@ -25,13 +25,44 @@ def tokens(model, use_cache: bool, n: int, prompt_len: int = 3, **kw) -> list[in
 @pytest.mark.parametrize(
     "attention, positional",
     [(a, p) for a in ("sdpa", "manual", "torch_mha") for p in ("learned", "sinusoidal")]
-    + [("sdpa", "rope"), ("manual", "rope")],
+    + [("sdpa", "rope"), ("manual", "rope"), ("none", "learned")],
 )
 def test_cache_gives_the_same_tokens_as_recomputing(attention, positional):
     model = model_with(attention, positional)
     # 50 tokens with block_size 16: crosses the window several times, so the slide is covered too.
-    assert tokens(model, True, 50) == tokens(model, False, 50)
-    assert tokens(model, True, 50, top_k=3, temperature=0.7) == tokens(model, False, 50, top_k=3, temperature=0.7)
+    plain = tokens(model, False, 50)
+    assert tokens(model, True, 50) == plain  # the fused decode step
+    assert tokens(model, True, 50, fast=False) == plain  # the modules' own forward with the cache
+    sampled = tokens(model, False, 50, top_k=3, temperature=0.7)
+    assert tokens(model, True, 50, top_k=3, temperature=0.7) == sampled
+    assert tokens(model, True, 50, top_k=3, temperature=0.7, fast=False) == sampled
+
+
+DECODE_SWITCHES = [
+    {}, {"attention": "torch_mha", "bias": True}, {"attention": "manual"}, {"positional": "rope", "qk_norm": True},
+    {"positional": "sinusoidal", "norm": "rmsnorm"}, {"positional": "none", "norm": "none"}, {"residual": "bug"},
+    {"residual": "off"}, {"attention": "none"}, {"activation": "relu2", "ffn_bias": False, "head_bias": False},
+    {"tie_weights": True},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "switch", DECODE_SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default"
+)
+def test_the_fused_decode_step_matches_the_forward_for_every_switch(switch):
+    from bricklm.decode import DecodeStep
+
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=16)
+    model = GPT(ModelConfig(**{**cfg, **switch})).eval()
+    idx = torch.randint(0, 13, (2, 12))
+    full, _ = model(idx)
+    caches = model.new_caches(2, "cpu")
+    model(idx[:, :5], caches=caches)
+    step = DecodeStep(model, caches)
+    fused = torch.stack([step(idx[:, t : t + 1]) for t in range(5, 12)], dim=1)
+    torch.testing.assert_close(fused, full[:, 5:], atol=1e-5, rtol=1e-5)
+    assert caches[0].length == 12
 
 
 def test_cached_logits_match_full_forward():

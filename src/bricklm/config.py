@@ -48,8 +48,9 @@ class ModelConfig:
     attention: str = _opt(
         "sdpa",
         "manual: per-head, written out; torch_mha: nn.MultiheadAttention; "
-        "sdpa: fused scaled_dot_product_attention; none: no attention (ablation)",
-        ("manual", "torch_mha", "sdpa", "none"),
+        "sdpa: fused scaled_dot_product_attention; auto: the kernel measured fastest for this shape here "
+        "(the same weights as sdpa); none: no attention (ablation)",
+        ("manual", "torch_mha", "sdpa", "auto", "none"),
     )
     positional: str = _opt(
         "learned",
@@ -102,8 +103,8 @@ class ModelConfig:
                 f"rope rotates pairs within a head: head size n_embd/n_head must be even, got {self.head_size}"
             )
         for name, on in (("positional = rope", self.positional == "rope"), ("qk_norm", self.qk_norm)):
-            if on and self.attention not in ("sdpa", "manual"):
-                raise UserError(f"{name} needs attention = sdpa or manual (it changes q and k), not {self.attention}")
+            if on and self.attention not in ("sdpa", "manual", "auto"):
+                raise UserError(f"{name} needs attention sdpa, auto or manual (it changes q, k), not {self.attention}")
 
 
 @dataclass
@@ -140,10 +141,12 @@ class TrainConfig:
     seed: int = _opt(1337, "seed for weights, dropout and batch sampling")
     device: str = _opt("auto", "auto picks cuda, then mps, then cpu", ("auto", "cpu", "cuda", "mps"))
     dtype: str = _opt(
-        "float32", "float32, or bfloat16 autocast (matmuls in bf16, weights in fp32)", ("float32", "bfloat16")
+        "float32",
+        "float32; bfloat16 autocast (matmuls in bf16, weights in fp32); auto: bfloat16 only where it measures faster",
+        ("float32", "bfloat16", "auto"),
     )
     compile: bool = _opt(False, "torch.compile the model (falls back to eager if it cannot)")
-    threads: int = _opt(0, "CPU threads for PyTorch (0 = leave PyTorch's default)")
+    threads: int = _opt(0, "CPU threads for PyTorch (0 = leave PyTorch's default; -1 or auto: the fastest, measured)")
     sample_chars: int = _opt(
         100, "characters sampled at the end of training (like the blog) and, with eval_samples, at every evaluation"
     )
@@ -199,7 +202,9 @@ class TrainConfig:
         for name in ("batch_size", "eval_interval", "eval_iters", "keep_last", "max_nonfinite_steps"):
             if getattr(self, name) <= 0:
                 raise UserError(f"train.{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("max_iters", "warmup_iters", "threads", "sample_chars", "early_stop"):
+        if self.threads < -1:
+            raise UserError(f"train.threads must be >= 0, or -1 (auto), got {self.threads}")
+        for name in ("max_iters", "warmup_iters", "sample_chars", "early_stop"):
             if getattr(self, name) < 0:
                 raise UserError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not self.learning_rate > 0:
@@ -312,6 +317,8 @@ def build(cls, values: dict[str, Any], section: str):
     if unknown:
         raise UserError(f"unknown key {section}.{unknown[0]} (known: {', '.join(sorted(field_names(cls)))})")
     types = {f.name: f.type for f in fields(cls)}
+    if cls is TrainConfig and values.get("threads") == "auto":
+        values = {**values, "threads": -1}
     clean = {}
     for key, value in values.items():
         _check_type(section, key, types[key], value)

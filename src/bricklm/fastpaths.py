@@ -1,6 +1,7 @@
 """Speed switches that can fail or lose on some machines, each with the plain path it falls back to.
 
     forward = compile_with_fallback(model, log)      # torch.compile, eager if it fails, even at the first call
+    ATTENTION_KERNELS["compiled"]                    # the written-out attention, compiled (registered here)
 
 The other switches live beside what they speed up (attention kinds in model.py, AdamW
 implementations in optim.py, the whole-split evaluation in datasets.py); tests/test_fastpaths.py
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+
+from bricklm.model import ATTENTION_KERNELS, causal_attention_plain
 
 
 class CompiledWithFallback(nn.Module):
@@ -49,3 +52,29 @@ class CompiledWithFallback(nn.Module):
 
 def compile_with_fallback(model: nn.Module, log=print, compiler=None) -> nn.Module:
     return CompiledWithFallback(model, log, compiler)
+
+
+class CompiledFunction:
+    """torch.compile(fn), compiled at the first call; on any failure there (no C compiler, an op inductor can't
+    lower) it says so once and calls the plain fn from then on."""
+
+    def __init__(self, fn, name: str):
+        self.fn, self.name = fn, name
+        self.compiled = None
+        self.failed = False
+
+    def __call__(self, *args):
+        if not self.failed:
+            try:
+                if self.compiled is None:
+                    self.compiled = torch.compile(self.fn, dynamic=False)
+                return self.compiled(*args)
+            except Exception as exc:  # noqa: BLE001 - any failure to compile means: run eagerly
+                self.failed = True
+                print(f"torch.compile unavailable for {self.name} ({type(exc).__name__}); running it eagerly")
+        return self.fn(*args)
+
+
+# The written-out attention, compiled: inductor fuses the mask, softmax and dropout into one loop over the
+# scores, which with dropout (where the fused sdpa kernel falls back to plain maths) can be several times faster.
+ATTENTION_KERNELS["compiled"] = CompiledFunction(causal_attention_plain, "the attention kernel")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import torch
 
+from bricklm.decode import DecodeStep
 from bricklm.errors import UserError
 from bricklm.model import GPT, evaluating
 from bricklm.tokenizer import can_encode
@@ -66,24 +67,30 @@ def generate(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    fast: bool = True,
     stop_token: int | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield each new token as a (B, 1) tensor. idx (B, T) is the prompt (at least one token)."""
+    """Yield each new token as a (B, 1) tensor. idx (B, T) is the prompt (at least one token).
+
+    use_cache keeps keys and values (KV cache) instead of re-reading the context for every token;
+    fast then decodes each token with the fused step (decode.py) rather than the modules' forward.
+    """
     if idx.size(1) == 0:
         raise ValueError("generation needs at least one prompt token")
     block = model.config.block_size
     context = idx[:, -block:]
-    caches = None
+    caches = step = None
     with evaluating(model):
         for _ in range(max_new_tokens):
             if use_cache and caches is not None and caches[0].length < block:
-                logits, _ = model(context[:, -1:], caches=caches)
+                logits = step(context[:, -1:]) if fast else model(context[:, -1:], caches=caches)[0][:, -1]
             elif use_cache:
                 caches = model.new_caches(idx.size(0), idx.device)
-                logits, _ = model(context, caches=caches)
+                logits = model(context, caches=caches)[0][:, -1]  # the prompt (or a re-read window) at once
+                step = DecodeStep(model, caches)
             else:
-                logits, _ = model(context)
-            nxt = pick(logits[:, -1, :], temperature, top_k, top_p, generator)
+                logits = model(context)[0][:, -1]
+            nxt = pick(logits, temperature, top_k, top_p, generator)
             yield nxt
             if stop_token is not None and bool((nxt == stop_token).all()):
                 return

@@ -55,6 +55,21 @@ def causal_attention_plain(q, k, v, dropout_p: float = 0.0, training: bool = Fal
     return weights @ v  # (B, nh, Tq, hs)
 
 
+def sdpa_causal(q, k, v, dropout_p: float = 0.0, training: bool = False):
+    """The same attention through PyTorch's fused kernel (flash attention on CPU and GPU when it can)."""
+    if q.size(2) == k.size(2):
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    if q.size(2) == 1:  # one new token attends to everything cached: no mask needed
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    return causal_attention_plain(q, k, v, dropout_p, training)
+
+
+# Ways to compute causal attention over all heads at once, by name (SelfAttention.kernel): the same maths
+# (tests/test_fastpaths.py), different speeds. fastpaths.py adds a compiled one; attention = "auto" lets
+# hardware.tune measure which is fastest for a shape on this machine.
+ATTENTION_KERNELS = {"sdpa": sdpa_causal, "math": causal_attention_plain}
+
+
 def rope_tables(block_size: int, head_size: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotary position embedding (Su et al., RoFormer): cos and sin of t·θ_i, θ_i = base^(-2i/hs), each (T, hs/2)."""
     inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
@@ -76,7 +91,8 @@ class SelfAttention(nn.Module):
     """Multi-head causal self-attention with one fused q/k/v projection.
 
     `manual` runs each head on its own, as in the lecture; `sdpa` hands all heads to PyTorch's
-    fused kernel. Both use the same weights, so they can be checked against each other.
+    fused kernel; `auto` uses whichever kernel (ATTENTION_KERNELS) measured fastest here. All use
+    the same weights, so they can be checked against each other and a checkpoint moves between them.
     With positional="rope" the queries and keys are rotated by position; with qk_norm they are
     RMS-normalised per head first (what keeps attention logits from growing in modern GPTs).
     """
@@ -85,6 +101,7 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.n_head, self.kind, self.dropout = config.n_head, config.attention, config.dropout
         self.qk_norm, self.rope = config.qk_norm, config.positional == "rope"
+        self.kernel = "sdpa"  # a name in ATTENTION_KERNELS; hardware.tune may pick another for attention = auto
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -114,12 +131,8 @@ class SelfAttention(nn.Module):
                 for h in range(self.n_head)
             ]
             y = torch.cat(heads, dim=1)
-        elif q.size(2) == k.size(2):
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-        elif q.size(2) == 1:  # one new token attends to everything cached: no mask needed
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         else:
-            y = causal_attention_plain(q, k, v, p, self.training)
+            y = ATTENTION_KERNELS[self.kernel](q, k, v, p, self.training)
         return self.resid_dropout(self.c_proj(merge_heads(y)))
 
 
@@ -200,6 +213,8 @@ class Block(nn.Module):
         self.ffn = FeedForward(config)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        if self.attn is None and cache is not None:
+            cache.length += x.size(1)  # nothing to keep, but the cache still counts the positions seen
         if self.attn is not None:
             if self.residual == "bug":
                 x = self.ln1(x)  # the blog's bug: the normalised x replaces the stream it should add to

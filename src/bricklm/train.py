@@ -35,7 +35,7 @@ from bricklm.errors import UserError
 from bricklm.fastpaths import compile_with_fallback
 from bricklm.files import RunLock, atomic_write_json
 from bricklm.generate import sample_text
-from bricklm.hardware import check_fits, resolve_device
+from bricklm.hardware import apply_kernel, check_fits, resolve_device, tune
 from bricklm.interrupts import Interrupted, StopSignals
 from bricklm.model import GPT
 from bricklm.optim import WeightAverage, learning_rate, make_optimizer, set_learning_rate
@@ -128,8 +128,8 @@ class Trainer:
 
     def _setup(self) -> None:
         cfg, main = self.cfg, self.dist.is_main
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        # attention/dtype/threads = auto: measured once per shape and machine (not under torchrun: ranks could differ)
+        self.tuning = tune(self.model_cfg, cfg, self.device, self.log, measure=not self.dist.enabled)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -160,6 +160,7 @@ class Trainer:
     def _new_model(self) -> torch.nn.Module:
         model = self.build_model()
         model.recompute_activations = self.cfg.recompute_activations  # memory for compute (test_fastpaths)
+        apply_kernel(model, self.tuning)
         return model
 
     def _full_copies(self, **kwargs):
@@ -227,7 +228,7 @@ class Trainer:
 
     def autocast(self):
         """bf16 autocast with dtype = "bfloat16" (matmuls in bf16, weights in fp32); nothing otherwise."""
-        on = self.cfg.dtype == "bfloat16"
+        on = self.tuning.dtype == "bfloat16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
     def _next_batch(self):

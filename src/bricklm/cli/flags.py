@@ -37,12 +37,19 @@ def add_config_flags(parser: argparse.ArgumentParser, classes=(ModelConfig, Trai
             if f.name == "residual":  # `--residual` alone meant "on" when it was a switch
                 kwargs.update(nargs="?", const="on")
             typ = {"int": int, "float": float, "str": str}[f.type]
+            if f.name == "threads":
+                typ = _threads
             group.add_argument(*names, type=typ, choices=f.metadata.get("choices"), help=help_text, **kwargs)
         if cls is ModelConfig and "residual" not in skip:
             old = {"dest": LEGACY, "default": argparse.SUPPRESS, "action": "store_const", "help": argparse.SUPPRESS}
             group.add_argument("--no-residual", "--no_residual", const="off", **old)
             group.add_argument("--residual-bug", "--residual_bug", const="bug", **old)
             group.add_argument("--no-residual-bug", "--no_residual_bug", const="on", **old)
+
+
+def _threads(text: str) -> int:
+    """--threads N, or --threads auto (-1: the fastest count, measured)."""
+    return -1 if text == "auto" else int(text)
 
 
 def overrides_from_args(args: argparse.Namespace, classes=(ModelConfig, TrainConfig)) -> dict[str, Any]:
