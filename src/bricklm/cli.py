@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bricklm.finetune",  # finetune
     "bricklm.chat",  # chat
     "bricklm.inspection",  # inspect
+    "bricklm.export.command",  # export
 )
 
 
