@@ -40,9 +40,9 @@ def export_run(
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
     run_dir, out = Path(run_dir), Path(out)
-    check_destination(out, fmt, overwrite)
     run = load_run(run_dir, checkpoint, "cpu")
-    check_gpt2_layout(run.model_cfg, str(run_dir))
+    check_gpt2_layout(run.model_cfg, str(run_dir), fmt)
+    check_destination(out, fmt, overwrite)
     chat = isinstance(run.tokenizer, ChatTokenizer)
     provenance = {
         "exported_by": f"bricklm {__version__}",
@@ -53,7 +53,6 @@ def export_run(
         from bricklm.export import gguf as gguf_writer  # imports the gguf package: only when asked for
         from bricklm.export.vocab import chat_template
 
-        gguf_writer.check_gguf(run.model_cfg, str(run_dir))
         template = chat_template() if chat else None
         notes = place_file(out, overwrite, lambda p: gguf_writer.write_gguf(run.model, run.tokenizer, p, provenance,
                                                                             template))  # fmt: skip

@@ -22,19 +22,11 @@ import gguf
 import numpy as np
 
 from bricklm.export import vocab
-from bricklm.export.core import END, UserError
-from bricklm.export.weights import LAYER_NORM_EPS, gpt2_weights
+from bricklm.export.core import END
+from bricklm.export.weights import LAYER_NORM_EPS, check_gpt2_layout, gpt2_weights
 
 ENDOFTEXT = "<|endoftext|>"
 NEVER = -1e4  # the constant logit of the appended <|endoftext|> token
-
-
-def check_gguf(cfg, what: str) -> None:
-    if cfg.activation != "gelu":
-        raise UserError(
-            f"cannot export {what} to gguf: model.activation = {cfg.activation}, and llama.cpp's GPT-2 "
-            "architecture always uses GELU (export --format hf instead)"
-        )
 
 
 def gguf_tensors(w) -> dict[str, np.ndarray]:
@@ -65,7 +57,7 @@ def gguf_tensors(w) -> dict[str, np.ndarray]:
 def write_gguf(model, tokenizer, path, provenance: dict, chat_template: str | None) -> list[str]:
     """Write the GGUF file at path (a new file); returns notes for the user."""
     cfg = model.config
-    check_gguf(cfg, "this run")
+    check_gpt2_layout(cfg, "this run", "gguf")
     tokens, types, merges = vocab.gguf_vocab(tokenizer)
     if END in tokens:
         end_id, extra = tokens.index(END), ()

@@ -88,7 +88,7 @@ def write_hf(model, tokenizer, folder: Path, provenance: dict) -> list[str]:
     end_id = tokenizer.end_id if hasattr(tokenizer, "end_id") else None
     save_file(hf_state_dict(weights), str(folder / "model.safetensors"), metadata={"format": "pt"})
     write_json(folder / "config.json", hf_config(cfg, weights.tied, end_id, provenance))
-    generation = {"bos_token_id": None, "eos_token_id": end_id, "pad_token_id": end_id, "max_length": cfg.block_size}
+    generation = {"bos_token_id": None, "eos_token_id": end_id, "pad_token_id": end_id}
     write_json(folder / "generation_config.json", generation)
     hf: Tokenizer = vocab.hf_tokenizer(tokenizer)
     hf.save(str(folder / "tokenizer.json"))

@@ -17,7 +17,8 @@ head. Three details differ, and are bridged here exactly:
   weight then differs from the token embedding, a tied run is written untied.
 
 Runs whose switches GPT-2 cannot express (no residual, the residual bug, no norm, no
-attention) are refused by `check_gpt2_layout` with one line naming every such switch.
+attention; for llama.cpp also ReLU) are refused by `check_gpt2_layout` with one line naming
+every such switch.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from bricklm.export.core import GPT, ModelConfig, UserError
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, which bricklm uses; GPT-2's layer_norm_epsilon default too
 
 
-def unexportable_switches(cfg: ModelConfig) -> list[str]:
-    """The run's switches GPT-2's layout cannot hold, each as 'name = value (why)'; empty if none."""
+def unexportable_switches(cfg: ModelConfig, fmt: str = "hf") -> list[str]:
+    """The run's switches GPT-2's layout (in fmt: hf or gguf) cannot hold, each as 'name = value (why)'."""
     found = []
     if cfg.attention == "none":
         found.append("attention = none (GPT-2 blocks always attend)")
@@ -42,14 +43,17 @@ def unexportable_switches(cfg: ModelConfig) -> list[str]:
         found.append("residual = false (GPT-2 always has residual connections)")
     if cfg.norm != "layernorm":
         found.append(f"norm = {cfg.norm} (GPT-2 has a LayerNorm before each sub-layer and at the end)")
+    if fmt == "gguf" and cfg.activation != "gelu":
+        found.append(f"activation = {cfg.activation} (llama.cpp's GPT-2 always uses GELU; --format hf can)")
     return found
 
 
-def check_gpt2_layout(cfg: ModelConfig, what: str) -> None:
+def check_gpt2_layout(cfg: ModelConfig, what: str, fmt: str = "hf") -> None:
     """Raise one UserError line naming every switch that keeps `what` (the run) out of GPT-2's layout."""
-    found = unexportable_switches(cfg)
+    found = unexportable_switches(cfg, fmt)
     if found:
-        raise UserError(f"cannot export {what}: GPT-2's layout cannot express model.{'; model.'.join(found)}")
+        where = "llama.cpp's GPT-2" if fmt == "gguf" else "GPT-2's layout"
+        raise UserError(f"cannot export {what}: {where} cannot express model.{'; model.'.join(found)}")
 
 
 @dataclass
