@@ -346,5 +346,6 @@ def test_destination_is_never_destroyed_and_writes_are_atomic(corpora, tmp_path,
     assert (out / "model.safetensors").read_bytes() == before  # the earlier export, untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "notes", "x.gguf"]  # no temporary left over
     monkeypatch.undo()
-    assert main(["export", "--run", run, "--checkpoint", "last", "--format", "hf", "--out", str(out), "--overwrite"]) == 0
+    args = ["export", "--run", run, "--checkpoint", "last", "--format", "hf", "--out", str(out), "--overwrite"]
+    assert main(args) == 0
     assert json.loads((out / "config.json").read_text())["bricklm"]["checkpoint"].startswith("step-")

@@ -29,9 +29,9 @@ GGUF_MAGIC = b"GGUF"
 
 def export_run(
     run_dir: str | Path,
-    checkpoint: str = "best",
-    fmt: str = "hf",
-    out: str | Path = "export",
+    checkpoint: str,
+    fmt: str,
+    out: str | Path,
     *,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
@@ -40,22 +40,27 @@ def export_run(
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
     run_dir, out = Path(run_dir), Path(out)
+    if fmt == "gguf":
+        try:
+            from bricklm.export.gguf import write_gguf  # needs the gguf package, an optional extra
+        except ModuleNotFoundError as e:
+            if e.name != "gguf":
+                raise
+            raise UserError("--format gguf needs the gguf package: pip install 'gguf>=0.17.1'") from None
     run = load_run(run_dir, checkpoint, "cpu")
     check_gpt2_layout(run.model_cfg, str(run_dir), fmt)
     check_destination(out, fmt, overwrite)
-    chat = isinstance(run.tokenizer, ChatTokenizer)
     provenance = {
+        "name": run_dir.resolve().name,
         "exported_by": f"bricklm {__version__}",
         "run": str(run_dir),
         "checkpoint": run.checkpoint.name,
     }
     if fmt == "gguf":
-        from bricklm.export import gguf as gguf_writer  # imports the gguf package: only when asked for
         from bricklm.export.vocab import chat_template
 
-        template = chat_template() if chat else None
-        notes = place_file(out, overwrite, lambda p: gguf_writer.write_gguf(run.model, run.tokenizer, p, provenance,
-                                                                            template))  # fmt: skip
+        template = chat_template() if isinstance(run.tokenizer, ChatTokenizer) else None
+        notes = place_file(out, lambda p: write_gguf(run.model, run.tokenizer, p, provenance, template))
     else:
         from bricklm.export.hf import write_hf
 
@@ -140,7 +145,7 @@ def place_folder(out: Path, write: Callable[[Path], list[str]]) -> list[str]:
     return notes
 
 
-def place_file(out: Path, overwrite: bool, write: Callable[[Path], list[str]]) -> list[str]:
+def place_file(out: Path, write: Callable[[Path], list[str]]) -> list[str]:
     """write(tmp) writes a hidden sibling file; then it replaces out in one rename."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)

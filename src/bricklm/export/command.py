@@ -1,7 +1,9 @@
-"""`bricklm export`: argparse glue for bricklm.export.export_run (nothing else lives here).
+"""`bricklm export`: argparse glue for bricklm.export.export_run.
 
     bricklm export --run runs/blog --format hf --out exports/blog-hf
     bricklm export --run runs/blog-chat --checkpoint last --format gguf --out exports/blog-chat.gguf
+
+Nothing else lives here: the work is export_run's, so the CLI can move without it.
 """
 
 from __future__ import annotations
