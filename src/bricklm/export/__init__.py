@@ -50,10 +50,9 @@ def export_run(
     run = load_run(run_dir, checkpoint, "cpu")
     check_gpt2_layout(run.model_cfg, str(run_dir), fmt)
     check_destination(out, fmt, overwrite)
-    provenance = {
-        "name": run_dir.resolve().name,
+    provenance = {  # the run's folder name only: a full local path would be published with the export
         "exported_by": f"bricklm {__version__}",
-        "run": str(run_dir),
+        "run": run_dir.resolve().name,
         "checkpoint": run.checkpoint.name,
     }
     if fmt == "gguf":

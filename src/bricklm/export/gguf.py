@@ -67,7 +67,7 @@ def write_gguf(model, tokenizer, path, provenance: dict, chat_template: str | No
     weights = gpt2_weights(model, extra_logits=extra)
 
     writer = gguf.GGUFWriter(str(path), "gpt2")
-    writer.add_name(provenance["name"])
+    writer.add_name(provenance["run"])
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     writer.add_context_length(cfg.block_size)
     writer.add_embedding_length(cfg.n_embd)
@@ -87,8 +87,7 @@ def write_gguf(model, tokenizer, path, provenance: dict, chat_template: str | No
     if chat_template:
         writer.add_chat_template(chat_template)
     for key, value in provenance.items():
-        if key != "name":
-            writer.add_string(f"bricklm.{key}", str(value))
+        writer.add_string(f"bricklm.{key}", str(value))
     for name, array in gguf_tensors(weights).items():
         writer.add_tensor(name, array)
     writer.write_header_to_file()
