@@ -330,6 +330,9 @@ def test_destination_is_never_destroyed_and_writes_are_atomic(corpora, tmp_path,
     out.mkdir()  # an empty folder is fine
     assert main(["export", "--run", run, "--format", "hf", "--out", str(out)]) == 0
     assert "exported" in capsys.readouterr().out
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's owner-only mode
     assert main(["export", "--run", run, "--format", "hf", "--out", str(out)]) == 1
     assert "--overwrite" in capsys.readouterr().err
     before = (out / "model.safetensors").read_bytes()

@@ -111,6 +111,13 @@ def check_destination(out: Path, fmt: str, overwrite: bool) -> None:
             raise UserError(f"{out} is not a GGUF file; not replacing it")
 
 
+def usual_permissions(path: Path) -> None:
+    """mkdtemp and mkstemp make owner-only entries; an export is meant to be shared, so apply the umask instead."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -127,7 +134,9 @@ def place_folder(out: Path, write: Callable[[Path], list[str]]) -> list[str]:
     try:
         notes = write(tmp)
         for f in tmp.iterdir():
+            usual_permissions(f)
             fsync_path(f)
+        usual_permissions(tmp)
         fsync_path(tmp)
         if os.path.lexists(out):
             old = out.parent / f"{tmp.name.replace('.tmp-', '.old-', 1)}"
@@ -152,6 +161,7 @@ def place_file(out: Path, write: Callable[[Path], list[str]]) -> list[str]:
     tmp = Path(name)
     try:
         notes = write(tmp)
+        usual_permissions(tmp)
         fsync_path(tmp)
         os.replace(tmp, out)
         fsync_path(out.parent)

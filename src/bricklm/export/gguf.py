@@ -1,6 +1,6 @@
 """Write a run as one GGUF file for llama.cpp's GPT-2 architecture, with the `gguf` package.
 
-    write_gguf(model, tokenizer, path, provenance)
+    write_gguf(model, tokenizer, path, provenance, chat_template)   # chat_template: None unless fine-tuned
 
 The tensors are weights.py's GPT-2 layout under llama.cpp's names (token_embd, position_embd,
 blk.N.attn_qkv, ..., output), in float32 (llama.cpp's `llama-quantize` can shrink them). The
@@ -8,8 +8,9 @@ vocabulary is llama.cpp's byte-level BPE ("gpt2" model, "gpt-2" pre-tokenizer), 
 character run is made to yield one token per character (vocab.py).
 
 What llama.cpp's GPT-2 graph cannot follow is refused: ReLU runs (its feed-forward is always
-GELU). Its GELU is the tanh approximation evaluated through a float16 table, so a GELU run's
-logits there differ slightly from bricklm's; benchmarks/export_llamacpp.py measures how much.
+GELU). Its GELU is the tanh approximation read through a float16 table, and its KV cache is
+float16 by default, so logits there differ slightly from bricklm's even though the weights are
+exact; benchmarks/export_llamacpp.py measures how much, and that both causes explain it all.
 
 A run that is not fine-tuned has no end-of-text token, and llama.cpp would otherwise take id 11
 for one (and stop generating there); so one control token, <|endoftext|>, is appended after the
