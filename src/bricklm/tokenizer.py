@@ -33,6 +33,7 @@ from bricklm.files import atomic_write_json
 BYTES = 256  # the BPE base alphabet: every byte value has a token before any merge
 SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
 SPECIALS = (SYSTEM, USER, ASSISTANT, END)
+ROLE_TOKEN = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}  # the chat template's role tokens
 
 
 class Tokenizer:

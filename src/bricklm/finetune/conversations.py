@@ -29,9 +29,7 @@ from pathlib import Path
 
 from bricklm.corpus import builtin_documents
 from bricklm.errors import UserError
-from bricklm.tokenizer import ASSISTANT, END, SYSTEM, USER, ChatTokenizer, can_encode
-
-ROLE_TOKEN = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}
+from bricklm.tokenizer import ASSISTANT, END, ROLE_TOKEN, ChatTokenizer, can_encode
 
 
 def missing_chars(base, conversations) -> list[str]:

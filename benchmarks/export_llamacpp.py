@@ -1,0 +1,189 @@
+"""llama.cpp against bricklm on exported GGUF files: token ids, logits and greedy text.
+
+    pip install llama-cpp-python     # builds llama.cpp from source (about 20 minutes on 2 cores)
+    PYTHONPATH=src python benchmarks/export_llamacpp.py [--iters 150] [--workdir /tmp/bricklm-export-bench]
+
+Trains (or reuses, from export_hf.py's work folder) one small run per GGUF-exportable combination
+(learned / sinusoidal positions × tied / untied × char / BPE, all GELU: llama.cpp's GPT-2 has no
+ReLU) plus a run fine-tuned on the built-in Q&A set, exports each with `--format gguf`, loads it
+with llama-cpp-python and records in benchmarks/results/export_llamacpp.json:
+
+  same_ids    llama.cpp's tokenizer gives bricklm's ids for 20,000 held-out characters (and, for the
+              chat run, for a rendered conversation with its special tokens)
+  max_abs     largest |llama.cpp logit − bricklm logit| over 4 held-out windows of block_size tokens,
+              llama.cpp as it runs by default (its KV cache holds keys and values in float16)
+  mean_abs    the mean of the same
+  top1        share of those positions where both pick the same most likely token
+  greedy_60   whether 60 greedy tokens after a prompt are the same ids (llama.cpp with its KV cache)
+  f32_cache   max_abs again with llama.cpp's KV cache in float32 (type_k = type_v = F32)
+  emulated    f32_cache again against bricklm with its GELU swapped for llama.cpp's: the tanh
+              approximation, read through float16 as ggml's lookup table does. What is left is
+              float32 rounding, so this column says whether the exported weights are exact.
+  floor       for scale: the GELU-swapped bricklm model in float32 against itself in float64. Float16
+              rounding inside GELU turns float32's tiny rounding into steps of a float16 unit, so
+              `emulated` can be no smaller than this.
+
+The first columns differ from zero for two reasons that are llama.cpp's, not the export's: the
+float16 KV cache, and GELU computed as above instead of bricklm's exact (erf) GELU.
+Without llama-cpp-python this script says so and exits 1, measuring nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+GGUF_COMBOS = [(p, t, k) for p in ("learned", "sinusoidal") for t in ("tied", "untied") for k in ("char", "bpe")]
+
+
+def llama_cpp_or_exit():
+    try:
+        import llama_cpp
+    except ImportError as e:
+        sys.exit(
+            f"llama-cpp-python is not installed here ({e}); nothing was measured.\n"
+            "Install it with `pip install llama-cpp-python` (it compiles llama.cpp from source) and run again."
+        )
+    return llama_cpp
+
+
+def scores(llm, ids: list[int]) -> np.ndarray:
+    """llama.cpp's logits for every position of ids, evaluated from an empty cache: (T, n_vocab)."""
+    llm.reset()
+    llm.eval(ids)
+    return np.array(llm.scores[: len(ids)], dtype=np.float64)
+
+
+def greedy_llama(llm, ids: list[int], n: int) -> list[int]:
+    llm.reset()
+    llm.eval(ids)
+    ids = list(ids)
+    for _ in range(n):
+        ids.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+        llm.eval([ids[-1]])
+    return ids
+
+
+class LlamaCppGelu(torch.nn.Module):
+    """ggml's CPU GELU: tanh approximation of the input rounded to float16, result rounded to float16."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.gelu(x.half().float(), approximate="tanh").half().float()
+        return torch.where(x <= -10, 0.0, torch.where(x >= 10, x, y))
+
+
+def max_abs(llm, model, ids: list[int], block: int, vocab: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """|llama.cpp − bricklm| at every position of 4 windows, and whether their top tokens agree."""
+    from export_hf import windows
+
+    diffs, top1 = [], []
+    for window in windows(ids, block, 4).tolist():
+        theirs = scores(llm, window)
+        with torch.no_grad():
+            ours = model(torch.tensor([window]))[0][0].double().numpy()
+        assert np.all(theirs[:, vocab:] < -9000), "the appended <|endoftext|> token must never be likely"
+        diffs.append(np.abs(theirs[:, :vocab] - ours))
+        top1.append(theirs[:, :vocab].argmax(-1) == ours.argmax(-1))
+    return np.concatenate(diffs), top1
+
+
+def measure(llama_cpp, run_dir: Path, path: Path, text: str, chat_messages=None) -> dict:
+    from bricklm.export import export_run
+    from bricklm.runs import load_run
+    from export_hf import greedy_bricklm, windows
+
+    export_run(run_dir, "best", "gguf", path, overwrite=True)
+    run = load_run(run_dir)
+    block, vocab = run.model_cfg.block_size, run.model_cfg.vocab_size
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=max(block, 256), logits_all=True, n_threads=1, verbose=False)
+    ids = run.tokenizer.encode(text)
+    same_ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) == ids
+    if chat_messages is not None:
+        from bricklm.chat_data import render, render_text
+
+        rendered = render(run.tokenizer, chat_messages, add_generation_prompt=True)[0]
+        same_ids &= llm.tokenize(render_text(chat_messages, True).encode("utf-8"), False, True) == rendered
+    diff, top1 = max_abs(llm, run.model, ids, block, vocab)
+    prompt = ids[:20]
+    greedy = greedy_llama(llm, prompt, 60) == greedy_bricklm(run.model, prompt, 60)
+    f32 = llama_cpp.GGML_TYPE_F32
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=max(block, 256), logits_all=True, n_threads=1, verbose=False,
+                          type_k=f32, type_v=f32)  # fmt: skip
+    f32_cache = max_abs(llm, run.model, ids, block, vocab)[0].max()
+    for b in run.model.blocks:
+        b.ffn.act = LlamaCppGelu()
+    emulated = max_abs(llm, run.model, ids, block, vocab)[0].max()
+    batch = windows(ids, block, 4)
+    with torch.no_grad():
+        floor = (run.model(batch)[0].double() - run.model.double()(batch)[0]).abs().max()
+    return {
+        "same_ids": bool(same_ids),
+        "max_abs": float(diff.max()),
+        "mean_abs": float(diff.mean()),
+        "top1": float(np.concatenate(top1).mean()),
+        "greedy_60": greedy,
+        "f32_cache": float(f32_cache),
+        "emulated": float(emulated),
+        "floor": float(floor),
+        "file_mb": round(path.stat().st_size / 2**20, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--iters", type=int, default=150)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/bricklm-export-bench"))
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/export_llamacpp.json")
+    args = parser.parse_args()
+    llama_cpp = llama_cpp_or_exit()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bricklm.cli import main as bricklm_main
+    from export_hf import COMBOS, held_out_text, prepare_corpora, train_run
+
+    workdir = prepare_corpora(args.workdir)
+    rows = []
+    for positional, tie, kind in GGUF_COMBOS:
+        i = COMBOS.index((positional, "gelu", tie, kind))  # the same run export_hf.py trains for this combination
+        attention, bias = ("manual", "torch_mha", "sdpa")[i % 3], ("--bias", "--no-bias")[i // 2 % 2]
+        flags = ["--positional", positional, "--activation", "gelu", "--attention", attention, bias,
+                 "--tie-weights" if tie == "tied" else "--no-tie-weights"]  # fmt: skip
+        name = f"{positional}-gelu-{tie}-{kind}-{attention}{bias.replace('--', '-')}"
+        run = train_run(workdir, name, kind, flags, args.iters)
+        rows.append({"run": name, **measure(llama_cpp, run, workdir / "gguf" / f"{name}.gguf",
+                                            held_out_text(workdir, kind))})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+
+    base = workdir / "runs" / "learned-gelu-untied-char-sdpa-no-bias"
+    chat = workdir / "runs" / "chat"
+    if not (chat / "summary.json").is_file():
+        ft = ["--max-iters", "40", "--eval-interval", "40", "--eval-iters", "1", "--batch-size", "8", "--device", "cpu"]
+        assert bricklm_main(["finetune", "--from", str(base), "--out", str(chat), *ft]) == 0
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a list?"}]
+    rows.append({"run": "chat (fine-tuned, built-in Q&A)",
+                 **measure(llama_cpp, chat, workdir / "gguf" / "chat.gguf", held_out_text(workdir, "char"),
+                           messages)})  # fmt: skip
+    print(json.dumps(rows[-1]), flush=True)
+    result = {
+        "command": f"PYTHONPATH=src python benchmarks/export_llamacpp.py --iters {args.iters}",
+        "llama_cpp_python": llama_cpp.__version__,
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, llama.cpp on 1 thread",
+        "worst_max_abs": max(r["max_abs"] for r in rows),
+        "worst_emulated": max(r["emulated"] for r in rows),
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    worst = f"worst max_abs {result['worst_max_abs']:.2e} (emulated {result['worst_emulated']:.2e})"
+    agree = f"ids agree: {all(r['same_ids'] for r in rows)}; greedy agrees: {sum(r['greedy_60'] for r in rows)}"
+    print(f"{worst}; {agree}/{len(rows)} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Write a run as one GGUF file for llama.cpp's GPT-2 architecture, with the `gguf` package.
+
+    write_gguf(model, tokenizer, path, provenance, chat_template)   # chat_template: None unless fine-tuned
+
+The tensors are weights.py's GPT-2 layout under llama.cpp's names (token_embd, position_embd,
+blk.N.attn_qkv, ..., output), in float32 (llama.cpp's `llama-quantize` can shrink them). The
+vocabulary is llama.cpp's byte-level BPE ("gpt2" model, "gpt-2" pre-tokenizer), which for a
+character run is made to yield one token per character (vocab.py).
+
+What llama.cpp's GPT-2 graph cannot follow is refused: ReLU runs (its feed-forward is always
+GELU). Its GELU is the tanh approximation read through a float16 table, and its KV cache is
+float16 by default, so logits there differ slightly from bricklm's even though the weights are
+exact; benchmarks/export_llamacpp.py measures how much, and that both causes explain it all.
+
+A run that is not fine-tuned has no end-of-text token, and llama.cpp would otherwise take id 11
+for one (and stop generating there); so one control token, <|endoftext|>, is appended after the
+vocabulary with a constant logit of -10000, which no sampler picks.
+"""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+
+import bricklm.export.vocab as vocab
+from bricklm.export.weights import LAYER_NORM_EPS, check_gpt2_layout, gpt2_weights
+from bricklm.tokenizer import END
+
+ENDOFTEXT = "<|endoftext|>"
+NEVER = -1e4  # the constant logit of the appended <|endoftext|> token
+
+
+def gguf_tensors(w) -> dict[str, np.ndarray]:
+    """llama.cpp's GPT-2 tensor names; 2-D weights stay in nn.Linear's (out, in) layout (GGUF lists dims reversed)."""
+    out = {"token_embd.weight": w.wte, "position_embd.weight": w.wpe}
+    for i, layer in enumerate(w.layers):
+        p = f"blk.{i}."
+        out |= {
+            p + "attn_norm.weight": layer["ln_1.weight"],
+            p + "attn_norm.bias": layer["ln_1.bias"],
+            p + "attn_qkv.weight": layer["attn.c_attn.weight"],
+            p + "attn_qkv.bias": layer["attn.c_attn.bias"],
+            p + "attn_output.weight": layer["attn.c_proj.weight"],
+            p + "attn_output.bias": layer["attn.c_proj.bias"],
+            p + "ffn_norm.weight": layer["ln_2.weight"],
+            p + "ffn_norm.bias": layer["ln_2.bias"],
+            p + "ffn_up.weight": layer["c_fc.weight"],
+            p + "ffn_up.bias": layer["c_fc.bias"],
+            p + "ffn_down.weight": layer["mlp_proj.weight"],
+            p + "ffn_down.bias": layer["mlp_proj.bias"],
+        }
+    out |= {"output_norm.weight": w.ln_f_weight, "output_norm.bias": w.ln_f_bias}
+    if not w.tied:
+        out["output.weight"] = w.lm_head
+    return {k: np.ascontiguousarray(v.numpy(), dtype=np.float32) for k, v in out.items()}
+
+
+def write_gguf(model, tokenizer, path, provenance: dict, chat_template: str | None) -> list[str]:
+    """Write the GGUF file at path (a new file); returns notes for the user."""
+    cfg = model.config
+    check_gpt2_layout(cfg, "this run", "gguf")
+    tokens, types, merges = vocab.gguf_vocab(tokenizer)
+    if END in tokens:
+        end_id, extra = tokens.index(END), ()
+    else:
+        end_id, extra = len(tokens), (NEVER,)
+        tokens, types = tokens + [ENDOFTEXT], types + [vocab.CONTROL]
+    weights = gpt2_weights(model, extra_logits=extra)
+
+    writer = gguf.GGUFWriter(str(path), "gpt2")
+    writer.add_name(provenance["run"])
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_context_length(cfg.block_size)
+    writer.add_embedding_length(cfg.n_embd)
+    writer.add_feed_forward_length(4 * cfg.n_embd)
+    writer.add_block_count(cfg.n_layer)
+    writer.add_head_count(cfg.n_head)
+    writer.add_layer_norm_eps(LAYER_NORM_EPS)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt-2")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(end_id)
+    writer.add_eos_token_id(end_id)
+    writer.add_add_bos_token(False)
+    writer.add_add_eos_token(False)
+    if chat_template:
+        writer.add_chat_template(chat_template)
+    for key, value in provenance.items():
+        writer.add_string(f"bricklm.{key}", str(value))
+    for name, array in gguf_tensors(weights).items():
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    notes = [] if not extra else [f"appended {ENDOFTEXT} as token {end_id} (never predicted) for llama.cpp's end id"]
+    return notes
