@@ -136,6 +136,7 @@ def bricklm_step(args, L, C, H, B, T, device, tokens, get_batch):
 
     from bricklm.config import ModelConfig, TrainConfig
     from bricklm.fastpaths import compile_with_fallback
+    from bricklm.hardware import apply_kernel, tune
     from bricklm.model import GPT
     from bricklm.optim import make_optimizer
     from bricklm.train import train_step
@@ -148,10 +149,12 @@ def bricklm_step(args, L, C, H, B, T, device, tokens, get_batch):
                        schedule="constant", dtype=args.dtype)  # fmt: skip
     model = GPT(cfg).to(device)
     model.recompute_activations = args.recompute
+    tuning = tune(cfg, tcfg, device, log=lambda m: print(m, file=sys.stderr))  # attention/dtype auto: measured
+    apply_kernel(model, tuning)
     opt = make_optimizer(model, tcfg, device)
     forward = compile_with_fallback(model, log=lambda m: print(m, file=sys.stderr)) if args.compile else model
     gen = torch.Generator().manual_seed(0)
-    bf16 = args.dtype == "bfloat16"
+    bf16 = tuning.dtype == "bfloat16"
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -184,11 +187,11 @@ def worker_gen(args) -> dict:
 
         cfg = ModelConfig(vocab_size=VOCAB, block_size=T, n_layer=L, n_head=H, n_embd=C, activation="relu")
         model = GPT(cfg).to(args.device)
-        use_cache = args.impl == "kv-cache"
+        use_cache, fast = args.impl != "no-cache", args.impl == "kv-cache"  # kv-cache: the fused decode step
 
         def run(n):
             g = torch.Generator(device=args.device).manual_seed(0)
-            for _ in generate(model, idx, n, generator=g, use_cache=use_cache):
+            for _ in generate(model, idx, n, generator=g, use_cache=use_cache, fast=fast):
                 pass
 
     run(5)  # warm-up
@@ -244,12 +247,14 @@ def spawn(worker: str, *flags: str, timeout: int = 3600) -> dict:
 
 
 def bricklm_variants(device: str, levers: bool, info: dict, recompute: bool = False) -> list[tuple[str, dict]]:
-    """bricklm's fastest settings for this device, and (with --levers) one lever changed at a time."""
-    bf16_native = device == "cuda" or info.get("avx512_bf16") or info.get("amx_bf16")
+    """bricklm's fastest settings for this device, and (with --levers) one lever changed at a time.
+
+    The attention kernel and the dtype are `auto`: measured for the shape on this machine (hardware.tune).
+    """
     fast = {
-        "attention": "sdpa",
+        "attention": "auto",
         "adamw": "auto",
-        "dtype": "bfloat16" if bf16_native else "float32",
+        "dtype": "auto",
         "compile": device == "cuda",  # on CPU compile measured slower for these small shapes
     }
     out = [("bricklm", fast)]
@@ -257,11 +262,12 @@ def bricklm_variants(device: str, levers: bool, info: dict, recompute: bool = Fa
         out.append(("bricklm recompute_activations", {**fast, "recompute": True}))
     if levers:
         out += [
+            ("bricklm sdpa attention", {**fast, "attention": "sdpa"}),
             ("bricklm manual attention", {**fast, "attention": "manual"}),
             ("bricklm plain AdamW", {**fast, "adamw": "plain"}),
             ("bricklm fused AdamW", {**fast, "adamw": "fused"}),
-            ("bricklm bf16" if fast["dtype"] == "float32" else "bricklm fp32",
-             {**fast, "dtype": "bfloat16" if fast["dtype"] == "float32" else "float32"}),
+            ("bricklm fp32", {**fast, "dtype": "float32"}),
+            ("bricklm bf16", {**fast, "dtype": "bfloat16"}),
             ("bricklm compile" if not fast["compile"] else "bricklm eager", {**fast, "compile": not fast["compile"]}),
         ]  # fmt: skip
     return out
@@ -301,9 +307,9 @@ def main(argv=None) -> int:
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, default=3, help=argparse.SUPPRESS)
     p.add_argument("--tokens", type=int, default=500, help=argparse.SUPPRESS)
-    p.add_argument("--attention", default="sdpa", help=argparse.SUPPRESS)
+    p.add_argument("--attention", default="auto", help=argparse.SUPPRESS)
     p.add_argument("--adamw", default="auto", help=argparse.SUPPRESS)
-    p.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    p.add_argument("--dtype", default="auto", help=argparse.SUPPRESS)
     p.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--recompute", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -362,7 +368,7 @@ def main(argv=None) -> int:
     if "gen" in parts:
         n = "50" if args.quick else "500"
         results["gen"] = {}
-        for impl in ("reference", "kv-cache", "no-cache"):
+        for impl in ("reference", "kv-cache", "kv-cache-modules", "no-cache"):
             r = spawn("gen", "--impl", impl, "--device", args.device, "--tokens", n)
             results["gen"][impl] = r
             log(f"generate 10M {impl}: {r}")
