@@ -22,7 +22,6 @@ from pathlib import Path
 
 from bricklm.corpus import (
     BUILTINS,
-    CODE_MODES,
     KINDS,
     Document,
     Skipped,
@@ -33,6 +32,7 @@ from bricklm.corpus import (
 )
 from bricklm.data import TokenWriter, split_documents, tail_split_index
 from bricklm.errors import UserError
+from bricklm.markup import CODE_MODES
 from bricklm.streaming import TOKENIZERS, build_tokenizer, char_progress, with_progress
 from bricklm.tokenizer import CharTokenizer
 
