@@ -224,11 +224,15 @@ def explain(path: str | Path, code: str = "drop", **options) -> str:
     options: images and tables, as for clean(). A path that is not a readable text file is a UserError.
     """
     path = Path(path)
+    if not path.exists():
+        raise UserError(f"no such file: {display_path(path)}")
+    if path.is_dir():
+        raise UserError(f"--explain shows one file, and {display_path(path)} is a folder")
+    if not path.is_file():
+        raise UserError(f"{display_path(path)} is not a regular file")  # reading a FIFO would block
     kind = KINDS.get(path.suffix.lower())
     if kind is None:
         raise UserError(f"--explain reads {', '.join(KINDS)} files, not {display_path(path)}")
-    if not path.is_file():
-        raise UserError(f"--explain needs a file: {display_path(path)} is not one")
     source = _read_source(path)
     if isinstance(source, Skipped):
         raise UserError(f"cannot explain {source.path}: {source.reason}")

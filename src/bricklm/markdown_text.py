@@ -179,8 +179,8 @@ _MARKERS = {
 class _Container:
     """A blockquote or list item: what its first line starts with, and what its other lines do."""
 
-    def __init__(self, first: str, rest: str, quote: bool = False):
-        self.first, self.rest, self.quote, self.started = first, rest, quote, False
+    def __init__(self, first: str, rest: str):
+        self.first, self.rest, self.started = first, rest, False
 
 
 class _Renderer:
@@ -209,7 +209,7 @@ class _Renderer:
                 marker = f"{t.info}{t.markup} "
                 self.stack.append(_Container(marker, " " * len(marker)))
             elif t.type == "blockquote_open":
-                self.stack.append(_Container("> ", "> ", quote=True))
+                self.stack.append(_Container("> ", "> "))
             elif t.type in ("list_item_close", "blockquote_close"):
                 self.stack.pop()
             elif t.type in ("fence", "code_block"):
@@ -249,7 +249,7 @@ class _Renderer:
         while tokens[i].type != "table_close":
             t = tokens[i]
             if t.type == "inline":
-                row.append(self._inline(t.children or []).replace("\n", " ").strip())
+                row.append(" ".join(self._inline(t.children or []).split()))
             elif t.type == "tr_close":
                 rows.append([cell for cell in row if cell.replace(PLACEHOLDER, "").strip()])
                 row = []
@@ -302,7 +302,7 @@ class _Renderer:
         if not text.strip():
             return
         if self.lines and (self.new_group or not map_ or self.prev_end is None or map_[0] > self.prev_end):
-            self.lines.append("".join(c.rest for c in self.stack if c.quote or c.started).rstrip())
+            self.lines.append("".join(c.rest for c in self.stack if c.started).rstrip())
         for line in text.split("\n"):
             self.lines.append("".join(self._prefix(c) for c in self.stack) + line)
         self.prev_end = max(map_[1], map_[0] + 1) if map_ else None
