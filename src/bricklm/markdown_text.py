@@ -149,7 +149,14 @@ _SHORTCODE = re.compile(r":[a-z0-9_+-]{1,60}:")
 def _emoji_by_shortcode() -> dict[str, str]:
     import emoji  # its tables take a moment to load, so only when a post has a ":word:"
 
-    return {name: char for char, data in emoji.EMOJI_DATA.items() for name in [data["en"], *data.get("alias", [])]}
+    table = {}
+    # Several forms share a name (with and without the emoji variation selector): the fully qualified one wins.
+    for char, data in sorted(
+        emoji.EMOJI_DATA.items(), key=lambda item: item[1]["status"] != emoji.STATUS["fully_qualified"]
+    ):
+        for name in [data["en"], *data.get("alias", [])]:
+            table.setdefault(name, char)
+    return table
 
 
 def _emoji_inline(state, silent: bool) -> bool:
