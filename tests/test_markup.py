@@ -197,6 +197,7 @@ def test_bad_option_values_are_user_errors():
         ("* TOC\n{:toc}\n\n## Heading", "Heading"),
         ("- Contents {:toc}\n  - nested\n\nText.", "Text."),
         ("{: not closed on this line\n}", "{: not closed on this line\n}"),
+        ("[spam](u){ data-proofer-ignore=true }. `x`{.py} {not=attrs} x{#id}", "spam. `x` {not=attrs} x{#id}"),
         ("A[^a] b[^b].\n\n[^b]: Bee.\n[^a]: Ay.", "A b.\n\nAy.\n\nBee."),
         ("Never defined [^7].", "Never defined."),
         ("```\ncode with [^1] and {: .x}\n```\n\nText.", "Text."),

@@ -102,8 +102,16 @@ def _attribute_list(src: str, pos: int, end: int) -> int:
     return -1 if close == -1 or "\n" in src[pos:close] else close + 1
 
 
+# Pandoc-style attributes right after a link, image, code span or emphasis: "[a](b){ rel=nofollow }".
+_SPAN_ATTRIBUTES = re.compile(r"\{[ \t]*(?:(?:[#.][\w-]+|[\w:-]+=(?:\"[^\"\n]*\"|'[^'\n]*'|[\w:-]+))[ \t]*)+\}")
+_SPAN_ENDS = {"link_close", "image", "code_inline", "em_close", "strong_close", "s_close"}
+
+
 def _attribute_list_inline(state, silent: bool) -> bool:
     end = _attribute_list(state.src, state.pos, state.posMax)
+    if end == -1 and not state.pending and state.tokens and state.tokens[-1].type in _SPAN_ENDS:
+        m = _SPAN_ATTRIBUTES.match(state.src, state.pos, min(state.posMax, state.pos + MAX_ATTRIBUTE_LIST))
+        end = m.end() if m else -1
     if end == -1:
         return False
     if not silent:
