@@ -4,8 +4,9 @@
     markdown_text("# Hi\n\nSee [the docs](x)[^1].\n\n[^1]: A note.", counts)  # -> "Hi\n\nSee the docs.\n\nA note."
 
 The parser is CommonMark with tables, strikethrough, footnotes and definition lists,
-plus rules of our own for kramdown attribute lists (`{: .class}`, `{:toc}`), emoji
-shortcodes, footnote markers whose note is missing, and code spans kept as typed.
+plus rules of our own for attribute lists (kramdown's `{: .class}` and `{:toc}`, and
+`{ key=value }` right after a link or image), emoji shortcodes, footnote markers whose
+note is missing, and code spans kept as typed.
 Paragraphs, headings and list items become text ("- " and "1. " markers stay, as in a
 plain-text note; so does "> " before a quote), code spans stay verbatim, links become
 their text, footnote texts follow the post without markers, table rows become lines
