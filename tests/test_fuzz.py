@@ -22,8 +22,9 @@ from bricklm.data import load_corpus
 
 WATCHDOG_S = 30
 EXTENSIONS = [".md", ".txt", ".html", ".markdown", ".htm", ".jpg", ""]
-# Openers that the cleaner's patterns scan from: a line of thousands of them must stay linear.
+# Openers that the cleaner scans from: a line of thousands of them must stay linear.
 OPENERS = ["[", "![", "{{", "{%", "<a ", "<!--", "<script>", "`", "```", "&#", "](", "<", "---\n", "\r", "\u0301"]
+OPENERS += ["{:", "[^", ":x:", "| a ", "> ", "- "]  # and the Markdown parser's: attribute lists, footnotes, ...
 
 
 def encoded(text: str, encoding: str) -> bytes:

@@ -48,7 +48,7 @@ After the rule, the post goes on.\r
 [other]: https://example.com/other
 """
 
-FIRST_POST_CLEAN = """Welcome to my **blog**. I wrote about Jekyll and
+FIRST_POST_CLEAN = """Welcome to my blog. I wrote about Jekyll and
 other things on my site with comments.
 Posted in
 

@@ -5,10 +5,10 @@
         ...                                               # a Document or a Skipped
 
     clean("---\\ntitle: x\\n---\\nHello [world](http://x)", "markdown")  # -> "Hello world"
+    print(explain("_posts/2020-01-01-hello.md"))         # one file before and after cleaning
 
-What a cleaner keeps is what a reader of the rendered page would read:
-front matter, Liquid, HTML markup, images and link targets go; link text,
-the text inside tags and (with code="keep") code stay. Plain `.txt` files
+What a cleaner keeps is what a reader of the rendered page would read
+(bricklm.markup turns Markdown and HTML into that prose). Plain `.txt` files
 are only normalised (line endings, NFC, trailing spaces, blank lines),
 because `<`, `[` and `{{` in plain text are the writer's own characters.
 """
@@ -16,7 +16,6 @@ because `<`, `[` and `{{` in plain text are the writer's own characters.
 from __future__ import annotations
 
 import errno
-import html
 import os
 import re
 import stat
@@ -27,189 +26,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bricklm.errors import UserError
+from bricklm.markup import Cleaned, check_options, to_prose
 
 KINDS = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html", ".htm": "html"}
-CODE_MODES = ("drop", "keep")
 BUILTINS = ("python-docs",)
 BINARY_SNIFF_BYTES = 8192
 
 
 # ---------------------------------------------------------------- cleaning
 
-# Openers of blocks that are cut out before anything else is cleaned, so that
-# the prose rules never touch code: fenced code, and Liquid's paired blocks.
-_BLOCK_OPENER = re.compile(
-    r"^(?P<indent>[ ]{0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^\n]*)$"
-    r"|\{%-?\s*(?P<tag>highlight|raw|comment)\b[^%]*?-?%\}",
-    re.MULTILINE,
-)
-_LIQUID_CLOSER = {tag: re.compile(r"\{%-?\s*end" + tag + r"\s*-?%\}") for tag in ("highlight", "raw", "comment")}
-_RAW_TAG = re.compile(r"\{%-?\s*(?:end)?raw\s*-?%\}")
-# Patterns below stop at the next opener of their kind, so text full of
-# unclosed openers ("{{ {{ {{ ...") is cleaned in linear time, not rescanned
-# to the end from every opener.
-# Liquid tags and outputs may wrap lines but never cross a blank line, so one
-# stray "{{" cannot eat the rest of a post.
-_NO_BLANK = r"(?:[^\n]|\n(?![ \t]*\n))"
-_LIQUID = re.compile(r"\{%(?:(?!\{%)" + _NO_BLANK + r")*?%\}|\{\{(?:(?!\{\{)" + _NO_BLANK + r")*?\}\}")
 
-_COMMENT_OPEN, _COMMENT_CLOSE = re.compile("<!--"), re.compile("-->")
-_SCRIPT_STYLE_OPEN = re.compile(r"<(script|style)\b[^<>]*>", re.IGNORECASE)
-_SCRIPT_STYLE_CLOSE = {tag: re.compile(rf"</{tag}\s*>", re.IGNORECASE) for tag in ("script", "style")}
-_DECLARATION = re.compile(r"<![A-Za-z][^<>]*>|<\?[^<>]*\?>")
-_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*)(?:\s(?:[^<>\"']|\"[^\"<]*\"|'[^'<]*')*)?/?>")
-_BLOCK_TAGS = frozenset(
-    "address article aside blockquote br dd div dl dt figcaption figure footer "
-    "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table tr ul".split()
-)
-# Entities need their semicolon (as in CommonMark), so "a&para=1" stays as is.
-_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
-
-_LINK_TEXT = r"\[((?:[^\[\]]|\[[^\[\]]*\])*)\]"  # allows one level of nested brackets
-_URL_PART = r"\((?:[^()\n]|\([^()\n]*\))*\)"  # allows one level of parentheses in URLs
-_IMAGE = re.compile(r"!\[[^\[\]\n]*\](?:" + _URL_PART + r"|\[[^\]\n]*\])")
-_INLINE_LINK = re.compile(_LINK_TEXT + _URL_PART)
-_REF_LINK = re.compile(_LINK_TEXT + r"\[([^\[\]\n]*)\]")
-_REF_DEF = re.compile(r"^[ ]{0,3}\[(?!\^)([^\]\n]+)\]:[ \t]*\S[^\n]*(?:\n|\Z)", re.MULTILINE)
-_SHORTCUT_REF = re.compile(r"\[([^\[\]\n]+)\](?![(\[:])")
-_AUTOLINK = re.compile(r"<((?:https?|ftp|mailto):[^<>\s]+)>")
-_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(?:[^\n]|\n(?![ \t]*\n))+?(?<!`)\1(?!`)")
-
-
-def clean(text: str, kind: str = "markdown", code: str = "drop") -> str:
+def clean(text: str, kind: str = "markdown", code: str = "drop", *, images="drop", tables="keep") -> str:
     """Return the readable text of one document.
 
-    kind is "markdown", "html" or "text" (see KINDS); code is "drop" or "keep"
-    and decides what happens to fenced code and `{% highlight %}` blocks.
+    kind is "markdown", "html" or "text" (see KINDS); code ("drop" or "keep") decides what
+    happens to code blocks, images ("drop" or "alt") to images, tables ("keep" or "drop")
+    to tables. See bricklm.markup for what is removed and what is kept.
     """
-    if code not in CODE_MODES:
-        raise UserError(f"code must be one of {', '.join(CODE_MODES)}, not {code!r}")
-    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    if kind != "text":
-        text = strip_front_matter(text)
-        # Reference definitions apply to the whole document, wherever they stand.
-        labels = {_ref_label(m.group(1)) for m in _REF_DEF.finditer(text)} if kind == "markdown" else set()
-        parts = []
-        for part_kind, part in _split_blocks(text, fences=kind == "markdown"):
-            if part_kind == "prose":
-                parts.append(_clean_prose(part, kind == "markdown", labels))
-            elif part_kind == "raw":
-                parts.append(part)
-            elif part_kind == "code" and code == "keep":
-                parts.append(_RAW_TAG.sub("", part))  # Liquid runs before Markdown, so readers never see these
-        text = "".join(parts)
-    return _tidy(unicodedata.normalize("NFC", text))
+    return clean_document(text, kind, code=code, images=images, tables=tables).text
 
 
-def strip_front_matter(text: str) -> str:
-    """Remove YAML (---) or TOML (+++) front matter, only at the very start of the text.
-
-    A `---` later in the body is a horizontal rule and is left alone; so is an
-    opening fence that is never closed.
-    """
-    first, _, rest = text.partition("\n")
-    fence = first.rstrip()
-    if fence not in ("---", "+++"):
-        return text
-    closers = ("---", "...") if fence == "---" else ("+++",)
-    pos = 0
-    while pos <= len(rest):
-        end = rest.find("\n", pos)
-        line = rest[pos:] if end == -1 else rest[pos:end]
-        if line.rstrip() in closers:
-            return "" if end == -1 else rest[end + 1 :]
-        if end == -1:
-            break
-        pos = end + 1
-    return text
+def clean_document(text: str, kind: str = "markdown", **options) -> Cleaned:
+    """clean(), with the counts of markup removed or converted (options: code, images, tables)."""
+    check_options(**options)
+    text = _normalise_lines(text)
+    cleaned = Cleaned(text) if kind == "text" else to_prose(text, kind, **options)
+    cleaned.text = _tidy(unicodedata.normalize("NFC", cleaned.text))
+    return cleaned
 
 
-def _split_blocks(text: str, fences: bool) -> Iterator[tuple[str, str]]:
-    """Yield ("prose" | "code" | "raw" | "comment", text) pieces that join back to the input.
-
-    "code" is a fenced block (fence lines included) or a highlight block's
-    content; "raw" is the content of {% raw %}, kept verbatim; "comment" is
-    a {% comment %} block. An unclosed block runs to the end, as in Markdown.
-    """
-    pos = 0
-    while True:
-        m = _BLOCK_OPENER.search(text, pos)
-        while m and m.group("fence") and not _is_fence(m, fences):
-            m = _BLOCK_OPENER.search(text, m.end())
-        if not m:
-            yield "prose", text[pos:]
-            return
-        yield "prose", text[pos : m.start()]
-        if m.group("fence"):
-            fence = m.group("fence")
-            closer = re.compile(rf"^[ ]{{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", re.MULTILINE)
-            c = closer.search(text, m.end() + 1)
-            end = c.end() if c else len(text)
-            yield "code", text[m.start() : end]
-        else:
-            tag = m.group("tag")
-            c = _LIQUID_CLOSER[tag].search(text, m.end())
-            inner_end, end = (c.start(), c.end()) if c else (len(text), len(text))
-            yield {"highlight": "code"}.get(tag, tag), text[m.end() : inner_end]
-        pos = end
-
-
-def _is_fence(m: re.Match, fences: bool) -> bool:
-    # A backtick fence's info string can't contain a backtick (CommonMark), so "```a```" is inline code.
-    return fences and not (m.group("fence")[0] == "`" and "`" in m.group("info"))
-
-
-def _clean_prose(text: str, markdown: bool, labels: set[str]) -> str:
-    text = _LIQUID.sub("", text)
-    text = _cut(text, _COMMENT_OPEN, lambda m: _COMMENT_CLOSE)
-    text = _cut(text, _SCRIPT_STYLE_OPEN, lambda m: _SCRIPT_STYLE_CLOSE[m.group(1).lower()])
-    if markdown:
-        text = _REF_DEF.sub("", text)
-        text = _IMAGE.sub("", text)
-        text = _INLINE_LINK.sub(r"\1", text)
-        text = _REF_LINK.sub(r"\1", text)
-        if labels:
-            text = _SHORTCUT_REF.sub(lambda m: m.group(1) if _ref_label(m.group(1)) in labels else m.group(0), text)
-        text = _AUTOLINK.sub(r"\1", text)
-        # Inline code shows "<br>" and "&lt;" literally, so markup rules skip it.
-        return _outside(_CODE_SPAN, text, _strip_markup)
-    return _strip_markup(text)
-
-
-def _cut(text: str, opener: re.Pattern, closer_for) -> str:
-    """Remove each opener through the first match of closer_for(opener) after it; unclosed openers stay."""
-    out, pos, start, unclosed = [], 0, 0, set()
-    while m := opener.search(text, start):
-        closer = closer_for(m)
-        c = None if closer.pattern in unclosed else closer.search(text, m.end())
-        if c is None:
-            unclosed.add(closer.pattern)  # no closer after here means none after any later opener either
-            start = m.end()
-            continue
-        out.append(text[pos : m.start()])
-        pos = start = c.end()
-    out.append(text[pos:])
-    return "".join(out)
-
-
-def _strip_markup(text: str) -> str:
-    text = _DECLARATION.sub("", text)
-    text = _TAG.sub(lambda m: "\n" if m.group(1).lower() in _BLOCK_TAGS else "", text)
-    return _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
-
-
-def _outside(pattern: re.Pattern, text: str, fn) -> str:
-    """Apply fn to the stretches of text that pattern does not match."""
-    out, pos = [], 0
-    for m in pattern.finditer(text):
-        out += [fn(text[pos : m.start()]), m.group(0)]
-        pos = m.end()
-    out.append(fn(text[pos:]))
-    return "".join(out)
-
-
-def _ref_label(label: str) -> str:
-    return " ".join(label.split()).casefold()
+def _normalise_lines(text: str) -> str:
+    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _tidy(text: str) -> str:
@@ -231,11 +78,14 @@ class Skipped:
 
 @dataclass
 class Document:
-    """One cleaned document. note says how it was read when that needs saying (a fallback encoding)."""
+    """One cleaned document. note says how it was read when that needs saying (a fallback encoding);
+    markup counts what cleaning removed or converted, source_characters is its length before."""
 
     name: str
     text: str
     note: str | None = None
+    markup: Counter = field(default_factory=Counter, compare=False)
+    source_characters: int = field(default=0, compare=False)
 
 
 @dataclass
@@ -336,8 +186,21 @@ def decode(raw: bytes) -> tuple[str, str]:
     return raw.decode("latin-1"), "latin-1"  # every byte is a latin-1 character, so this cannot fail
 
 
-def read_document(path: Path, code: str = "drop") -> Document | Skipped:
-    """Read, decode and clean one file; any reason not to use it comes back as Skipped."""
+def read_document(path: Path, code: str = "drop", **options) -> Document | Skipped:
+    """Read, decode and clean one file; any reason not to use it comes back as Skipped.
+
+    options: images ("drop" or "alt") and tables ("keep" or "drop"), as for clean().
+    """
+    source = _read_source(path)
+    if isinstance(source, Skipped):
+        return source
+    text, note = source
+    cleaned = clean_document(text, KINDS[path.suffix.lower()], code=code, **options)
+    return Document(display_path(path), cleaned.text, note, cleaned.counts, len(text))
+
+
+def _read_source(path: Path) -> tuple[str, str | None] | Skipped:
+    """The decoded text of a file and a note on its encoding, or why it can't be used."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -346,14 +209,41 @@ def read_document(path: Path, code: str = "drop") -> Document | Skipped:
     if b"\x00" in raw[:BINARY_SNIFF_BYTES] and not is_utf16:
         return Skipped(display_path(path), "binary (NUL byte in the first 8 KB)")
     text, encoding = decode(raw)
-    note = None if encoding in ("utf-8", "utf-16") else f"decoded as {encoding} (not valid UTF-8)"
-    return Document(display_path(path), clean(text, KINDS[path.suffix.lower()], code), note)
+    return text, None if encoding in ("utf-8", "utf-16") else f"decoded as {encoding} (not valid UTF-8)"
 
 
-def read_documents(files: Iterable[Path], code: str = "drop") -> Iterator[Document | Skipped]:
+def read_documents(files: Iterable[Path], code: str = "drop", **options) -> Iterator[Document | Skipped]:
     """read_document for each file, in order, one at a time."""
     for path in files:
-        yield read_document(path, code)
+        yield read_document(path, code, **options)
+
+
+def explain(path: str | Path, code: str = "drop", **options) -> str:
+    """One file before and after cleaning, and what was removed or converted, as text to print.
+
+    options: images and tables, as for clean(). A path that is not a readable text file is a UserError.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"no such file: {display_path(path)}")
+    if path.is_dir():
+        raise UserError(f"--explain shows one file, and {display_path(path)} is a folder")
+    if not path.is_file():
+        raise UserError(f"{display_path(path)} is not a regular file")  # reading a FIFO would block
+    kind = KINDS.get(path.suffix.lower())
+    if kind is None:
+        raise UserError(f"--explain reads {', '.join(KINDS)} files, not {display_path(path)}")
+    source = _read_source(path)
+    if isinstance(source, Skipped):
+        raise UserError(f"cannot explain {source.path}: {source.reason}")
+    before = _normalise_lines(source[0])
+    cleaned = clean_document(before, kind, code=code, **options)
+    removed = 1 - len(cleaned.text) / len(before) if before else 0
+    lines = [f"=== {display_path(path)}: before cleaning ({len(before):,} characters, {kind})", before]
+    lines += [f"=== after cleaning ({len(cleaned.text):,} characters, {removed:.0%} removed)", cleaned.text]
+    lines.append("=== markup removed or converted")
+    lines += [f"  {what}: {n:,}" for what, n in cleaned.counts.most_common()] or ["  none"]
+    return "\n".join(lines)
 
 
 def builtin_documents(name: str) -> Iterator[Document]:

@@ -2,6 +2,7 @@
 
     bricklm prepare _posts notes/ --out data/blog          # your writing
     bricklm prepare --out data/pydocs                       # built-in: Python's reference docs
+    bricklm prepare --explain _posts/2020-01-01-hello.md    # one file before and after cleaning
     prepare(["_posts"], "data/blog", split="tail")          # the same from Python
 
 gather -> clean -> write corpus.txt -> build vocabulary -> split -> tokenize
@@ -20,7 +21,6 @@ from pathlib import Path
 
 from bricklm.corpus import (
     BUILTINS,
-    CODE_MODES,
     KINDS,
     Document,
     Skipped,
@@ -32,6 +32,7 @@ from bricklm.corpus import (
 from bricklm.data import TokenWriter, split_documents, tail_split_index
 from bricklm.errors import UserError
 from bricklm.files import sha256_file
+from bricklm.markup import check_options
 from bricklm.streaming import TOKENIZERS, build_tokenizer, char_progress, with_progress
 from bricklm.tokenizer import CharTokenizer
 
@@ -39,6 +40,7 @@ SPLITS = ("documents", "tail")
 SEPARATOR = "\n\n"  # between documents, so one post never runs into the next
 CHUNK_CHARS = 1 << 20
 LIST_LIMIT = 20  # files listed by name in the printed report; meta.json has them all
+MOST_CLEANED = 3  # documents that lost the most characters to cleaning, named in the report to check by eye
 
 
 @dataclass
@@ -53,6 +55,8 @@ class PrepareReport:
     split_requested: str
     val_fraction: float
     seed: int
+    images: str = "drop"
+    tables: str = "keep"
     files_read: list[dict] = field(default_factory=list)  # {"path", "characters"[, "note"]}
     files_skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
     files_ignored: dict = field(default_factory=dict)  # reason -> count
@@ -67,6 +71,8 @@ class PrepareReport:
     train_tokens: int = 0
     val_tokens: int = 0
     sha256: dict = field(default_factory=dict)
+    markup: dict = field(default_factory=dict)  # "links reduced to their text" -> count, over all documents
+    most_cleaned: list[dict] = field(default_factory=list)  # {"path", "characters_before", "characters_after"}
     bricklm_version: str | None = None
 
     def to_dict(self) -> dict:
@@ -95,7 +101,19 @@ class PrepareReport:
             f"train tokens: {self.train_tokens:,}",
             f"val tokens: {self.val_tokens:,}",
         ]
-        return "\n".join(lines)
+        return "\n".join(lines + self._cleaning_summary())
+
+    def _cleaning_summary(self) -> list[str]:
+        lines = []
+        if self.markup:
+            lines.append("markup removed or converted:")
+            lines += [f"  {what}: {n:,}" for what, n in sorted(self.markup.items(), key=lambda kv: (-kv[1], kv[0]))]
+        if self.most_cleaned:
+            lines.append("most text removed by cleaning (see one with: bricklm prepare --explain FILE):")
+            for doc in self.most_cleaned:
+                before, after = doc["characters_before"], doc["characters_after"]
+                lines.append(f"  {doc['path']}: {before - after:,} of {before:,} characters ({1 - after / before:.0%})")
+        return lines
 
     def _ignored_summary(self) -> str:
         parts = []
@@ -136,6 +154,8 @@ def prepare(
     val_fraction=0.1,
     seed=1337,
     code="drop",
+    images="drop",
+    tables="keep",
     tokenizer="char",
     vocab_size=4096,
     log=print,
@@ -145,6 +165,8 @@ def prepare(
     No sources and no builtin means builtin="python-docs". Writes corpus.txt,
     tokenizer.json, train.bin, val.bin and meta.json; returns the report. tokenizer: "char"
     (one token per character) or "bpe" (byte-level BPE with up to vocab_size tokens).
+    code, images and tables say what cleaning does with code blocks ("drop"/"keep"),
+    images ("drop"/"alt": their alt text) and tables ("keep" a line per row/"drop").
     """
     sources = [str(s) for s in sources]
     if sources and builtin:
@@ -157,8 +179,7 @@ def prepare(
         raise UserError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
     if not 0 < val_fraction <= 0.5:
         raise UserError(f"val_fraction must be more than 0 and at most 0.5, not {val_fraction}")
-    if code not in CODE_MODES:
-        raise UserError(f"code must be one of {', '.join(CODE_MODES)}, not {code!r}")
+    check_options(code, images, tables)
     if tokenizer not in TOKENIZERS:
         raise UserError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, not {tokenizer!r}")
     if tokenizer == "bpe" and vocab_size < 256:
@@ -172,6 +193,8 @@ def prepare(
         sources=[display_path(s) for s in sources] or [f"builtin:{builtin}"],
         builtin=builtin,
         code=code,
+        images=images,
+        tables=tables,
         split=split,
         split_requested=split,
         val_fraction=val_fraction,
@@ -187,7 +210,7 @@ def prepare(
         report.files_ignored = dict(scan.ignored)
         report.ignored_extensions = dict(scan.ignored_extensions)
         log(f"reading {len(scan.files)} files from {', '.join(report.sources)}")
-        items = with_progress(read_documents(scan.files, code), scan.files)
+        items = with_progress(read_documents(scan.files, code, images=images, tables=tables), scan.files)
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -228,6 +251,7 @@ def _write_corpus(items, path: Path, report: PrepareReport) -> tuple[list[str], 
                 report.files_skipped.append(asdict(item))
                 continue
             assert isinstance(item, Document)
+            _count_cleaning(item, report)
             if not item.text:
                 report.files_skipped.append({"path": item.name, "reason": "no text after cleaning"})
                 continue
@@ -245,6 +269,17 @@ def _write_corpus(items, path: Path, report: PrepareReport) -> tuple[list[str], 
     report.documents = len(lengths)
     report.characters = sum(lengths) + len(SEPARATOR) * max(len(lengths) - 1, 0)
     return names, lengths, chars
+
+
+def _count_cleaning(doc: Document, report: PrepareReport) -> None:
+    """Add a document's markup counts to the report, and keep the MOST_CLEANED that lost the most characters."""
+    for what, n in doc.markup.items():
+        report.markup[what] = report.markup.get(what, 0) + n
+    if doc.source_characters > len(doc.text):
+        record = {"path": doc.name, "characters_before": doc.source_characters, "characters_after": len(doc.text)}
+        ranked = report.most_cleaned + [record]
+        ranked.sort(key=lambda d: d["characters_after"] - d["characters_before"])
+        report.most_cleaned = ranked[:MOST_CLEANED]
 
 
 def _write_splits(tokenizer, corpus_path: Path, train_path, val_path, names, lengths, report: PrepareReport) -> None:

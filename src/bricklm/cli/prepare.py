@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bricklm.corpus import BUILTINS, CODE_MODES
+from bricklm.corpus import BUILTINS, explain
+from bricklm.errors import UserError
+from bricklm.markup import CODE_MODES, IMAGE_MODES, TABLE_MODES
 from bricklm.prepare import SPLITS, prepare
 from bricklm.streaming import TOKENIZERS
 
@@ -16,7 +18,11 @@ def register(sub) -> None:
         help="files and folders of writing (.md, .markdown, .txt, .html, .htm; folders are read recursively); "
         "none: the built-in python-docs corpus",
     )
-    parser.add_argument("--out", required=True, help="corpus folder to write (created if needed)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", help="corpus folder to write (created if needed)")
+    target.add_argument(
+        "--explain", metavar="FILE", help="print FILE before and after cleaning, and what was removed; writes nothing"
+    )
     parser.add_argument("--builtin", choices=BUILTINS, help="use a built-in corpus instead of SRC")
     parser.add_argument(
         "--split",
@@ -33,6 +39,13 @@ def register(sub) -> None:
         "--code", choices=CODE_MODES, default="drop", help="drop (default) or keep fenced code and highlight blocks"
     )
     parser.add_argument(
+        "--images", choices=IMAGE_MODES, default="drop", help="drop images (default) or keep their alt text"
+    )
+    parser.add_argument(
+        "--tables", choices=TABLE_MODES, default="keep",
+        help="keep tables as one line per row, cells separated by commas (default), or drop them",
+    )  # fmt: skip
+    parser.add_argument(
         "--tokenizer",
         choices=TOKENIZERS,
         default="char",
@@ -47,7 +60,12 @@ def register(sub) -> None:
 
 
 def cmd_prepare(args) -> int:
-    """Run `bricklm prepare` from parsed arguments and print the report."""
+    """Run `bricklm prepare` from parsed arguments and print the report (or, with --explain, one file)."""
+    if args.explain:
+        if args.sources or args.builtin:
+            raise UserError("--explain shows one FILE; give it without SRC paths or --builtin")
+        print(explain(args.explain, args.code, images=args.images, tables=args.tables))
+        return 0
     report = prepare(
         args.sources,
         args.out,
@@ -56,6 +74,8 @@ def cmd_prepare(args) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         code=args.code,
+        images=args.images,
+        tables=args.tables,
         tokenizer=args.tokenizer,
         vocab_size=args.vocab_size,
     )
