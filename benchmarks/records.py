@@ -1,0 +1,93 @@
+"""A track's recipe over several seeds: whole-split val at the time budget, mean and spread (docs/records.md).
+
+    python benchmarks/records.py configs/speedrun-cpu.toml --seeds 3            # the 60-second track
+    python benchmarks/records.py configs/best-10min-cpu.toml --seeds 3          # the 10-minute track
+    python benchmarks/records.py configs/speedrun-cpu.toml --set optimizer=adamw --label "no Muon"
+
+Each seed trains in its own subprocess (`python -m bricklm train`, exactly what a user runs), one
+after another, on the blog's text prepared with `--split tail` (or --corpus). The figure is the
+validation loss over the whole held-out split at the last evaluation, which the recipe's
+max_seconds budget ends on; the time is wall time from the first step, evaluations included.
+--set changes one recipe key for a candidate (repeatable); --label names the row. Results are
+appended to benchmarks/results/records.jsonl with the machine and its load average before and after.
+Measure alone: anything else running on the cores changes how far a budget gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, machine, need, shared_data  # noqa: E402  (benchmarks/ is not a package)
+
+
+def flag(setting: str) -> list[str]:
+    """'optimizer=adamw' -> ['--optimizer', 'adamw']; a bare 'qk_norm' -> ['--qk-norm']."""
+    key, _, value = setting.partition("=")
+    name = "--" + key.replace("_", "-")
+    if value in ("true", "false"):
+        return [name if value == "true" else "--no-" + key.replace("_", "-")]
+    return [name, value] if value else [name]
+
+
+def one_run(recipe: Path, corpus: Path, out: Path, seed: int, settings: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "bricklm", "train", "--config", str(recipe), "--data", str(corpus), "--out", str(out),
+           "--seed", str(seed), "--device", "cpu"] + [f for s in settings for f in flag(s)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"seed": seed, "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
+    summary = json.loads((out / "summary.json").read_text())
+    trainer = json.loads(sorted((out / "checkpoints").glob("step-*"))[-1].joinpath("trainer.json").read_text())
+    walls = trainer["train_state"]["extra"].get("wall_at_eval", [])
+    return {
+        "seed": seed, "val_loss": round(summary["val_loss"], 4), "best_val_loss": round(summary["best_val_loss"], 4),
+        "steps": summary["steps"], "wall_s": walls[-1][1] if walls else None, "stop_reason": summary["stop_reason"],
+        "tokens_per_s": round(summary["tokens_per_s"]), "parameters": summary["parameters"],
+    }  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("recipe", type=Path)
+    p.add_argument("--seeds", type=int, default=3, help="seeds 1337, 1338, ...")
+    p.add_argument("--corpus", type=Path, default=shared_data("bdunagan.com.txt"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change one recipe setting")
+    p.add_argument("--label", default="", help="a name for this row (default: the recipe's file name)")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "records.jsonl")
+    args = p.parse_args()
+    need(args.corpus)
+    before = machine()
+    with tempfile.TemporaryDirectory(prefix="bricklm-records-") as tmp:
+        corpus = Path(tmp) / "corpus"
+        subprocess.run([sys.executable, "-m", "bricklm", "prepare", str(args.corpus), "--split", "tail",
+                        "--out", str(corpus)], check=True, capture_output=True)  # fmt: skip
+        runs = []
+        for seed in range(1337, 1337 + args.seeds):
+            runs.append(one_run(args.recipe, corpus, Path(tmp) / f"run-{seed}", seed, args.set))
+            print(json.dumps(runs[-1]), flush=True)
+    vals = [r["val_loss"] for r in runs if "val_loss" in r]
+    row = {
+        "date": time.strftime("%Y-%m-%d %H:%M"), "label": args.label or args.recipe.stem,
+        "recipe": str(args.recipe), "set": args.set, "corpus": args.corpus.name, "machine": before,
+        "load_avg_after": list(machine()["load_avg"]), "runs": runs,
+        "val_mean": round(statistics.mean(vals), 4) if vals else None,
+        "val_std": round(statistics.stdev(vals), 4) if len(vals) > 1 else None,
+        "val_min": min(vals, default=None), "val_max": max(vals, default=None),
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+    spread = f" ± {row['val_std']}" if row["val_std"] is not None else ""
+    print(f"{row['label']}: whole-split val {row['val_mean']}{spread} over {len(vals)} seeds "
+          f"(load {before['load_avg'][0]} -> {row['load_avg_after'][0]})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
