@@ -21,6 +21,7 @@ from bricklm.files import LOCK_NAME, RunLock
 from conftest import TINY_FLAGS
 from runhelp import metrics, steps, train
 
+ROOT = Path(__file__).resolve().parent.parent
 LONG = ["--max-iters", "100000", "--eval-interval", "100000"]  # runs until signalled; saves only at step 0
 
 
@@ -369,3 +370,16 @@ def test_disk_full_outside_a_checkpoint_is_one_line_too(tiny_corpus, tmp_path, c
     err = capsys.readouterr().err
     assert err.startswith("bricklm: error: disk full: No space left on device") and err.count("\n") == 1
     assert not (run / LOCK_NAME).exists()  # released on the way out
+
+
+def test_recomputing_activations_brings_the_blogs_sweep_row_4_into_a_laptops_memory():
+    from bricklm.config import read_toml, resolve
+    from bricklm.hardware import estimate_memory_bytes
+
+    spec = read_toml(ROOT / "configs" / "seed" / "sweep.toml", extra_tables=("runs",))
+    row4 = {**spec["runs"][3], "vocab_size": 107}
+    model, train = resolve(spec, None, row4)
+    assert train.recompute_activations
+    assert estimate_memory_bytes(model, train) < 8 * 2**30  # ~4 GiB; measured peak in docs/results.md
+    model, without = resolve(spec, None, {**row4, "recompute_activations": False})
+    assert estimate_memory_bytes(model, without) > 50 * 2**30  # every layer's T x T weights, kept: ~119 GiB

@@ -79,12 +79,21 @@ MEMORY_MARGIN = 1.2  # the formula matched measured peaks within 0-10%; refuse a
 
 def estimate_memory_bytes(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int:
     """Training footprint: weights, gradients and two AdamW moments (16 B/param), the activations the
-    backward pass keeps, the logits, PyTorch's own; times MEMORY_MARGIN. See docs/reliability.md."""
+    backward pass keeps, the logits, PyTorch's own; times MEMORY_MARGIN. See docs/reliability.md.
+
+    With recompute_activations only each block's input is kept, and one block at a time is recomputed
+    in full during the backward pass: what makes the blog's sweep row #4 (T×T attention weights with
+    dropout, 32 layers) fit a laptop.
+    """
     c = model_cfg
     dropout = c.dropout > 0
     per_token_layer = (22 + 4 * dropout) * c.n_embd  # residual stream, norms, q/k/v, the 4C FFN (+ dropout masks)
     per_token_layer += ATTENTION_COPIES.get(c.attention, (13, 13))[dropout] * c.n_head * c.block_size
-    acts = train_cfg.batch_size * c.block_size * c.n_layer * per_token_layer * 4
+    tokens = train_cfg.batch_size * c.block_size
+    if train_cfg.recompute_activations:
+        acts = tokens * (c.n_layer * c.n_embd + per_token_layer) * 4
+    else:
+        acts = tokens * c.n_layer * per_token_layer * 4
     logits = train_cfg.batch_size * c.block_size * c.vocab_size * 4 * 3
     return int(MEMORY_MARGIN * (16 * count_params(c) + acts + logits + RUNTIME_BYTES))
 
