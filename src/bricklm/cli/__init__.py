@@ -19,10 +19,10 @@ import sys
 import warnings
 
 from bricklm import __version__
-from bricklm.cli import experiments, finetune, inspect, prepare, train
+from bricklm.cli import experiments, finetune, inspect, prepare, studio, train
 from bricklm.errors import UserError
 
-COMMANDS = (prepare, train, experiments, finetune, inspect)  # in the order --help lists them
+COMMANDS = (prepare, train, experiments, finetune, inspect, studio)  # in the order --help lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
