@@ -40,6 +40,7 @@ CHATS = [
     {"prompt": "lazy?", "response": "brown."},
 ]
 SECRET = "TOP-SECRET-OUTSIDE-THE-RUNS-FOLDER"
+USER_X = [{"role": "user", "content": "x"}]
 
 
 # --- fixtures: a runs folder with a finished run, a fine-tuned run, a sweep, and traps ---------------
@@ -54,7 +55,9 @@ def runs_root(tiny_run, tmp_path_factory):
     data = base / "chats.jsonl"
     data.write_text("".join(json.dumps(c) + "\n" for c in CHATS))
     flags = ["--max-iters", "2", "--eval-interval", "2", "--batch-size", "2", "--eval-iters", "1", "--device", "cpu"]
-    assert main(["finetune", "--from", str(tiny_run), "--data", str(data), "--out", str(root / "tiny-chat"), *flags]) == 0
+    assert (
+        main(["finetune", "--from", str(tiny_run), "--data", str(data), "--out", str(root / "tiny-chat"), *flags]) == 0
+    )
     for name in ("run-01", "run-02"):
         shutil.copytree(tiny_run, root / "sweep" / name)
     (root / "sweep" / "experiment.json").write_text(json.dumps({"kind": "sweep", "data": "", "meta": {}, "runs": []}))
@@ -216,8 +219,7 @@ def test_stop_strings_cut_the_text(http):
          "messages"),
         ("/v1/chat/completions", {"model": "tiny-chat", "messages": [{"role": "robot", "content": "x"}]},
          "messages.0.role"),
-        ("/v1/chat/completions", {"model": "tiny-chat", "max_tokens": 17, "messages": [{"role": "user", "content": "x"}]},
-         "max_tokens"),
+        ("/v1/chat/completions", {"model": "tiny-chat", "max_tokens": 17, "messages": USER_X}, "max_tokens"),
     ],
 )  # fmt: skip
 def test_bad_requests_are_400_naming_the_field(http, path, body, param):
@@ -413,8 +415,14 @@ def test_look_inside_agrees_with_the_model(tiny_run):
 def test_inside_route(http):
     r = http.post("/api/inside", json={"model": "tiny", "ids": [1, 2, 3, 4], "prompt_len": 2, "position": 3})
     assert r.status_code == 200 and len(r.json()["attention"][0]) == 2
-    assert http.post("/api/inside", json={"model": "tiny", "ids": [1, 2], "prompt_len": 1, "position": 5}).status_code == 400
-    assert http.post("/api/inside", json={"model": "tiny", "ids": [1, 999], "prompt_len": 1, "position": 1}).status_code == 400
+    assert (
+        http.post("/api/inside", json={"model": "tiny", "ids": [1, 2], "prompt_len": 1, "position": 5}).status_code
+        == 400
+    )
+    assert (
+        http.post("/api/inside", json={"model": "tiny", "ids": [1, 999], "prompt_len": 1, "position": 1}).status_code
+        == 400
+    )
 
 
 def test_model_cache_loads_once_and_is_bounded(runs_root):
@@ -473,7 +481,8 @@ def test_a_client_that_disconnects_stops_its_generation(http):
 
 def test_cli_user_errors_are_one_line(tmp_path, tiny_run, capsys):
     assert main(["studio", "--runs", str(tmp_path / "missing")]) == 1
-    assert capsys.readouterr().err.strip() == f"bricklm: error: runs folder not found: {tmp_path / 'missing'}"
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"bricklm: error: runs folder not found: {tmp_path / 'missing'} (") and "\n" not in err
     assert main(["serve", "--run", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("bricklm: error:") and "config.json" in err and "\n" not in err
@@ -498,8 +507,8 @@ def test_serve_command_answers_chat_for_one_run(runs_root):
     port = probe.getsockname()[1]
     probe.close()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "bricklm", "serve", "--run", str(runs_root / "tiny-chat"),
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    cmd = [sys.executable, "-m", "bricklm", "serve", "--run", str(runs_root / "tiny-chat"), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -511,8 +520,8 @@ def test_serve_command_answers_chat_for_one_run(runs_root):
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
                 time.sleep(0.2)
         assert [m["id"] for m in models["data"]] == ["tiny-chat"]
-        r = httpx.post(url + "/v1/chat/completions", timeout=30, json={"model": "tiny-chat", "max_tokens": 5,
-                                                                       "messages": [{"role": "user", "content": "a"}]})  # fmt: skip
+        body = {"model": "tiny-chat", "max_tokens": 5, "messages": USER_X}
+        r = httpx.post(url + "/v1/chat/completions", timeout=30, json=body)
         assert r.status_code == 200 and r.json()["object"] == "chat.completion"
         assert "<title>bricklm studio</title>" in httpx.get(url + "/", timeout=5).text
     finally:
@@ -534,13 +543,21 @@ def chromium():
     except ImportError:
         reason = "selenium is not installed (pip install -e '.[dev]')"
     else:
-        reason = None if browser and driver else "no Chromium and chromedriver (apt-get install chromium chromium-driver)"
+        reason = (
+            None if browser and driver else "no Chromium and chromedriver (apt-get install chromium chromium-driver)"
+        )
     if reason:
         print(f"skipping the page test: {reason}")
         pytest.skip(reason)
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2100"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,2100",
+    ):
         options.add_argument(arg)
     return webdriver.Chrome(options=options, service=Service(driver))
 
@@ -553,8 +570,20 @@ def live_training(runs_root, tiny_corpus):
     for name, value in (("--max-iters", "100000"), ("--eval-interval", "40"), ("--n-layer", "2")):
         flags[flags.index(name) + 1] = value
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "bricklm", "train", "--data", str(tiny_corpus), "--out", str(run),
-                             *flags, "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "bricklm",
+        "train",
+        "--data",
+        str(tiny_corpus),
+        "--out",
+        str(run),
+        *flags,
+        "--threads",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 60
     while not list((run / "checkpoints").glob("step-*/manifest.json")):
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -563,6 +592,21 @@ def live_training(runs_root, tiny_corpus):
     yield run
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_a_run_in_training_is_listed_running_and_served(http, live_training):
+    row = next(r for r in http.get("/api/runs").json() if r["id"] == "live")
+    assert row["status"] == "running" and row["step"] > 0 and row["max_iters"] == 100000
+    first = row["checkpoints"]
+    for _ in range(2):  # checkpoints keep appearing (and old ones pruned) while it is served
+        r = http.post("/v1/completions", json={"model": "live", "prompt": "The ", "max_tokens": 5})
+        assert r.status_code == 200, r.text
+        r = http.post("/v1/completions", json={"model": "live@last", "prompt": "The ", "max_tokens": 5})
+        assert r.status_code == 200, r.text
+        time.sleep(1.5)
+    row = next(r for r in http.get("/api/runs").json() if r["id"] == "live")
+    assert row["checkpoints"] != first and row["tokens_per_s"] > 0 and row["eta_s"] > 0
 
 
 @pytest.mark.slow
@@ -593,7 +637,9 @@ def test_the_page_shows_runs_live_curves_samples_playground_inside_and_chat(serv
         wait.until(lambda d: live_points(d) > first_look)  # the curve grew without a reload
         assert "tokens/s" in driver.find_element(By.ID, "progress").text
         driver.find_element(By.CSS_SELECTOR, 'button[data-group="sweep"]').click()
-        wait.until(lambda d: {e.get_attribute("data-run") for e in css("#legend li")} == {"sweep/run-01", "sweep/run-02"})
+        wait.until(
+            lambda d: {e.get_attribute("data-run") for e in css("#legend li")} == {"sweep/run-01", "sweep/run-02"}
+        )
         wait.until(lambda d: int(d.find_element(By.ID, "chart").get_attribute("data-points")) > 0)
         # Samples: one per evaluation of the focused run, beside its val loss.
         wait.until(lambda d: len(css("#samples li pre")) == 3)
@@ -609,7 +655,10 @@ def test_the_page_shows_runs_live_curves_samples_playground_inside_and_chat(serv
         wait.until(lambda d: len(css("#pg-output .tok")) == 40)
         css("#pg-output .tok")[30].click()
         wait.until(lambda d: len(css("#attention .head")) == 2)  # 1 layer x 2 heads
-        assert len(css("#lens tr.lens-row")) == 2 and len(css("#lens tr.lens-row")[0].find_elements(By.CSS_SELECTOR, ".chip")) == 5
+        assert (
+            len(css("#lens tr.lens-row")) == 2
+            and len(css("#lens tr.lens-row")[0].find_elements(By.CSS_SELECTOR, ".chip")) == 5
+        )
         strip = css("#attention .head .strip")[0].find_elements(By.CSS_SELECTOR, "span")
         position = 4 + 30  # after the prompt's 4 tokens
         assert len(strip) == position - context_start(4, position, 16)  # the context the sampler had

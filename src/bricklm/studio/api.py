@@ -208,13 +208,13 @@ class Reply:
 
     async def chunks(self, stream: TokenStream, include_usage: bool) -> AsyncIterator[str]:
         head = self.head("chat.completion.chunk" if self.chat else "text_completion")
+        if include_usage:
+            head["usage"] = None  # as OpenAI does: null on every chunk but the last
         made = 0
         try:
             first = head | {"choices": [self.choice("", [], None, first=True)]}
             if self.token_ids:
                 first["prompt_token_ids"] = self.prompt_token_ids
-            if include_usage:
-                first["usage"] = None
             yield sse(first)
             async for p in stream:
                 made += p.tokens
@@ -283,4 +283,3 @@ def router(studio) -> APIRouter:
         return await answer(studio, req, reply, lambda cancel: chat_reply(served, messages, s, cancel))
 
     return r
-

@@ -23,6 +23,7 @@ import time
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import FastAPI, Query
 from fastapi.concurrency import run_in_threadpool
@@ -175,7 +176,7 @@ def create_app(runs_dir: str | Path, single_run: bool = False, allowed_hosts: li
         return await run_in_threadpool(studio.rows)
 
     @app.get("/api/live")
-    async def live(run: list[str] = Query(min_length=1, max_length=MAX_LIVE_RUNS)):
+    async def live(run: Annotated[list[str], Query(min_length=1, max_length=MAX_LIVE_RUNS)]):
         found = [studio.runs.get(r) for r in dict.fromkeys(run)]
         if None in found:
             missing = next(r for r, f in zip(dict.fromkeys(run), found, strict=True) if f is None)

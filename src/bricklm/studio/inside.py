@@ -75,12 +75,9 @@ def look_inside(served: Served, ids: list[int], prompt_len: int, position: int) 
     lens = []
     for name, stream in zip(names, streams, strict=True):
         p = torch.softmax(model.head(model.ln_f(stream[0, -1])).float(), dim=-1)
-        top = torch.topk(p, min(TOP, p.numel()))
-        lens.append({
-            "layer": name,
-            "top": [{"token": piece(tok, int(t)), "p": round(float(q), 5)} for q, t in zip(top.values, top.indices)],
-            "chosen_p": round(float(p[chosen]), 5),
-        })  # fmt: skip
+        values, indices = torch.topk(p, min(TOP, p.numel()))
+        top = [{"token": piece(tok, int(t)), "p": round(float(q), 5)} for q, t in zip(values, indices, strict=True)]
+        lens.append({"layer": name, "top": top, "chosen_p": round(float(p[chosen]), 5)})
     return {
         "position": position,
         "token": piece(tok, chosen),

@@ -55,8 +55,11 @@ class RunsDir:
 
     def __init__(self, root: str | Path, single_run: bool = False):
         root = Path(root)
+        if not root.is_dir() and single_run:
+            raise UserError(f"run directory not found: {root}")
         if not root.is_dir():
-            raise UserError(f"{'run directory' if single_run else 'runs folder'} not found: {root}")
+            raise UserError(f"runs folder not found: {root} (train one first, e.g. `bricklm train --out "
+                            f"{root / 'NAME'}`, or pass --runs DIR)")  # fmt: skip
         if single_run and not (root / RUN_MARKER).is_file():
             raise UserError(f"{root} has no {RUN_MARKER}; is it a bricklm run directory?")
         self.root = root.resolve()
