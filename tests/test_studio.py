@@ -5,6 +5,7 @@ Every server here listens on 127.0.0.1 at a free port, and every request goes th
 """
 
 import asyncio
+import fnmatch
 import json
 import os
 import shutil
@@ -196,6 +197,39 @@ def test_stop_strings_cut_the_text(http):
                                             "stop": [stop]})  # fmt: skip
     choice = r.json()["choices"][0]
     assert choice["text"] == text[: text.index(stop)] and choice["finish_reason"] == "stop"
+
+
+def test_a_damaged_checkpoint_is_a_clear_error_and_breaks_nothing_else(http, runs_root, tiny_run):
+    run = runs_root / "damaged"
+    shutil.copytree(tiny_run, run)
+    weights = run / "checkpoints" / "step-000000006" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # cut short, as a disk full mid-copy would
+    try:
+        r = http.post("/v1/completions", json={"model": "damaged", "prompt": "a", "max_tokens": 2})
+        assert r.status_code == 500 and "model.safetensors" in error_of(r) and "damaged" in error_of(r)
+        r = http.post("/v1/completions", json={"model": "damaged@step-000000003", "prompt": "a", "max_tokens": 2})
+        assert r.status_code == 200
+        assert http.get("/api/runs").status_code == 200 and http.get("/health").json()["status"] == "ok"
+    finally:
+        shutil.rmtree(run)
+
+
+def test_every_static_file_ships_in_the_wheel():
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    def matches(path: str, pattern: str) -> bool:  # a setuptools glob: "*" stays within one folder
+        parts, pat = path.split("/"), pattern.split("/")
+        return len(parts) == len(pat) and all(fnmatch.fnmatch(a, b) for a, b in zip(parts, pat, strict=True))
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package = REPO / "src" / "bricklm" / "studio"
+    files = [p.relative_to(package).as_posix() for p in (package / "static").rglob("*") if p.is_file()]
+    assert "static/index.html" in files and "static/vendor/uplot/LICENSE" in files
+    missing = [f for f in files if not any(matches(f, pat) for pat in patterns["bricklm.studio"])]
+    assert missing == [], f"add these to [tool.setuptools.package-data] in pyproject.toml: {missing}"
 
 
 # --- limits and malformed requests --------------------------------------------------------------------

@@ -200,7 +200,8 @@ class Reply:
         pieces = [p async for p in stream]
         text, ids = "".join(p.text for p in pieces), [i for p in pieces for i in p.ids]
         out = self.head("chat.completion" if self.chat else "text_completion")
-        out["choices"] = [self.choice(text, ids, pieces[-1].finish, whole=True)]
+        finish = pieces[-1].finish if pieces else "length"  # no pieces: the server is shutting down
+        out["choices"] = [self.choice(text, ids, finish, whole=True)]
         out["usage"] = usage(self.n_prompt, sum(p.tokens for p in pieces))
         if self.token_ids:
             out["prompt_token_ids"] = self.prompt_token_ids
