@@ -30,7 +30,7 @@ from bricklm.studio import create_app
 from bricklm.studio.engine import Busy, Engine
 from bricklm.studio.inside import context_start, look_inside
 from bricklm.studio.models import ModelCache, Served
-from bricklm.studio.runsdir import RunsDir
+from bricklm.studio.runsdir import WALK_TTL_S, RunsDir
 from bricklm.studio.server import bind
 from conftest import TINY_FLAGS
 
@@ -212,6 +212,25 @@ def test_a_damaged_checkpoint_is_a_clear_error_and_breaks_nothing_else(http, run
         assert http.get("/api/runs").status_code == 200 and http.get("/health").json()["status"] == "ok"
     finally:
         shutil.rmtree(run)
+
+
+def test_damaged_run_files_never_break_the_runs_table(http, runs_root):
+    bad = {"bad-json": "{", "bad-tables": '{"model": 5, "train": "x"}', "bad-keys": '{"model": {"residual_bug": 3}}'}
+    for name, text in bad.items():
+        (runs_root / name).mkdir()
+        (runs_root / name / "config.json").write_text(text)
+        (runs_root / name / "metrics.jsonl").write_text('{"step": 1, "loss": NaN}\n[1]\n{"step": "x"}\n')
+    time.sleep(WALK_TTL_S + 0.1)  # the folder is walked again after this
+    try:
+        rows = {r["id"]: r for r in http.get("/api/runs").json()}
+        assert set(bad) <= set(rows) and all(rows[name]["parameters"] is None for name in bad)
+        with http.stream("GET", "/api/live", params={"run": list(bad)}) as r:
+            updates = [u for _, u in zip(bad, read_events(r), strict=False)]  # one event per run
+        assert {u["id"] for u in updates} == set(bad) and all(u["steps"] == [] for u in updates)
+        assert not set(bad) & {m["id"] for m in http.get("/v1/models").json()["data"]}  # no checkpoint to serve
+    finally:
+        for name in bad:
+            shutil.rmtree(runs_root / name)
 
 
 def test_every_static_file_ships_in_the_wheel():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -39,7 +40,7 @@ from bricklm.studio.api import MAX_TOKENS, SSE_HEADERS, ApiError, sse
 from bricklm.studio.engine import Busy, Engine
 from bricklm.studio.guard import Guard
 from bricklm.studio.inside import look_inside
-from bricklm.studio.logs import Cursor, RunLogs, describe, run_config
+from bricklm.studio.logs import Cursor, RunLogs, describe, mtime, run_config
 from bricklm.studio.models import LoadFailed, ModelCache, NotFound, Served
 from bricklm.studio.runsdir import RunsDir
 
@@ -73,7 +74,7 @@ class Studio:
             config = run_config(self.runs, run)
             path = self.runs.file(run, "config.json")
             out.append({
-                "id": run.id, "object": "model", "created": int(path.stat().st_mtime) if path else 0,
+                "id": run.id, "object": "model", "created": int(mtime(path)) if path else 0,
                 "owned_by": "bricklm", "context_length": config.get("model", {}).get("block_size"),
                 "chat": "finetune" in config,
             })  # fmt: skip
@@ -106,7 +107,7 @@ class Studio:
         cursor, delta = log.since(cursor)
         return cursor, {"id": run.id, "row": describe(self.runs, run, log), **(delta or {"reset": False})}
 
-    async def live(self, runs: list) -> object:
+    async def live(self, runs: list) -> AsyncIterator[str]:
         """Server-sent `run` events for each run: everything at first, then what was appended, every POLL_S."""
         cursors = {run.id: Cursor() for run in runs}
         seen: dict[str, tuple] = {}

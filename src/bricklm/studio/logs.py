@@ -214,12 +214,17 @@ def _sample(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_config(runs: RunsDir, run: Run) -> dict[str, Any]:
-    """config.json as a dict ({} if unreadable), with its model table in today's terms."""
+    """config.json as a dict ({} if unreadable), with model and train tables (maybe empty) in today's terms."""
     config = runs.read_json(run, "config.json")
     if not isinstance(config, dict):
         return {}
-    if isinstance(config.get("model"), dict):
-        config["model"] = upgrade_model_table(config["model"], quiet=True)
+    for table in ("model", "train"):
+        if not isinstance(config.get(table, {}), dict):
+            config[table] = {}  # damaged: show the run without these settings rather than fail the page
+    try:
+        config["model"] = upgrade_model_table(config.get("model", {}), quiet=True)
+    except UserError:
+        pass
     return config
 
 
@@ -233,10 +238,20 @@ def tokens_per_step(config: dict[str, Any]) -> int:
 
 
 def parameters(config: dict[str, Any]) -> int | None:
+    """The model's parameter count from its config.json, or None if that doesn't describe a model."""
     try:
-        return count_params(build(ModelConfig, config.get("model", {}), "model"))
+        model = build(ModelConfig, config.get("model", {}), "model")
     except (UserError, TypeError, ValueError):
         return None
+    return count_params(model) if model.vocab_size > 0 else None  # no vocabulary: not a run's config
+
+
+def mtime(path) -> float:
+    """When a file was last written; 0 if it vanished since it was found (a run deleted under us)."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def describe(runs: RunsDir, run: Run, log: RunLog) -> dict[str, Any]:
@@ -252,7 +267,7 @@ def describe(runs: RunsDir, run: Run, log: RunLog) -> dict[str, Any]:
     speed = log.tokens_per_s(tokens_per_step(config)) if status == "running" else _number(summary.get("tokens_per_s"))
     rate = speed / tokens_per_step(config) if speed and tokens_per_step(config) else None
     eta = (max_iters - log.last_step) / rate if status == "running" and rate and isinstance(max_iters, int) else None
-    mtimes = [os.stat(p).st_mtime for p in (runs.file(run, METRICS), runs.file(run, "config.json")) if p]
+    mtimes = [mtime(p) for p in (runs.file(run, METRICS), runs.file(run, "config.json")) if p]
     return {
         "id": run.id,
         "name": run.name,
