@@ -39,14 +39,19 @@ def is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port (port 0: any free port); UserError with one line if that can't be."""
+def address_of(host: str, port: int) -> tuple:
+    """(family, type, proto, canonname, sockaddr) to listen on; UserError for a bad port or an unknown host."""
     if not 0 <= port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {port}")
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except OSError:
         raise UserError(f"cannot listen on {host!r}: not an address or a host name this machine knows") from None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (port 0: any free port); UserError with one line if that can't be."""
+    family, kind, proto, _, address = address_of(host, port)
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart right after a stop can rebind
     try:
@@ -66,6 +71,7 @@ def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, singl
     """Serve the studio for `runs_dir` (or one run) until Ctrl-C. Blocks."""
     loopback = is_loopback(host)
     app = create_app(runs_dir, single_run, allowed_hosts=sorted({*LOOPBACK_NAMES, host}) if loopback else None)
+    address_of(host, port)  # a typo in --host or --port is an error, not a warning about the network
     if not loopback:
         warnings.warn(
             f"listening on {host}: anyone on the network can reach this server, read the runs in {runs_dir} "
