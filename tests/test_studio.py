@@ -25,10 +25,11 @@ import uvicorn
 from bricklm.cli import main
 from bricklm.files import RunLock
 from bricklm.generate import generate
-from bricklm.runs import load_run
+from bricklm.runs import load_run, truncate_logs
 from bricklm.studio import create_app
 from bricklm.studio.engine import Busy, Engine
 from bricklm.studio.inside import context_start, look_inside
+from bricklm.studio.logs import REFRESH_S, Cursor, RunLogs
 from bricklm.studio.models import ModelCache, Served
 from bricklm.studio.runsdir import WALK_TTL_S, RunsDir
 from bricklm.studio.server import bind
@@ -415,6 +416,22 @@ def test_live_stream_follows_a_run_being_written(http, runs_root, tiny_run):
     finally:
         lock.release()
         shutil.rmtree(run)
+
+
+def test_logs_start_over_when_resume_rewrites_them(tiny_run, tmp_path):
+    run_dir = tmp_path / "runs" / "r"
+    shutil.copytree(tiny_run, run_dir)
+    runs = RunsDir(tmp_path / "runs")
+    logs = RunLogs(runs)
+    cursor, first = logs.get(runs.get("r")).since(Cursor())
+    assert first["reset"] and len(first["evals"]) == 3
+    # --resume from step 3 keeps the log up to that step, written anew and renamed into place.
+    truncate_logs(run_dir, 3)
+    time.sleep(REFRESH_S + 0.05)
+    cursor, again = logs.get(runs.get("r")).since(cursor)
+    assert again["reset"] and [e["step"] for e in again["evals"]] == [0, 3] and len(again["samples"]) == 2
+    time.sleep(REFRESH_S + 0.05)
+    assert logs.get(runs.get("r")).since(cursor) == (cursor, None)  # nothing new
 
 
 def test_status_reads_the_lock_without_taking_it(tiny_run, tmp_path):

@@ -29,6 +29,7 @@ from bricklm.runs import METRICS, SAMPLES
 from bricklm.studio.runsdir import Run, RunsDir
 
 READ_CHUNK = 4 << 20  # bytes read per refresh: a long run's log arrives over a few refreshes
+MAX_LINE = 1 << 20  # a metrics line is ~100 bytes (a health record a few kB)
 MAX_STEP_POINTS = 4000  # per-step losses kept per run; beyond it every other one is dropped
 RATE_WINDOW = 50  # recent steps the tokens/s and ETA are measured over
 REFRESH_S = 0.5  # one read of a run's files serves every page that asks within this
@@ -68,6 +69,8 @@ class JsonlTail:
             return reset, []
         self.offset += len(data)
         *lines, self.partial = (self.partial + data).split(b"\n")  # the last piece has no newline yet
+        if len(self.partial) > MAX_LINE:  # no record is this long: not a log of ours, don't hold it
+            self.partial = b""
         records = []
         for line in lines:
             try:
