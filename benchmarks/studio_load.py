@@ -1,12 +1,12 @@
 """The load test behind docs/studio.md: many clients streaming completions from `bricklm studio` at once.
 
-    python benchmarks/studio_load.py                     # 50 clients x 3 rounds; about a minute on 2 cores
+    python benchmarks/studio_load.py                     # 50 clients x 10 rounds; about a minute on 2 cores
     python benchmarks/studio_load.py --json benchmarks/results/studio_load.json
 
 It trains a run of the default shape (4 layers, n_embd 128, 4 heads, block 128; ~0.8M parameters)
 for one step on a small made-up text (speed doesn't depend on training), starts `bricklm studio`
-on a free 127.0.0.1 port as a subprocess, loads the model with one request, then sends ROUNDS
-rounds of CLIENTS concurrent streaming /v1/completions requests of MAX_TOKENS tokens each.
+on a free 127.0.0.1 port as a subprocess, loads the model with one request, then sends --rounds
+rounds of --clients concurrent streaming /v1/completions requests of --max-tokens tokens each.
 Per request: time to the first token, tokens received, whether it ended with [DONE]. Per round:
 the server's resident memory (Linux /proc) after it. Everything stops by itself: each request has
 a timeout and the whole run a deadline, and the server is stopped at the end.
@@ -124,7 +124,7 @@ def machine() -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=50)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--json", metavar="FILE", help="write the results here")
     args = p.parse_args()
@@ -176,7 +176,8 @@ def main() -> None:
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "model": f"the default shape (4 layers, n_embd 128, 4 heads, block 128), {n_params:,} parameters "
         "with this text's character vocabulary",
-        "server": "bricklm studio defaults: 4 generation threads, up to 64 waiting",
+        "server": "bricklm studio defaults: 4 generation threads taking turns a token at a time, up to 68 "
+        "generations, torch threads = max(1, cores // 4)",
         "clients": args.clients,
         "rounds": len(rounds),
         "max_tokens": args.max_tokens,
@@ -189,7 +190,11 @@ def main() -> None:
         "tokens_per_s_per_stream_p50": round(statistics.median(per_stream), 1),
         "tokens_per_s_all_streams": round(total_tokens / sum(wall for _, wall in rounds), 1),
         "round_wall_s": [round(wall, 2) for _, wall in rounds],
-        "server_rss_mib": {"after_model_load": round(rss[0], 1), "after_each_round": [round(x, 1) for x in rss[1:]]},
+        "server_rss_mib": {
+            "after_model_load": round(rss[0], 1),
+            "after_each_round": [round(x, 1) for x in rss[1:]],
+            "growth_after_first_round": round(rss[-1] - rss[1], 1),
+        },
         "server_health_after": health,
     }
     print(json.dumps(result, indent=2))

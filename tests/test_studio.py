@@ -506,26 +506,34 @@ def test_model_cache_loads_once_and_is_bounded(runs_root):
     assert cache.loaded() == ["tiny@step-000000003", "tiny@loss-4.00"]
 
 
-def test_engine_is_bounded_and_cancels_a_stream_that_is_dropped():
+def test_engine_takes_turns_is_bounded_and_cancels_a_stream_that_is_dropped():
     async def scenario():
-        engine = Engine(workers=1, max_waiting=0)
-        stopped = asyncio.get_running_loop().create_future()
+        engine = Engine(workers=1, max_jobs=2)
         loop = asyncio.get_running_loop()
+        closed = loop.create_future()
 
-        def endless(cancel):
-            try:
-                while True:
-                    yield 1
-                    time.sleep(0.001)
-            finally:  # the worker stopped asking for more
-                loop.call_soon_threadsafe(stopped.set_result, True)
+        def endless(name):
+            def job():
+                try:
+                    while True:
+                        yield name
+                finally:  # the engine closed the job once its stream was dropped
+                    loop.call_soon_threadsafe(closed.set_result, name)
 
-        stream = engine.submit(endless)
-        assert await stream.__anext__() == 1
+            return job
+
+        a, b = engine.submit(endless("a")), engine.submit(endless("b"))
         with pytest.raises(Busy):
-            engine.submit(endless)
-        del stream  # dropped unread, as when a response is abandoned
-        assert await asyncio.wait_for(stopped, 5)
+            engine.submit(endless("c"))
+        # One worker, two jobs: both make progress (turns), neither waits for the other to finish.
+        assert [await a.__anext__() for _ in range(3)] == ["a"] * 3 and await b.__anext__() == "b"
+        del b  # dropped unread, as when a response is abandoned
+        assert await asyncio.wait_for(closed, 5) == "b"
+        await a.aclose()
+        deadline = time.monotonic() + 5
+        while engine.stats()["generating"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert engine.stats()["generating"] == 0
         engine.shutdown()
 
     asyncio.run(scenario())

@@ -8,7 +8,7 @@
 
 Modules: runsdir (the folder: which runs, their status, reads that stay inside it), logs (metrics
 and samples as they grow), models (a bounded cache of loaded checkpoints), engine (generation on
-worker threads, cancelled when the client leaves), sampling (completions and chat replies),
+worker threads that take turns, cancelled when the client leaves), sampling (completions and chat replies),
 inside (attention per head and the logit lens), api (the /v1 routes), guard (Host check, body
 limit, headers), app (the ASGI app), server (binding and uvicorn); static/ holds the page.
 """

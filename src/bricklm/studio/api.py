@@ -268,7 +268,7 @@ def router(studio) -> APIRouter:
         except UserError as exc:
             raise ApiError(400, str(exc), "prompt") from None
         reply = Reply(False, req.model, len(ids), ids, req.return_token_ids)
-        return await answer(studio, req, reply, lambda cancel: completion(served, ids, s, cancel))
+        return await answer(studio, req, reply, lambda: completion(served, ids, s))
 
     @r.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest):
@@ -281,6 +281,6 @@ def router(studio) -> APIRouter:
         messages = req.conversation()
         n_prompt = chat_prompt_tokens(served, messages, s.max_tokens)
         reply = Reply(True, req.model, n_prompt, [], req.return_token_ids)
-        return await answer(studio, req, reply, lambda cancel: chat_reply(served, messages, s, cancel))
+        return await answer(studio, req, reply, lambda: chat_reply(served, messages, s))
 
     return r

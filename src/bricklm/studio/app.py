@@ -8,7 +8,7 @@
     GET  /api/runs          every run, newest first: config, parameters, best val loss, status, checkpoints
     GET  /api/live?run=ID   server-sent events: a run's curves, samples and progress as training writes them
     POST /api/inside        attention per head and the logit lens for one generated token
-    GET  /health            ok, the runs, the loaded models, generations running and waiting
+    GET  /health            ok, the runs, the loaded models, generations going, tokens made
     /v1/...                 the OpenAI-compatible API (api.py)
 
 Guard, the outermost layer, answers a Host header that isn't this server's (a web page elsewhere
@@ -53,11 +53,11 @@ MAX_LIVE_RUNS = 32  # runs one live stream follows
 class Studio:
     """What the routes share: the runs folder, their logs, the model cache and the generation engine."""
 
-    def __init__(self, runs: RunsDir, cache_size: int = 4, workers: int = 4, max_waiting: int = 64):
+    def __init__(self, runs: RunsDir, cache_size: int = 4, workers: int = 4, max_jobs: int = 68):
         self.runs = runs
         self.logs = RunLogs(runs)
         self.models = ModelCache(runs, cache_size)
-        self.engine = Engine(workers, max_waiting)
+        self.engine = Engine(workers, max_jobs)
         self.closing = asyncio.Event()
 
     def rows(self) -> list[dict]:
@@ -139,10 +139,10 @@ class InsideRequest(BaseModel):
 
 
 def create_app(runs_dir: str | Path, single_run: bool = False, allowed_hosts: list[str] | None = None,
-               cache_size: int = 4, workers: int = 4, max_waiting: int = 64) -> Guard:  # fmt: skip
+               cache_size: int = 4, workers: int = 4, max_jobs: int = 68) -> Guard:  # fmt: skip
     """The studio over `runs_dir` (one run with single_run). allowed_hosts: the Host headers to answer
     (None: any, for a server that listens beyond loopback). UserError if the folder is missing."""
-    studio = Studio(RunsDir(runs_dir, single_run), cache_size, workers, max_waiting)
+    studio = Studio(RunsDir(runs_dir, single_run), cache_size, workers, max_jobs)
 
     @asynccontextmanager
     async def lifespan(app):

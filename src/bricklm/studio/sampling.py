@@ -1,10 +1,10 @@
 """The two jobs the engine runs: continue a prompt, or reply in a chat. Each yields Pieces as tokens come.
 
     ids = prompt_ids(served, "The ")                            # UserError for characters the run lacks
-    for piece in completion(served, ids, Settings(max_tokens=50), cancel): ...
-    for piece in chat_reply(served, messages, Settings(max_tokens=100), cancel): ...
+    for piece in completion(served, ids, Settings(max_tokens=50)): ...
+    for piece in chat_reply(served, messages, Settings(max_tokens=100)): ...
 
-Both run on a worker thread (engine.py) and check `cancel` between tokens. A Piece carries the
+Both are iterators the engine advances a token at a time on its worker threads. A Piece carries the
 text that is ready (TextStream holds back half a multi-byte character; `stop` strings hold back
 what could still be the start of one), the token ids behind it, and, last, why generation
 ended: "stop" (a stop string, or the end of a chat turn) or "length" (max_tokens).
@@ -13,7 +13,6 @@ ended: "stop" (a stop string, or the end of a chat turn) or "length" (max_tokens
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -81,13 +80,11 @@ def prompt_ids(served: Served, prompt: str) -> list[int]:
     return encode_prompt(served.tokenizer, prompt)[0].tolist()
 
 
-def completion(served: Served, ids: list[int], s: Settings, cancel: threading.Event) -> Iterator[Piece]:
+def completion(served: Served, ids: list[int], s: Settings) -> Iterator[Piece]:
     """Continue `ids` for up to s.max_tokens tokens (the model sees the last block_size of them)."""
     text, stop = TextStream(served.tokenizer), StopText(s.stop)
     idx = torch.tensor([ids], dtype=torch.long)
     for token in generate(served.model, idx, s.max_tokens, generator=s.generator(), **s.sampling()):
-        if cancel.is_set():
-            return
         t = int(token[0])
         out, stopped = stop.push(text.push(t))
         yield Piece(out, [t])
@@ -104,7 +101,7 @@ def chat_prompt_tokens(served: Served, messages: list[dict[str, str]], max_token
     return min(len(ids), served.block_size - min(max_tokens, served.block_size // 2))
 
 
-def chat_reply(served: Served, messages: list[dict[str, str]], s: Settings, cancel: threading.Event) -> Iterator[Piece]:
+def chat_reply(served: Served, messages: list[dict[str, str]], s: Settings) -> Iterator[Piece]:
     """The assistant's reply to a conversation that ends with a user message (finetune's chat template).
 
     The conversation is rendered as `bricklm chat` renders it; oldest turns are dropped to fit the window.
@@ -116,8 +113,6 @@ def chat_reply(served: Served, messages: list[dict[str, str]], s: Settings, canc
     chat.history = [dict(m) for m in turns[:-1]]
     stop = StopText(s.stop)
     for piece in chat.say(turns[-1]["content"]):
-        if cancel.is_set():
-            return
         out, stopped = stop.push(piece)
         yield Piece(out, served.tokenizer.encode(piece, unknown="drop"))
         if stopped:

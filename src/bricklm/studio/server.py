@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 import warnings
 from pathlib import Path
 
+import torch
 import uvicorn
 
 from bricklm.errors import UserError
 from bricklm.studio.app import create_app
 
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
+WORKERS = 4  # generation threads
 
 
 def is_loopback(host: str) -> bool:
@@ -70,7 +73,8 @@ def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, singl
           log=print) -> None:  # fmt: skip
     """Serve the studio for `runs_dir` (or one run) until Ctrl-C. Blocks."""
     loopback = is_loopback(host)
-    app = create_app(runs_dir, single_run, allowed_hosts=sorted({*LOOPBACK_NAMES, host}) if loopback else None)
+    hosts = sorted({*LOOPBACK_NAMES, host}) if loopback else None
+    app = create_app(runs_dir, single_run, allowed_hosts=hosts, workers=WORKERS)
     address_of(host, port)  # a typo in --host or --port is an error, not a warning about the network
     if not loopback:
         warnings.warn(
@@ -82,5 +86,8 @@ def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, singl
     shown = f"[{host}]" if ":" in host else host
     what = f"run {Path(runs_dir)}" if single_run else f"runs in {Path(runs_dir)}"
     log(f"bricklm studio: http://{shown}:{sock.getsockname()[1]}/  ({what}; Ctrl-C to stop)")
+    # The worker threads are the parallelism: a token-step of a small model is too short to split across
+    # cores, and torch's own threads spinning beside them slowed generation ~50x on a loaded 2-core machine.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on")
     uvicorn.Server(config).run(sockets=[sock])
