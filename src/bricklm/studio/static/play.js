@@ -156,6 +156,7 @@ async function send(ev) {
         if (c.delta && c.delta.content) { reply += c.delta.content; bubble.textContent = reply; log.scrollTop = log.scrollHeight; }
       }
     });
+    if (!reply) bubble.textContent = "(the model ended its turn without a word)";
     chat.messages.push({ role: "assistant", content: reply });
   } catch (e) {
     bubble.textContent = "error: " + e.message;
