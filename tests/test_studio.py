@@ -84,6 +84,7 @@ def serving(app):
     """Run an ASGI app with uvicorn on a thread, on a free loopback port; yields its base URL."""
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+    app.state.studio.exiting = lambda: server.should_exit
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -59,6 +59,9 @@ class Studio:
         self.models = ModelCache(runs, cache_size)
         self.engine = Engine(workers, max_jobs)
         self.closing = asyncio.Event()
+        # Set by whoever runs the server (server.serve: uvicorn's should_exit) so that live streams end
+        # as soon as Ctrl-C is pressed, instead of holding the shutdown until its grace period runs out.
+        self.exiting: Callable[[], bool] = lambda: False
 
     def rows(self) -> list[dict]:
         """The runs table, newest first (blocking: reads files)."""
@@ -112,7 +115,7 @@ class Studio:
         cursors = {run.id: Cursor() for run in runs}
         seen: dict[str, tuple] = {}
         quiet_since = time.monotonic()
-        while not self.closing.is_set():
+        while not self.closing.is_set() and not self.exiting():
             for run in runs:
                 cursors[run.id], update = await run_in_threadpool(self.live_update, run, cursors[run.id])
                 row = update["row"]

@@ -90,4 +90,6 @@ def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, singl
     # cores, and torch's own threads spinning beside them slowed generation ~50x on a loaded 2-core machine.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    app.state.studio.exiting = lambda: server.should_exit  # Ctrl-C ends the pages' live streams too
+    server.run(sockets=[sock])
