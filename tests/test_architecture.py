@@ -48,11 +48,13 @@ def imports(path: Path, known: set[str]) -> list[tuple[str, bool]]:
             names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names if a.name.startswith("bricklm")]
+        resolved = set()
         for name in names:
             while name not in known and "." in name:
                 name = name.rsplit(".", 1)[0]
             if name in known:
-                found.append((name, id(node) in inside))
+                resolved.add(name)
+        found += [(name, id(node) in inside) for name in sorted(resolved)]  # one import statement counts once
     return found
 
 

@@ -354,13 +354,13 @@ def test_destination_is_never_destroyed_and_writes_are_atomic(corpora, tmp_path,
     assert "--overwrite" in capsys.readouterr().err
     before = (out / "model.safetensors").read_bytes()
 
-    import bricklm.export.hf as hf
+    import bricklm.export.run as export_module
 
     def broken(*args):
         (args[2] / "config.json").write_text("{}")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(hf, "write_hf", broken)
+    monkeypatch.setattr(export_module, "write_hf", broken)
     assert main(["export", "--run", run, "--format", "hf", "--out", str(out), "--overwrite"]) == 1
     assert "disk full" in capsys.readouterr().err
     assert (out / "model.safetensors").read_bytes() == before  # the earlier export, untouched

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from bricklm import __version__
 from bricklm.errors import UserError
+from bricklm.export.hf import write_hf
+from bricklm.export.vocab import chat_template
 from bricklm.export.weights import check_gpt2_layout
 from bricklm.runs import load_run
 from bricklm.tokenizer import ChatTokenizer
@@ -59,13 +61,9 @@ def export_run(
         "checkpoint": run.checkpoint.name,
     }
     if fmt == "gguf":
-        from bricklm.export.vocab import chat_template
-
         template = chat_template() if isinstance(run.tokenizer, ChatTokenizer) else None
         notes = place_file(out, lambda p: write_gguf(run.model, run.tokenizer, p, provenance, template))
     else:
-        from bricklm.export.hf import write_hf
-
         notes = place_folder(out, lambda d: write_hf(run.model, run.tokenizer, d, provenance))
     if log:
         log(f"exported {run_dir} ({run.checkpoint.name}) as {fmt} to {out}")

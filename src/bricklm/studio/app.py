@@ -1,0 +1,220 @@
+"""The studio's ASGI app: one page over a runs folder, its JSON and live-event routes, and the OpenAI API.
+
+    app = create_app("runs")                          # uvicorn.run(app) or server.serve(...)
+    app = create_app("runs/blog", single_run=True)    # `bricklm serve`: one run's API and chat page
+
+    GET  /                  the page (static/index.html; plain JS and CSS, no build step)
+    GET  /api/info          the folder, the limits
+    GET  /api/runs          every run, newest first: config, parameters, best val loss, status, checkpoints
+    GET  /api/live?run=ID   server-sent events: a run's curves, samples and progress as training writes them
+    POST /api/inside        attention per head and the logit lens for one generated token
+    GET  /health            ok, the runs, the loaded models, generations going, tokens made
+    /v1/...                 the OpenAI-compatible API (api.py)
+
+Guard, the outermost layer, answers a Host header that isn't this server's (a web page elsewhere
+reaching 127.0.0.1 through DNS rebinding) with 400 and a body over MAX_BODY with 413, and adds
+headers that keep the page from being framed or sniffed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+import bricklm.studio.api as api
+from bricklm import __version__
+from bricklm.studio.api import MAX_TOKENS, SSE_HEADERS, ApiError, sse
+from bricklm.studio.engine import Busy, Engine
+from bricklm.studio.guard import Guard
+from bricklm.studio.inside import look_inside
+from bricklm.studio.logs import Cursor, RunLogs, describe, mtime, run_config
+from bricklm.studio.models import LoadFailed, ModelCache, NotFound, Served
+from bricklm.studio.runsdir import RunsDir
+
+STATIC = files("bricklm.studio") / "static"
+POLL_S = 1.0  # how often a live page's runs are looked at
+KEEPALIVE_S = 15.0  # a comment line on a quiet live stream, so a closed tab is noticed
+MAX_LIVE_RUNS = 32  # runs one live stream follows
+
+
+class Studio:
+    """What the routes share: the runs folder, their logs, the model cache and the generation engine."""
+
+    def __init__(self, runs: RunsDir, cache_size: int = 4, workers: int = 4, max_jobs: int = 68):
+        self.runs = runs
+        self.logs = RunLogs(runs)
+        self.models = ModelCache(runs, cache_size)
+        self.engine = Engine(workers, max_jobs)
+        self.closing = asyncio.Event()
+        # Set by whoever runs the server (server.serve: uvicorn's should_exit) so that live streams end
+        # as soon as Ctrl-C is pressed, instead of holding the shutdown until its grace period runs out.
+        self.exiting: Callable[[], bool] = lambda: False
+
+    def rows(self) -> list[dict]:
+        """The runs table, newest first (blocking: reads files)."""
+        rows = [describe(self.runs, run, self.logs.get(run)) for run in self.runs.runs()]
+        return sorted(rows, key=lambda r: r["updated"], reverse=True)
+
+    def model_list(self) -> list[dict]:
+        """/v1/models: every run with a checkpoint to serve (blocking)."""
+        out = []
+        for run in self.runs.runs():
+            if self.runs.best_checkpoint(run) is None:
+                continue
+            config = run_config(self.runs, run)
+            path = self.runs.file(run, "config.json")
+            out.append({
+                "id": run.id, "object": "model", "created": int(mtime(path)) if path else 0,
+                "owned_by": "bricklm", "context_length": config.get("model", {}).get("block_size"),
+                "chat": "finetune" in config,
+            })  # fmt: skip
+        return out
+
+    async def served(self, model_id: str) -> Served:
+        """The loaded model a request names ("run" or "run@checkpoint"); ApiError 404 if there is none."""
+        run, which = self.runs.get(model_id), "best"
+        if run is None and "@" in model_id:
+            name, which = model_id.rsplit("@", 1)
+            run = self.runs.get(name)
+        if run is None:
+            raise ApiError(404, f"the model {model_id!r} does not exist", "model", "model_not_found")
+        try:
+            return await run_in_threadpool(self.models.get, run, which)
+        except NotFound as exc:
+            raise ApiError(404, str(exc), "model", "model_not_found") from None
+        except LoadFailed as exc:
+            raise ApiError(500, str(exc), "model", "model_not_loadable") from None
+
+    def submit(self, job):
+        try:
+            return self.engine.submit(job)
+        except Busy as exc:
+            raise ApiError(503, f"server busy: {exc}", code="server_busy") from None
+
+    def live_update(self, run, cursor: Cursor) -> tuple[Cursor, dict]:
+        """What a live page hasn't seen of `run`, with its current row (blocking)."""
+        log = self.logs.get(run)
+        cursor, delta = log.since(cursor)
+        return cursor, {"id": run.id, "row": describe(self.runs, run, log), **(delta or {"reset": False})}
+
+    async def live(self, runs: list) -> AsyncIterator[str]:
+        """Server-sent `run` events for each run: everything at first, then what was appended, every POLL_S."""
+        cursors = {run.id: Cursor() for run in runs}
+        seen: dict[str, tuple] = {}
+        quiet_since = time.monotonic()
+        while not self.closing.is_set() and not self.exiting():
+            for run in runs:
+                cursors[run.id], update = await run_in_threadpool(self.live_update, run, cursors[run.id])
+                row = update["row"]
+                now = (row["status"], row["step"], row["best_val_loss"], tuple(row["checkpoints"]))
+                if update["reset"] or update.get("evals") or update.get("steps") or update.get("samples") \
+                        or seen.get(run.id) != now:  # fmt: skip
+                    seen[run.id] = now
+                    quiet_since = time.monotonic()
+                    yield f"event: run\n{sse(update)}"
+            if time.monotonic() - quiet_since > KEEPALIVE_S:
+                quiet_since = time.monotonic()
+                yield ": keep-alive\n\n"
+            try:
+                await asyncio.wait_for(self.closing.wait(), POLL_S)
+            except asyncio.TimeoutError:  # the usual case: nothing is closing, look again
+                pass
+
+
+class InsideRequest(BaseModel):
+    model: str = Field(min_length=1, max_length=512)
+    ids: list[int] = Field(min_length=2, max_length=2 * MAX_TOKENS)
+    prompt_len: int = Field(ge=0)
+    position: int = Field(ge=1)
+
+
+def create_app(runs_dir: str | Path, single_run: bool = False, allowed_hosts: list[str] | None = None,
+               cache_size: int = 4, workers: int = 4, max_jobs: int = 68) -> Guard:  # fmt: skip
+    """The studio over `runs_dir` (one run with single_run). allowed_hosts: the Host headers to answer
+    (None: any, for a server that listens beyond loopback). UserError if the folder is missing."""
+    studio = Studio(RunsDir(runs_dir, single_run), cache_size, workers, max_jobs)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        studio.closing.set()  # live streams end
+        studio.engine.shutdown()
+
+    app = FastAPI(title="bricklm studio", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)  # fmt: skip
+    app.state.studio = studio
+    app.include_router(api.router(studio))
+    install_errors(app)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(str(STATIC / "index.html"), headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/health")
+    async def health():
+        runs = await run_in_threadpool(studio.runs.runs)
+        return {"status": "ok", "runs": len(runs), "models": studio.models.loaded(), **studio.engine.stats()}
+
+    @app.get("/api/info")
+    async def info():
+        return {"folder": studio.runs.root.name, "single_run": single_run, "version": __version__,
+                "limits": {"max_tokens": MAX_TOKENS, "max_prompt_chars": api.MAX_PROMPT_CHARS}}  # fmt: skip
+
+    @app.get("/api/runs")
+    async def runs():
+        return await run_in_threadpool(studio.rows)
+
+    @app.get("/api/live")
+    async def live(run: Annotated[list[str], Query(min_length=1, max_length=MAX_LIVE_RUNS)]):
+        found = [studio.runs.get(r) for r in dict.fromkeys(run)]
+        if None in found:
+            missing = next(r for r, f in zip(dict.fromkeys(run), found, strict=True) if f is None)
+            raise ApiError(404, f"no run {missing!r} in this folder", "run")
+        return StreamingResponse(studio.live(found), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    @app.post("/api/inside")
+    async def inside(req: InsideRequest):
+        served = await studio.served(req.model)
+        if req.prompt_len > len(req.ids) or req.position >= len(req.ids):
+            raise ApiError(400, "position must be < len(ids) and prompt_len <= len(ids)", "position")
+        if not all(0 <= i < served.tokenizer.vocab_size for i in req.ids):
+            raise ApiError(400, f"token ids must be in 0..{served.tokenizer.vocab_size - 1}", "ids")
+        return await run_in_threadpool(look_inside, served, req.ids, req.prompt_len, req.position)
+
+    return Guard(app, allowed_hosts)
+
+
+def install_errors(app: FastAPI) -> None:
+    """Every error as OpenAI's {"error": {...}}: a bad request is a 400 that says which field and why."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request, exc: ApiError):
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc: RequestValidationError):
+        err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if err.get("type") == "json_invalid":
+            return ApiError(400, f"malformed JSON in the request body: {err.get('ctx', {}).get('error', '')}",
+                            code="invalid_json").response()  # fmt: skip
+        where = ".".join(str(p) for p in err["loc"] if p != "body")
+        return ApiError(400, f"{where}: {err['msg']}" if where else err["msg"], where or None).response()
+
+    @app.exception_handler(HTTPException)
+    async def _http(request, exc: HTTPException):
+        return ApiError(exc.status_code, str(exc.detail)).response()
