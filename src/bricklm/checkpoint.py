@@ -46,7 +46,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from bricklm.errors import UserError
-from bricklm.files import atomic_write_bytes, atomic_write_json, fsync_dir, json_bytes
+from bricklm.files import atomic_write_bytes, atomic_write_json, clean_swap, json_bytes, swap_in, temp_sibling
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
@@ -188,7 +188,7 @@ def save_checkpoint(
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    tmp = temp_sibling(final)
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -207,8 +207,7 @@ def save_checkpoint(
             manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             _test_pause(step)
         atomic_write_json(tmp / MANIFEST, manifest)  # last: its presence means the rest is complete
-        _move_into_place(tmp, final)
-        fsync_dir(root)
+        swap_in(tmp, final)  # an existing checkpoint of this step is replaced whole
     except OSError as exc:  # disk full, quota, permissions: the user's to fix, and nothing old was touched
         shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(
@@ -219,22 +218,6 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def _move_into_place(tmp: Path, final: Path) -> None:
-    """Rename the finished temp dir to its final name; an existing checkpoint of that step is swapped out first.
-
-    A directory can't be os.replace'd onto a non-empty one, and deleting the old one first would leave
-    a moment with neither: so the old one is renamed aside, and clean_stale puts it back after a crash.
-    """
-    if not final.exists():
-        os.replace(tmp, final)
-        return
-    aside = final.with_name(f".{final.name}.old-{os.getpid()}")
-    shutil.rmtree(aside, ignore_errors=True)
-    os.replace(final, aside)
-    os.replace(tmp, final)
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _test_pause(step: int) -> None:
@@ -248,24 +231,16 @@ def _test_pause(step: int) -> None:
 def clean_stale(run_dir: str | Path) -> list[str]:
     """Remove what a killed save left behind (hidden temp dirs); restore a checkpoint caught mid-swap.
 
-    Only call this while holding the run's lock (runlock.RunLock): a live save's temp dir looks the same.
+    Only call this while holding the run's lock (files.RunLock): a live save's temp dir looks the same.
     Returns the names removed or restored.
     """
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
+    steps = sorted({m.group(1) for p in root.iterdir() if (m := re.fullmatch(r"\.(step-\d+)\.(tmp|old)-\d+", p.name))})
     done = []
-    for p in sorted(root.glob(".step-*")):
-        m = re.fullmatch(r"\.(step-\d+)\.(tmp|old)-\d+", p.name)
-        if not m or not p.is_dir():
-            continue
-        final = root / m.group(1)
-        if m.group(2) == "old" and not final.exists() and (p / MANIFEST).is_file():
-            os.replace(p, final)  # killed between the two renames of _move_into_place
-            done.append(f"restored {final.name}")
-        else:
-            shutil.rmtree(p, ignore_errors=True)
-            done.append(f"removed {p.name}")
+    for name in steps:
+        done += clean_swap(root / name, complete=lambda p: (p / MANIFEST).is_file())
     return done
 
 

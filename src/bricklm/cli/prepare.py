@@ -16,7 +16,13 @@ def register(sub) -> None:
         help="files and folders of writing (.md, .markdown, .txt, .html, .htm; folders are read recursively); "
         "none: the built-in python-docs corpus",
     )
-    parser.add_argument("--out", required=True, help="corpus folder to write (created if needed)")
+    parser.add_argument(
+        "--out", required=True,
+        help="corpus folder to write: new, empty, or a corpus prepared before (replaced only with --overwrite)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the corpus already in --out (never a folder of other files)"
+    )
     parser.add_argument("--builtin", choices=BUILTINS, help="use a built-in corpus instead of SRC")
     parser.add_argument(
         "--split",
@@ -58,6 +64,7 @@ def cmd_prepare(args) -> int:
         code=args.code,
         tokenizer=args.tokenizer,
         vocab_size=args.vocab_size,
+        overwrite=args.overwrite,
     )
     print(report.format())
     return 0
