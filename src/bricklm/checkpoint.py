@@ -78,13 +78,7 @@ def model_tensors(weights: torch.nn.Module | dict[str, torch.Tensor]) -> dict[st
 
 def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     """Load saved weights into model; any name or shape that doesn't fit is a UserError naming `source`."""
-    expected = model.state_dict()
-    for name, t in tensors.items():
-        if name in expected and tuple(t.shape) != tuple(expected[name].shape):
-            raise UserError(
-                f"{source} does not fit this model: {name} has shape {tuple(t.shape)}, the model's config says "
-                f"{tuple(expected[name].shape)}; was it saved with a different config?"
-            )
+    check_shapes(model.state_dict(), tensors, source)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     tied = {"head.weight"} if getattr(getattr(model, "config", None), "tie_weights", False) else set()
     if set(missing) - tied or unexpected:
@@ -92,6 +86,16 @@ def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
             f"{source} does not fit this model (missing {sorted(set(missing) - tied)[:3]}, "
             f"unexpected {sorted(unexpected)[:3]}); was it saved with a different config?"
         )
+
+
+def check_shapes(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Every tensor whose name `expected` knows must have its shape there; else a UserError naming `source`."""
+    for name, t in tensors.items():
+        if name in expected and tuple(t.shape) != tuple(expected[name].shape):
+            raise UserError(
+                f"{source} does not fit this model: {name} has shape {tuple(t.shape)}, the model's config says "
+                f"{tuple(expected[name].shape)}; was it saved with a different config?"
+            )
 
 
 def rng_state(generator: torch.Generator | None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -374,9 +378,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             raise UserError(f"{path / name} is not a JSON object")
         return obj
 
+    config = js("config.json")
+    if not isinstance(config.get("model"), dict) or not isinstance(config.get("train", {}), dict):
+        raise UserError(f"{path / 'config.json'} is not a bricklm config (it needs model and train tables)")
     return Checkpoint(
         path, tensors("model.safetensors"), tensors("state.safetensors"),
-        js("trainer.json"), js("config.json"), js("tokenizer.json"),
+        js("trainer.json"), config, js("tokenizer.json"),
     )  # fmt: skip
 
 
