@@ -178,7 +178,16 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**32:  # NumPy's seeds are 32-bit
+            raise UserError(f"train.seed must be in 0..{2**32 - 1}, got {self.seed}")
         parse_loss_levels(self.loss_levels)  # a UserError naming the bad value
+        # Settings taken together: each may be fine alone and still make no sense beside another.
+        if self.schedule == "cosine" and self.min_lr > self.learning_rate:
+            raise UserError(
+                f"train.min_lr ({self.min_lr:g}) is above train.learning_rate ({self.learning_rate:g}): the cosine "
+                f"schedule would raise the rate instead of decaying it; give --min-lr at most {self.learning_rate:g} "
+                "(or --schedule constant)"
+            )
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig}
@@ -225,6 +234,15 @@ def _check_type(section: str, name: str, type_name: str, value: Any) -> None:
     }[type_name]
     if not ok:
         raise UserError(f"{section}.{name} must be a {type_name}, got {value!r} ({type(value).__name__})")
+
+
+def check_types(cls, values: dict[str, Any], section: str) -> None:
+    """The type of every value whose key is a field of cls (other keys and ranges are left alone): how a saved
+    config is checked, which may hold keys of another bricklm version and values a resume will change."""
+    types = {f.name: f.type for f in fields(cls)}
+    for key, value in values.items():
+        if key in types:
+            _check_type(section, key, types[key], value)
 
 
 def field_names(cls) -> set[str]:
