@@ -35,7 +35,7 @@ from bricklm.config import ModelConfig, TrainConfig, build, to_dict, upgrade_mod
 from bricklm.datasets import open_dataset
 from bricklm.errors import UserError
 from bricklm.fastpaths import compile_with_fallback
-from bricklm.files import RunLock, atomic_write_json
+from bricklm.files import RunLock, atomic_write_json, check_out_dir, make_dir
 from bricklm.generate import sample_text
 from bricklm.hardware import check_fits, resolve_device
 from bricklm.interrupts import Interrupted, StopSignals
@@ -114,6 +114,7 @@ class Trainer:
         self.log = log if main else (lambda *a, **k: None)
         self.progress = main and (sys.stderr.isatty() if progress is None else progress)
         self.callbacks = [*(callbacks or []), *config_callbacks(train_cfg)] if main else []
+        check_out_dir(self.run_dir)  # before anything is read or written: a file, a read-only place
         self.data = open_dataset(data, self.run_dir, self.dist, self.log) if data is None or isinstance(
             data, (str, Path)) else data  # fmt: skip
         set_vocab_size(model_cfg, self.data.tokenizer)
@@ -150,7 +151,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         forward = compile_with_fallback(self.model, self.log) if cfg.compile else self.model
         self.forward = self.dist.wrap(forward, cfg.seed)  # DistributedDataParallel under torchrun
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(self.run_dir)
         if main:
             self.lock = lock_run_dir(self.run_dir, self.log)
         if self.resume:
