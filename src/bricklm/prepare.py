@@ -55,6 +55,7 @@ SPLITS = ("documents", "tail")
 SEPARATOR = "\n\n"  # between documents, so one post never runs into the next
 CHUNK_CHARS = 1 << 20
 LIST_LIMIT = 20  # files listed by name in the printed report; meta.json has them all
+MAX_BPE_VOCAB = 1 << 20  # a vocabulary of 2**32 made the BPE trainer abort the process allocating it
 
 
 @dataclass
@@ -179,8 +180,9 @@ def prepare(
         raise UserError(f"code must be one of {', '.join(CODE_MODES)}, not {code!r}")
     if tokenizer not in TOKENIZERS:
         raise UserError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, not {tokenizer!r}")
-    if tokenizer == "bpe" and vocab_size < 256:
-        raise UserError(f"--vocab-size must be at least 256 for byte-level BPE (one token per byte), not {vocab_size}")
+    if tokenizer == "bpe" and not 256 <= vocab_size <= MAX_BPE_VOCAB:
+        # At least one token per byte; at most what a corpus could use (the trainer allocates it all up front).
+        raise UserError(f"--vocab-size for byte-level BPE must be 256..{MAX_BPE_VOCAB:,}, not {vocab_size}")
     out = Path(out)
     check_out_dir(out)
     _check_apart(out, sources)
@@ -204,7 +206,7 @@ def prepare(
         report.files_ignored = dict(scan.ignored)
         report.ignored_extensions = dict(scan.ignored_extensions)
         items = with_progress(read_documents(scan.files, code), scan.files)
-    make_dir(out.parent)
+    make_dir(out.parent, f"--out {out}: its parent")
     # The lock and the folder being built sit beside out, not in it: out is replaced whole at the end.
     with RunLock(out.parent, name=f".{out.name}.lock", doing="prepared", subject=out):
         for what in clean_swap(out, complete=lambda p: (p / "meta.json").is_file()):

@@ -114,7 +114,7 @@ class Trainer:
         self.log = log if main else (lambda *a, **k: None)
         self.progress = main and (sys.stderr.isatty() if progress is None else progress)
         self.callbacks = [*(callbacks or []), *config_callbacks(train_cfg)] if main else []
-        check_out_dir(self.run_dir)  # before anything is read or written: a file, a read-only place
+        check_out_dir(self.run_dir, "--resume" if resume else "--out")  # a file, read-only: refused before any work
         self.data = open_dataset(data, self.run_dir, self.dist, self.log) if data is None or isinstance(
             data, (str, Path)) else data  # fmt: skip
         set_vocab_size(model_cfg, self.data.tokenizer)
@@ -151,7 +151,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         forward = compile_with_fallback(self.model, self.log) if cfg.compile else self.model
         self.forward = self.dist.wrap(forward, cfg.seed)  # DistributedDataParallel under torchrun
-        make_dir(self.run_dir)
+        make_dir(self.run_dir, "--resume" if self.resume else "--out")
         if main:
             self.lock = lock_run_dir(self.run_dir, self.log)
         if self.resume:

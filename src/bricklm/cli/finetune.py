@@ -85,7 +85,7 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    check_sampling_settings(args.max_new_tokens, args.temperature, args.top_p, least=1)
+    check_sampling_settings(args.max_new_tokens, args.temperature, args.top_p, least=1, seed=args.seed)
     device = resolve_device(args.device)
     run = load_run(args.run, args.checkpoint, device)
     if not isinstance(run.tokenizer, ChatTokenizer):

@@ -95,7 +95,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    check_sampling_settings(args.max_new_tokens, args.temperature, args.top_p)
+    check_sampling_settings(args.max_new_tokens, args.temperature, args.top_p, seed=args.seed)
     if args.num_samples < 1:
         raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
     device = resolve_device(args.device)

@@ -129,7 +129,7 @@ def parse_at(text: str | None) -> list[int] | None:
 
 def level_samples(run_dir: Path, chars: int, seed: int, temperature: float) -> list[dict[str, Any]]:
     """One entry per configured level: its snapshot's sample, or why there is none."""
-    check_sampling_settings(chars, temperature, None, least=1, length_flag="--chars")
+    check_sampling_settings(chars, temperature, None, least=1, length_flag="--chars", seed=seed)
     config = read_run_config(run_dir)
     levels = parse_loss_levels(config.get("train", {}).get("loss_levels", ""))
     snaps = {s["level"]: s for s in list_snapshots(run_dir)}
