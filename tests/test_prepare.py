@@ -125,7 +125,8 @@ def test_jekyll_folder_end_to_end(tmp_path):
 
     train, val, tok, meta = load_corpus(out)
     assert tok.decode(train) + tok.decode(val) == corpus
-    assert meta["sha256"] == {name: sha256(out / name) for name in ["corpus.txt", "tokenizer.json", "train.bin", "val.bin"]}
+    hashed = ["corpus.txt", "tokenizer.json", "train.bin", "val.bin"]
+    assert meta["sha256"] == {name: sha256(out / name) for name in hashed}
     assert meta["dtype"] == "uint16" and meta["code"] == "drop" and meta["split"] == "tail"
     assert meta["sources"] == [str(posts)] and meta["seed"] == 1337 and meta["val_fraction"] == 0.1
     assert "bricklm_version" in meta and "out" not in meta

@@ -180,9 +180,10 @@ def prepare(
         raise UserError(f"code must be one of {', '.join(CODE_MODES)}, not {code!r}")
     if tokenizer not in TOKENIZERS:
         raise UserError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, not {tokenizer!r}")
-    if tokenizer == "bpe" and not 256 <= vocab_size <= MAX_BPE_VOCAB:
-        # At least one token per byte; at most what a corpus could use (the trainer allocates it all up front).
-        raise UserError(f"--vocab-size for byte-level BPE must be 256..{MAX_BPE_VOCAB:,}, not {vocab_size}")
+    if tokenizer == "bpe" and vocab_size < 256:
+        raise UserError(f"--vocab-size must be at least 256 for byte-level BPE (one token per byte), not {vocab_size}")
+    if tokenizer == "bpe" and vocab_size > MAX_BPE_VOCAB:  # the BPE trainer allocates the whole vocabulary up front
+        raise UserError(f"--vocab-size must be at most {MAX_BPE_VOCAB:,} for byte-level BPE, not {vocab_size}")
     out = Path(out)
     check_out_dir(out)
     _check_apart(out, sources)
