@@ -452,16 +452,20 @@ def test_a_damaged_run_config_is_named(tiny_run, tmp_path, capsys, damage):
     refused(capsys, ["train", "--resume", run], f"{run / 'config.json'}", keep=(run,))
 
 
-def forge_wrong_shapes(checkpoint: Path) -> None:
-    """Replace model.safetensors with weights of other shapes and re-hash the manifest to match."""
-    tensors = load_file(str(checkpoint / "model.safetensors"))
-    name = "tok_emb.weight"
-    tensors[name] = tensors[name][:, :8].contiguous()
-    save_file(tensors, str(checkpoint / "model.safetensors"))
+def forge(checkpoint: Path, name: str, data: bytes) -> None:
+    """Replace one file of a checkpoint and re-hash the manifest to match, as a hostile user would."""
+    (checkpoint / name).write_bytes(data)
     manifest = json.loads((checkpoint / "manifest.json").read_text())
-    data = (checkpoint / "model.safetensors").read_bytes()
-    manifest["files"]["model.safetensors"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     (checkpoint / "manifest.json").write_text(json.dumps(manifest))
+
+
+def forge_wrong_shapes(checkpoint: Path) -> None:
+    """model.safetensors with a tensor of another shape, and a manifest that matches it."""
+    tensors = load_file(str(checkpoint / "model.safetensors"))
+    tensors["tok_emb.weight"] = tensors["tok_emb.weight"][:, :8].contiguous()
+    save_file(tensors, str(checkpoint / "model.safetensors"))
+    forge(checkpoint, "model.safetensors", (checkpoint / "model.safetensors").read_bytes())
 
 
 @pytest.mark.parametrize("command", ["sample", "train --resume", "inspect", "info"])
@@ -476,6 +480,30 @@ def test_weights_of_the_wrong_shapes_are_named(tiny_run, tmp_path, capsys, comma
         "info": ["info", "--run", run],
     }[command]
     refused(capsys, argv, "model.safetensors does not fit this model: tok_emb.weight", keep=(run,))
+
+
+@pytest.mark.parametrize(
+    "name, data, needle",
+    [
+        ("config.json", b'{"model": [1], "train": {}}', "config.json is not a bricklm config"),
+        ("trainer.json", b'{"step": "six"}', "trainer.json has no step number"),
+    ],
+)
+@pytest.mark.parametrize("command", ["sample", "inspect"])
+def test_forged_checkpoint_json_is_named(tiny_run, tmp_path, capsys, name, data, needle, command):
+    run = copy_run(tiny_run, tmp_path / "run")
+    for checkpoint in ckpt.list_checkpoints(run, warn=False):
+        forge(checkpoint, name, data)
+    argv = ["sample", "--run", run, "--max-new-tokens", "3"] if command == "sample" else ["inspect", "--run", run]
+    refused(capsys, argv, needle, keep=(run,))
+
+
+def test_a_best_pointer_reaching_outside_the_run_is_ignored(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path / "run")
+    copy_run(tiny_run, tmp_path / "elsewhere")  # another run's complete checkpoint, which the pointer names
+    (run / "checkpoints" / "best.json").write_text(json.dumps({"dir": "../../elsewhere/checkpoints/step-000000003"}))
+    assert ckpt.best_checkpoint(run) == run / "checkpoints" / "step-000000006"  # the newest of this run instead
+    assert main(["sample", "--run", str(run), "--max-new-tokens", "3"]) == 0
 
 
 SNAPSHOT_DAMAGE = {
@@ -673,3 +701,25 @@ def test_inspect_refuses_an_unknown_character_before_printing(tiny_run, capsys):
         capsys, ["inspect", "--run", tiny_run, "--prompt", "héllo"], "not in the vocabulary", keep=(tiny_run,)
     )
     assert out == ""
+
+
+# --- found beyond the issue -------------------------------------------------------------------------
+
+
+def test_a_run_directory_whose_name_is_not_utf8_works_everywhere(tiny_corpus, tmp_path, capsys):
+    """A folder name of bytes that aren't UTF-8 (Python holds it as lone surrogates) crashed training writing
+    summary.json and its sample seed; safetensors refused the snapshot path; report crashed on its title."""
+    run = tmp_path / "r\udcff"  # what os.fsdecode(b"r\xff") gives
+    commands = [
+        ["train", "--data", tiny_corpus, "--out", run, *TINY_FLAGS],
+        ["sample", "--run", run, "--max-new-tokens", "5"],
+        ["train", "--resume", run, "--max-iters", "7"],
+        ["report", run],
+        ["samples-by-loss", run, "--chars", "5"],
+        ["overfit", run],
+        ["inspect", "--run", run],
+        ["info", "--run", run],
+    ]
+    for argv in commands:
+        assert main([str(a) for a in argv]) == 0, (argv, capsys.readouterr().err)
+    assert json.loads((run / "summary.json").read_text())["run_dir"] == str(run)  # written escaped, read back whole

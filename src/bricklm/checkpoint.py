@@ -295,7 +295,9 @@ def best_checkpoint(run_dir: str | Path, required: bool = True) -> Path | None:
     pointer = Path(run_dir) / CHECKPOINTS / BEST
     if pointer.is_file():
         try:
-            path = Path(run_dir) / CHECKPOINTS / json.loads(pointer.read_text())["dir"]
+            name = json.loads(pointer.read_text(encoding="utf-8"))["dir"]
+            # Only a checkpoint of this run: a pointer edited to reach elsewhere is ignored like a broken one.
+            path = Path(run_dir) / CHECKPOINTS / name if STEP_DIR.fullmatch(name) else None
         except (ValueError, KeyError, TypeError):
             path = None
         if path is not None and (path / MANIFEST).is_file():
@@ -378,12 +380,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             raise UserError(f"{path / name} is not a JSON object")
         return obj
 
-    config = js("config.json")
+    config, trainer = js("config.json"), js("trainer.json")
     if not isinstance(config.get("model"), dict) or not isinstance(config.get("train", {}), dict):
         raise UserError(f"{path / 'config.json'} is not a bricklm config (it needs model and train tables)")
+    if not isinstance(trainer.get("step"), int) or isinstance(trainer.get("step"), bool):
+        raise UserError(f"{path / 'trainer.json'} has no step number")
     return Checkpoint(
-        path, tensors("model.safetensors"), tensors("state.safetensors"),
-        js("trainer.json"), config, js("tokenizer.json"),
+        path, tensors("model.safetensors"), tensors("state.safetensors"), trainer, config, js("tokenizer.json")
     )  # fmt: skip
 
 

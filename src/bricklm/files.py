@@ -66,9 +66,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """atomic_write_bytes of UTF-8 text; a lone surrogate (from a file name that isn't UTF-8) is written as \\udcXX."""
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
+
+
 def json_bytes(obj: Any) -> bytes:
     """The one JSON layout bricklm writes: indented, UTF-8, a final newline."""
-    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    # A path whose name isn't UTF-8 holds lone surrogates: written as JSON \udcXX escapes, which read back as
+    # the same string (strict UTF-8 would raise, and surrogateescape would write a file that isn't UTF-8).
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

@@ -36,7 +36,8 @@ def finish_loss_axes(fig, ax, title: str, path: str | Path) -> Path:
     """The labels, grid and legend every loss-against-step figure shares, then save."""
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss")
-    ax.set_title(title)
+    # A run's name that isn't UTF-8 (lone surrogates) crashes the font renderer: show it escaped.
+    ax.set_title(title.encode("utf-8", "backslashreplace").decode("utf-8"))
     ax.grid(alpha=0.3)
     ax.legend()
     return save(fig, path)

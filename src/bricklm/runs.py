@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
 from bricklm import checkpoint as ckpt
 from bricklm.config import ModelConfig, TrainConfig, build, check_types, upgrade_model_table
@@ -225,9 +226,8 @@ def level_name(level: float) -> str:
 
 def write_snapshot(path: Path, model: torch.nn.Module, info: dict[str, Any]) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "model.safetensors.tmp"
-    save_file(ckpt.model_tensors(model), str(tmp))
-    tmp.replace(path / "model.safetensors")
+    # Bytes through Python's files, not safetensors' own (it refuses a path that isn't UTF-8).
+    atomic_write_bytes(path / "model.safetensors", st_save(ckpt.model_tensors(model)))
     atomic_write_json(path / "snapshot.json", info)  # last: a snapshot without it is incomplete
 
 
@@ -256,7 +256,7 @@ def load_snapshot_model(run_dir: str | Path, snapshot: dict[str, Any], device="c
     model = GPT(build(ModelConfig, config.get("model", {}), "model"))
     path = Path(snapshot["path"]) / "model.safetensors"
     try:
-        tensors = load_file(str(path))
+        tensors = st_load(path.read_bytes())
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path} is not a readable safetensors file ({exc})") from None
     ckpt.load_model_tensors(model, tensors, str(path))

@@ -31,7 +31,7 @@ from bricklm.experiments.report import (
     run_report,
 )
 from bricklm.experiments.tables import write_ablation_outputs, write_sweep_outputs
-from bricklm.files import atomic_write_bytes, atomic_write_json, check_out_dir, check_out_file, make_dir
+from bricklm.files import atomic_write_json, atomic_write_text, check_out_dir, check_out_file, make_dir
 from bricklm.plots import plot_path
 
 
@@ -158,7 +158,7 @@ def cmd_bench_devices(args) -> int:
         out = make_dir(args.out)
         record = {"kind": "bench-devices", "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
         atomic_write_json(out / "bench_devices.json", record)
-        atomic_write_bytes(out / "bench_devices.md", f"# Processors\n\n{header}\n\n{table}\n".encode())
+        atomic_write_text(out / "bench_devices.md", f"# Processors\n\n{header}\n\n{table}\n")
         print(f"\nwrote {out / 'bench_devices.md'}")
     return 0
 
@@ -197,7 +197,7 @@ def cmd_report(args) -> int:
     check_out_file(out, "--out")
     kind = detect(path)
     text = run_report(path) if kind == "run" else experiment_report(path, kind)
-    atomic_write_bytes(out, text.encode())
+    atomic_write_text(out, text)
     print(text)
     print(f"wrote {out}")
     return 0
