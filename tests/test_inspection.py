@@ -211,7 +211,7 @@ def diagnoses(tiny_corpus):
     out = {}
     variants = {
         "default": {}, "residual_bug": {"residual": "bug"}, "residual_off": {"residual": "off"},
-        "norm_none": {"norm": "none"}, "lr_low": {"learning_rate": 1e-5},
+        "norm_none": {"norm": "none"}, "lr_low": {"learning_rate": 1e-5, "min_lr": 1e-6},  # min_lr <= learning_rate
     }  # fmt: skip
     for name, settings in variants.items():
         model_cfg, train_cfg = load_config(None, {**DEEP, **settings, "vocab_size": tok.vocab_size})

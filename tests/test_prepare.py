@@ -125,7 +125,8 @@ def test_jekyll_folder_end_to_end(tmp_path):
 
     train, val, tok, meta = load_corpus(out)
     assert tok.decode(train) + tok.decode(val) == corpus
-    assert meta["sha256"] == {name: sha256(out / name) for name in ["corpus.txt", "train.bin", "val.bin"]}
+    hashed = ["corpus.txt", "tokenizer.json", "train.bin", "val.bin"]
+    assert meta["sha256"] == {name: sha256(out / name) for name in hashed}
     assert meta["dtype"] == "uint16" and meta["code"] == "drop" and meta["split"] == "tail"
     assert meta["sources"] == [str(posts)] and meta["seed"] == 1337 and meta["val_fraction"] == 0.1
     assert "bricklm_version" in meta and "out" not in meta
@@ -187,7 +188,7 @@ def test_documents_split_is_seeded(tmp_path):
     make_posts(tmp_path / "posts")
 
     def val_docs(seed, name):
-        prepare([tmp_path / "posts"], tmp_path / name, seed=seed, log=quiet)
+        prepare([tmp_path / "posts"], tmp_path / name, seed=seed, overwrite=True, log=quiet)  # "a" is made twice
         return json.loads((tmp_path / name / "meta.json").read_text())["val_documents"]
 
     assert val_docs(1, "a") == val_docs(1, "b")
@@ -240,7 +241,7 @@ def test_large_vocabulary_writes_uint32(tmp_path):
 def test_rerun_does_not_read_its_own_output(tmp_path):
     (tmp_path / "post.md").write_text("Hello there.")
     prepare([tmp_path], tmp_path / "data", log=quiet)
-    report = prepare([tmp_path], tmp_path / "data", log=quiet)
+    report = prepare([tmp_path], tmp_path / "data", overwrite=True, log=quiet)  # replacing a corpus needs overwrite
     assert (tmp_path / "data" / "corpus.txt").read_text() == "Hello there."
     assert report.files_ignored == {"output folder": 1}
     assert not [p for p in os.listdir(tmp_path / "data") if p.endswith(".tmp")]
@@ -257,9 +258,13 @@ def test_folder_without_usable_text_is_a_user_error(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "photo.jpg").write_bytes(b"\xff\xd8")
     (tmp_path / "src" / "blank.md").write_text("---\ntitle: x\n---\n\n   \n{% include x %}\n")
+    with pytest.raises(UserError, match=r"no text found in .*src \(1 files skipped, 1 ignored for their extension\)"):
+        prepare([tmp_path / "src"], tmp_path / "out", log=quiet)
+    assert not (tmp_path / "out").exists()
+    # An --out holding other files is refused before any reading (a folder of a user's files is never replaced).
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("pre-existing")
-    with pytest.raises(UserError, match=r"no text found in .*src \(1 files skipped, 1 ignored for their extension\)"):
+    with pytest.raises(UserError, match=r"--out .*out is not empty and is not a bricklm corpus \(it holds keep.txt\)"):
         prepare([tmp_path / "src"], tmp_path / "out", log=quiet)
     assert os.listdir(tmp_path / "out") == ["keep.txt"]
 

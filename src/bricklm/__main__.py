@@ -1,7 +1,36 @@
-"""`python -m bricklm ...` is the same as the `bricklm` command."""
+"""`python -m bricklm ...` and the `bricklm` command (pyproject's [project.scripts] points at `run`).
 
+`run` is here, not in bricklm.cli, because importing bricklm.cli imports PyTorch, which takes a
+second or two: a Ctrl-C in that second must end the command quietly, and only code that runs
+before the import can arrange that.
+"""
+
+import signal
 import sys
 
-from bricklm.cli import main
 
-sys.exit(main())
+def run() -> int:
+    """Import the command line with Ctrl-C held back, then run it; Ctrl-C during the import exits 130 quietly.
+
+    An import cut in half by KeyboardInterrupt fails in ways that have nothing to do with the user (a
+    traceback from inside torch, even a ValueError), so the signal is only noted until the import is done.
+    """
+    caught: list[int] = []
+    default = signal.getsignal(signal.SIGINT)
+    if default is not signal.SIG_IGN:  # a background job started with Ctrl-C ignored keeps ignoring it
+        signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        from bricklm.cli import main
+    finally:
+        signal.signal(signal.SIGINT, default)
+    try:
+        if caught:
+            raise KeyboardInterrupt
+        return main()
+    except KeyboardInterrupt:  # main handles Ctrl-C inside a command; this is the moment before and after it
+        print("bricklm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(run())

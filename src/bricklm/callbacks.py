@@ -15,6 +15,7 @@ across a resume goes into `state.extra`, which every checkpoint saves.
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ def config_callbacks(cfg: TrainConfig) -> list[Callback]:
 def sample_seed(seed: int, run_dir: Path) -> int:
     """The sampling seed of a run: its training seed mixed with its directory's name, so two runs trained with
     the same seed still draw different samples (and one run's samples are reproducible)."""
-    return (seed * 1_000_003 + zlib.crc32(Path(run_dir).name.encode())) % 2**63
+    return (seed * 1_000_003 + zlib.crc32(os.fsencode(Path(run_dir).name))) % 2**63  # any name, UTF-8 or not
 
 
 class EvalSamples(Callback):

@@ -46,7 +46,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from bricklm.errors import UserError
-from bricklm.files import atomic_write_bytes, atomic_write_json, fsync_dir, json_bytes
+from bricklm.files import atomic_write_bytes, atomic_write_json, clean_swap, json_bytes, swap_in, temp_sibling
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
@@ -78,13 +78,7 @@ def model_tensors(weights: torch.nn.Module | dict[str, torch.Tensor]) -> dict[st
 
 def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     """Load saved weights into model; any name or shape that doesn't fit is a UserError naming `source`."""
-    expected = model.state_dict()
-    for name, t in tensors.items():
-        if name in expected and tuple(t.shape) != tuple(expected[name].shape):
-            raise UserError(
-                f"{source} does not fit this model: {name} has shape {tuple(t.shape)}, the model's config says "
-                f"{tuple(expected[name].shape)}; was it saved with a different config?"
-            )
+    check_shapes(model.state_dict(), tensors, source)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     tied = {"head.weight"} if getattr(getattr(model, "config", None), "tie_weights", False) else set()
     if set(missing) - tied or unexpected:
@@ -92,6 +86,16 @@ def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
             f"{source} does not fit this model (missing {sorted(set(missing) - tied)[:3]}, "
             f"unexpected {sorted(unexpected)[:3]}); was it saved with a different config?"
         )
+
+
+def check_shapes(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Every tensor whose name `expected` knows must have its shape there; else a UserError naming `source`."""
+    for name, t in tensors.items():
+        if name in expected and tuple(t.shape) != tuple(expected[name].shape):
+            raise UserError(
+                f"{source} does not fit this model: {name} has shape {tuple(t.shape)}, the model's config says "
+                f"{tuple(expected[name].shape)}; was it saved with a different config?"
+            )
 
 
 def rng_state(generator: torch.Generator | None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -188,7 +192,7 @@ def save_checkpoint(
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    tmp = temp_sibling(final)
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -207,8 +211,7 @@ def save_checkpoint(
             manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             _test_pause(step)
         atomic_write_json(tmp / MANIFEST, manifest)  # last: its presence means the rest is complete
-        _move_into_place(tmp, final)
-        fsync_dir(root)
+        swap_in(tmp, final)  # an existing checkpoint of this step is replaced whole
     except OSError as exc:  # disk full, quota, permissions: the user's to fix, and nothing old was touched
         shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(
@@ -219,22 +222,6 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def _move_into_place(tmp: Path, final: Path) -> None:
-    """Rename the finished temp dir to its final name; an existing checkpoint of that step is swapped out first.
-
-    A directory can't be os.replace'd onto a non-empty one, and deleting the old one first would leave
-    a moment with neither: so the old one is renamed aside, and clean_stale puts it back after a crash.
-    """
-    if not final.exists():
-        os.replace(tmp, final)
-        return
-    aside = final.with_name(f".{final.name}.old-{os.getpid()}")
-    shutil.rmtree(aside, ignore_errors=True)
-    os.replace(final, aside)
-    os.replace(tmp, final)
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _test_pause(step: int) -> None:
@@ -248,24 +235,16 @@ def _test_pause(step: int) -> None:
 def clean_stale(run_dir: str | Path) -> list[str]:
     """Remove what a killed save left behind (hidden temp dirs); restore a checkpoint caught mid-swap.
 
-    Only call this while holding the run's lock (runlock.RunLock): a live save's temp dir looks the same.
+    Only call this while holding the run's lock (files.RunLock): a live save's temp dir looks the same.
     Returns the names removed or restored.
     """
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
+    steps = sorted({m.group(1) for p in root.iterdir() if (m := re.fullmatch(r"\.(step-\d+)\.(tmp|old)-\d+", p.name))})
     done = []
-    for p in sorted(root.glob(".step-*")):
-        m = re.fullmatch(r"\.(step-\d+)\.(tmp|old)-\d+", p.name)
-        if not m or not p.is_dir():
-            continue
-        final = root / m.group(1)
-        if m.group(2) == "old" and not final.exists() and (p / MANIFEST).is_file():
-            os.replace(p, final)  # killed between the two renames of _move_into_place
-            done.append(f"restored {final.name}")
-        else:
-            shutil.rmtree(p, ignore_errors=True)
-            done.append(f"removed {p.name}")
+    for name in steps:
+        done += clean_swap(root / name, complete=lambda p: (p / MANIFEST).is_file())
     return done
 
 
@@ -316,7 +295,9 @@ def best_checkpoint(run_dir: str | Path, required: bool = True) -> Path | None:
     pointer = Path(run_dir) / CHECKPOINTS / BEST
     if pointer.is_file():
         try:
-            path = Path(run_dir) / CHECKPOINTS / json.loads(pointer.read_text())["dir"]
+            name = json.loads(pointer.read_text(encoding="utf-8"))["dir"]
+            # Only a checkpoint of this run: a pointer edited to reach elsewhere is ignored like a broken one.
+            path = Path(run_dir) / CHECKPOINTS / name if STEP_DIR.fullmatch(name) else None
         except (ValueError, KeyError, TypeError):
             path = None
         if path is not None and (path / MANIFEST).is_file():
@@ -399,9 +380,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             raise UserError(f"{path / name} is not a JSON object")
         return obj
 
+    config, trainer = js("config.json"), js("trainer.json")
+    if not isinstance(config.get("model"), dict) or not isinstance(config.get("train", {}), dict):
+        raise UserError(f"{path / 'config.json'} is not a bricklm config (it needs model and train tables)")
+    if not isinstance(trainer.get("step"), int) or isinstance(trainer.get("step"), bool):
+        raise UserError(f"{path / 'trainer.json'} has no step number")
     return Checkpoint(
-        path, tensors("model.safetensors"), tensors("state.safetensors"),
-        js("trainer.json"), js("config.json"), js("tokenizer.json"),
+        path, tensors("model.safetensors"), tensors("state.safetensors"), trainer, config, js("tokenizer.json")
     )  # fmt: skip
 
 

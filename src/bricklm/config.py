@@ -27,6 +27,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 RESIDUAL_MODES = ("on", "off", "bug")
+MAX_THREADS = 1024
+MAX_LEARNING_RATE = 10.0  # far past divergence; 1e300 overflowed float32 inside AdamW's step (a traceback)
 
 
 def _opt(default, help: str, choices: tuple | None = None):
@@ -207,8 +209,8 @@ class TrainConfig:
         for name in ("max_iters", "warmup_iters", "sample_chars", "early_stop"):
             if getattr(self, name) < 0:
                 raise UserError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise UserError(f"train.learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.learning_rate <= MAX_LEARNING_RATE:
+            raise UserError(f"train.learning_rate must be > 0 and <= {MAX_LEARNING_RATE:g}, got {self.learning_rate}")
         for name in ("min_lr", "weight_decay", "grad_clip", "max_seconds", "target_val_loss", "muon_lr"):
             if getattr(self, name) < 0:
                 raise UserError(f"train.{name} must be >= 0, got {getattr(self, name)}")
@@ -219,7 +221,23 @@ class TrainConfig:
             raise UserError(f"train.cooldown_frac must be in (0, 1], got {self.cooldown_frac}")
         if self.schedule_by_time and not self.max_seconds:
             raise UserError("train.schedule_by_time follows the time budget: set max_seconds too")
+        if not 0 <= self.seed < 2**32:  # NumPy's seeds are 32-bit
+            raise UserError(f"train.seed must be in 0..{2**32 - 1}, got {self.seed}")
+        if self.threads > MAX_THREADS:  # PyTorch would try to start them all
+            raise UserError(f"train.threads must be -1..{MAX_THREADS}, got {self.threads}")
         parse_loss_levels(self.loss_levels)  # a UserError naming the bad value
+        # Settings taken together: each may be fine alone and still make no sense beside another.
+        if self.learning_rate * self.weight_decay > 1:  # AdamW scales weights by 1 - lr * decay each step
+            raise UserError(
+                f"train.weight_decay ({self.weight_decay:g}) times train.learning_rate ({self.learning_rate:g}) is "
+                "above 1: each step would flip the weights' sign instead of decaying them; lower --weight-decay"
+            )
+        if self.schedule in ("cosine", "wsd") and self.min_lr > self.learning_rate:
+            raise UserError(
+                f"train.min_lr ({self.min_lr:g}) is above train.learning_rate ({self.learning_rate:g}): the "
+                f"{self.schedule} schedule would raise the rate instead of decaying it; give --min-lr at most "
+                f"{self.learning_rate:g} (or --schedule constant)"
+            )
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig}
@@ -266,6 +284,15 @@ def _check_type(section: str, name: str, type_name: str, value: Any) -> None:
     }[type_name]
     if not ok:
         raise UserError(f"{section}.{name} must be a {type_name}, got {value!r} ({type(value).__name__})")
+
+
+def check_types(cls, values: dict[str, Any], section: str) -> None:
+    """The type of every value whose key is a field of cls (other keys and ranges are left alone): how a saved
+    config is checked, which may hold keys of another bricklm version and values a resume will change."""
+    types = {f.name: f.type for f in fields(cls)}
+    for key, value in values.items():
+        if key in types:
+            _check_type(section, key, types[key], value)
 
 
 def field_names(cls) -> set[str]:

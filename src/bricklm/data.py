@@ -1,7 +1,9 @@
 """Token files and batches: what `prepare` writes and what `train` reads.
 
 A corpus folder (made by `bricklm prepare`) holds corpus.txt, tokenizer.json,
-train.bin and val.bin (raw token ids, uint16 or uint32) and meta.json.
+train.bin and val.bin (raw token ids, uint16 or uint32) and meta.json. Loading checks what
+meta.json promises: the vocabulary and token counts, every id below the vocabulary size, and
+(for corpora under HASH_LIMIT bytes, where it costs well under a second) each file's sha256.
 
     train, val, tok, meta = load_corpus("data/blog")
     check_split_length(val, block_size=128, name="val")
@@ -21,9 +23,12 @@ import numpy as np
 import torch
 
 from bricklm.errors import UserError
+from bricklm.files import sha256_file
 from bricklm.tokenizer import Tokenizer, load_tokenizer
 
-CORPUS_FILES = ("meta.json", "tokenizer.json", "train.bin", "val.bin")
+CORPUS_FILES = ("meta.json", "tokenizer.json", "train.bin", "val.bin")  # what training needs
+CORPUS_NAMES = ("corpus.txt", "tokenizer.json", "train.bin", "val.bin", "meta.json")  # all a corpus folder holds
+HASH_LIMIT = 256 << 20  # bytes: a corpus up to this size has every file checked against its sha256 on load
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -121,7 +126,11 @@ def _read_meta(path: Path) -> dict:
 
 
 def load_corpus(data_dir) -> tuple[np.ndarray, np.ndarray, Tokenizer, dict]:
-    """Open a prepared corpus folder: (train tokens, val tokens, tokenizer, meta)."""
+    """Open a prepared corpus folder: (train tokens, val tokens, tokenizer, meta).
+
+    Anything that disagrees with meta.json (a file changed or mixed in from another prepare, a token
+    id outside the vocabulary) is a UserError naming the file.
+    """
     data_dir = Path(data_dir)
     hint = f"run `bricklm prepare SRC... --out {data_dir}` first"
     if not data_dir.is_dir():
@@ -130,6 +139,7 @@ def load_corpus(data_dir) -> tuple[np.ndarray, np.ndarray, Tokenizer, dict]:
     if missing:
         raise UserError(f"{data_dir} is not a complete corpus (missing {', '.join(missing)}); {hint}")
     meta = _read_meta(data_dir / "meta.json")
+    _check_hashes(data_dir, meta)
     tokenizer = load_tokenizer(data_dir / "tokenizer.json")
     if meta.get("vocab_size", tokenizer.vocab_size) != tokenizer.vocab_size:
         raise UserError(
@@ -138,15 +148,38 @@ def load_corpus(data_dir) -> tuple[np.ndarray, np.ndarray, Tokenizer, dict]:
         )
     splits = []
     for name in ("train", "val"):
-        tokens = load_tokens(data_dir / f"{name}.bin")
+        path = data_dir / f"{name}.bin"
+        tokens = load_tokens(path)
         expected = meta.get(f"{name}_tokens", len(tokens))
         if expected != len(tokens):
             raise UserError(
                 f"{data_dir}: {name}.bin has {len(tokens)} tokens but meta.json says {expected}; "
                 "run `bricklm prepare` again"
             )
+        top = int(tokens.max()) if len(tokens) else 0  # one pass over the file; an id past the end crashes training
+        if top >= tokenizer.vocab_size:
+            raise UserError(
+                f"{path} holds token id {top}, but the vocabulary has {tokenizer.vocab_size} tokens "
+                f"(ids 0..{tokenizer.vocab_size - 1}); the file is damaged: run `bricklm prepare` again"
+            )
         splits.append(tokens)
     return splits[0], splits[1], tokenizer, meta
+
+
+def _check_hashes(data_dir: Path, meta: dict) -> None:
+    """Each file meta.json lists a sha256 for must match it, when the corpus is small enough to hash cheaply."""
+    hashes = meta.get("sha256", {})
+    if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
+        raise UserError(f"{data_dir / 'meta.json'}: its sha256 entry is not a table of hashes; run prepare again")
+    present = {name: data_dir / name for name in hashes if name in CORPUS_NAMES and (data_dir / name).is_file()}
+    if sum(p.stat().st_size for p in present.values()) > HASH_LIMIT:
+        return  # sizes, token counts and ids are still checked
+    for name, path in present.items():
+        if sha256_file(path) != hashes[name]:
+            raise UserError(
+                f"{path} does not match the sha256 in meta.json: it was changed, or mixed in from another "
+                f"prepare, since prepare wrote it; run `bricklm prepare ... --out {data_dir} --overwrite` again"
+            )
 
 
 def check_split_length(tokens, block_size, name) -> None:

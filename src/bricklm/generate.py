@@ -22,10 +22,14 @@ from bricklm.model import GPT, evaluating
 from bricklm.tokenizer import can_encode
 
 
-def check_sampling_settings(max_new_tokens: int, temperature: float, top_p: float | None, least: int = 0) -> None:
-    """User-facing checks shared by every command that samples: one clear error instead of a torch traceback."""
+def check_sampling_settings(max_new_tokens: int, temperature: float, top_p: float | None, least: int = 0,
+                            length_flag: str = "--max-new-tokens", seed: int | None = None) -> None:  # fmt: skip
+    """User-facing checks shared by every command that samples: one clear error instead of a torch traceback
+    or a blank sample. length_flag: what the command calls max_new_tokens (samples-by-loss: --chars)."""
     if max_new_tokens < least:
-        raise UserError(f"--max-new-tokens must be >= {least}, got {max_new_tokens}")
+        raise UserError(f"{length_flag} must be >= {least}, got {max_new_tokens}")
+    if seed is not None and not 0 <= seed < 2**64:  # a torch.Generator seed is 64-bit
+        raise UserError(f"--seed must be in 0..{2**64 - 1}, got {seed}")
     if not temperature >= 0:  # also refuses nan, which every comparison fails
         raise UserError(f"--temperature must be a number >= 0, got {temperature}")
     if top_p is not None and not 0 < top_p <= 1:

@@ -9,12 +9,18 @@ gather -> clean -> write corpus.txt -> build vocabulary -> split -> tokenize
 -> train.bin/val.bin -> meta.json. Documents are cleaned and written one at
 a time, then corpus.txt is read back one document (or chunk) at a time, so
 memory holds one document, not the corpus.
+
+The folder is built under a hidden name beside --out and swapped in whole (files.swap_in), under
+a lock beside it (files.RunLock), like a checkpoint: two prepares into one folder can't mix their
+files, and a crash leaves the old corpus or the new one. --out must be new, empty, or a corpus
+prepare wrote (replaced only with overwrite=True); a folder holding anything else is refused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -29,9 +35,19 @@ from bricklm.corpus import (
     read_documents,
     scan_sources,
 )
-from bricklm.data import TokenWriter, split_documents, tail_split_index
+from bricklm.data import CORPUS_NAMES, TokenWriter, split_documents, tail_split_index
 from bricklm.errors import UserError
-from bricklm.files import sha256_file
+from bricklm.files import (
+    RunLock,
+    atomic_write_json,
+    check_out_dir,
+    clean_swap,
+    fsync_tree,
+    make_dir,
+    sha256_file,
+    swap_in,
+    temp_sibling,
+)
 from bricklm.markup import check_options
 from bricklm.streaming import TOKENIZERS, build_tokenizer, char_progress, with_progress
 from bricklm.tokenizer import CharTokenizer
@@ -41,6 +57,7 @@ SEPARATOR = "\n\n"  # between documents, so one post never runs into the next
 CHUNK_CHARS = 1 << 20
 LIST_LIMIT = 20  # files listed by name in the printed report; meta.json has them all
 MOST_CLEANED = 3  # documents that lost the most characters to cleaning, named in the report to check by eye
+MAX_BPE_VOCAB = 1 << 20  # a vocabulary of 2**32 made the BPE trainer abort the process allocating it
 
 
 @dataclass
@@ -158,6 +175,7 @@ def prepare(
     tables="keep",
     tokenizer="char",
     vocab_size=4096,
+    overwrite=False,
     log=print,
 ) -> PrepareReport:
     """Build a corpus folder at out from sources (files and folders), or from a built-in corpus.
@@ -167,6 +185,7 @@ def prepare(
     (one token per character) or "bpe" (byte-level BPE with up to vocab_size tokens).
     code, images and tables say what cleaning does with code blocks ("drop"/"keep"),
     images ("drop"/"alt": their alt text) and tables ("keep" a line per row/"drop").
+    overwrite: replace the corpus already in out (never anything else).
     """
     sources = [str(s) for s in sources]
     if sources and builtin:
@@ -184,10 +203,11 @@ def prepare(
         raise UserError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, not {tokenizer!r}")
     if tokenizer == "bpe" and vocab_size < 256:
         raise UserError(f"--vocab-size must be at least 256 for byte-level BPE (one token per byte), not {vocab_size}")
+    if tokenizer == "bpe" and vocab_size > MAX_BPE_VOCAB:  # the BPE trainer allocates the whole vocabulary up front
+        raise UserError(f"--vocab-size must be at most {MAX_BPE_VOCAB:,} for byte-level BPE, not {vocab_size}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out must be a folder, but {out} is a file")
-
+    check_out_dir(out)
+    _check_apart(out, sources)
     report = PrepareReport(
         out=str(out),
         sources=[display_path(s) for s in sources] or [f"builtin:{builtin}"],
@@ -204,42 +224,89 @@ def prepare(
     )
     if builtin:
         items = with_progress(builtin_documents(builtin))
-    else:
+    else:  # listed before the lock and temp folder exist beside out, which may be inside a source
         scan = scan_sources(sources, exclude=[out])
         report.files_skipped = [asdict(s) for s in scan.skipped]
         report.files_ignored = dict(scan.ignored)
         report.ignored_extensions = dict(scan.ignored_extensions)
-        log(f"reading {len(scan.files)} files from {', '.join(report.sources)}")
         items = with_progress(read_documents(scan.files, code, images=images, tables=tables), scan.files)
+    make_dir(out.parent, f"--out {out}: its parent")
+    # The lock and the folder being built sit beside out, not in it: out is replaced whole at the end.
+    with RunLock(out.parent, name=f".{out.name}.lock", doing="prepared", subject=out):
+        for what in clean_swap(out, complete=lambda p: (p / "meta.json").is_file()):
+            log(f"note: {out}: {what} (left by a prepare that was cut short)")
+        replacing = _existing_corpus(out)
+        if replacing and not overwrite:
+            raise UserError(f"{out} already holds a corpus; add --overwrite to replace it, or pick a new --out")
+        if not builtin:
+            log(f"reading {len(scan.files)} files from {', '.join(report.sources)}")
+        _build(items, out, tokenizer, vocab_size, report)
+    replaced = " (replacing the corpus that was there: --overwrite)" if replacing else ""
+    log(f"wrote {out}/: {', '.join(CORPUS_NAMES)}{replaced}")
+    return report
 
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    names_out = ("corpus.txt", "tokenizer.json", "train.bin", "val.bin", "meta.json")
-    tmp = {name: out / f"{name}.tmp" for name in names_out}
+
+def _build(items, out: Path, tokenizer: str, vocab_size: int, report: PrepareReport) -> None:
+    """Write the corpus into a hidden folder beside out, then swap it in whole: a crash leaves the old or the new."""
+    tmp = temp_sibling(out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
-        names, lengths, chars = _write_corpus(items, tmp["corpus.txt"], report)
+        names, lengths, chars = _write_corpus(items, tmp / "corpus.txt", report)
         if not lengths:
             raise UserError(_no_text_message(report))
-        tok = build_tokenizer(tokenizer, chars, tmp["corpus.txt"], vocab_size)
-        tok.save(tmp["tokenizer.json"])
+        tok = build_tokenizer(tokenizer, chars, tmp / "corpus.txt", vocab_size)
+        tok.save(tmp / "tokenizer.json")
         report.vocab_size = tok.vocab_size
-        _write_splits(tok, tmp["corpus.txt"], tmp["train.bin"], tmp["val.bin"], names, lengths, report)
-        report.sha256["corpus.txt"] = sha256_file(tmp["corpus.txt"])
-        # meta.json goes last, so a folder caught halfway never looks complete to load_corpus.
-        (out / "meta.json").unlink(missing_ok=True)
-        for name in names_out[:-1]:
-            os.replace(tmp[name], out / name)
+        _write_splits(tok, tmp / "corpus.txt", tmp / "train.bin", tmp / "val.bin", names, lengths, report)
+        report.sha256["corpus.txt"] = sha256_file(tmp / "corpus.txt")
+        report.sha256["tokenizer.json"] = sha256_file(tmp / "tokenizer.json")
         meta = {k: v for k, v in report.to_dict().items() if k != "out"}
-        tmp["meta.json"].write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp["meta.json"], out / "meta.json")
-    except BaseException:
-        for path in tmp.values():
-            path.unlink(missing_ok=True)
-        if created and not any(out.iterdir()):
-            out.rmdir()
-        raise
-    log(f"wrote {out}/: corpus.txt, tokenizer.json, train.bin, val.bin, meta.json")
-    return report
+        atomic_write_json(tmp / "meta.json", meta)
+        fsync_tree(tmp)
+        swap_in(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a swap; what a failure left otherwise
+
+
+def _check_apart(out: Path, sources: list[str]) -> None:
+    """out is replaced whole: it must not be, or hold, a source or the folder we run in."""
+    target = os.path.realpath(out)
+    named = [(f"the source {display_path(s)}", s) for s in sources] + [("the current folder", ".")]
+    for what, path in named:
+        real = os.path.realpath(path)
+        if real == target or real.startswith(target.rstrip(os.sep) + os.sep):
+            raise UserError(
+                f"--out {out} {'is' if real == target else 'holds'} {what}; prepare replaces --out whole, "
+                "so give it a folder of its own"
+            )
+
+
+def _existing_corpus(out: Path) -> bool:
+    """True if out holds a corpus prepare wrote; False if it is absent or empty; a UserError if it holds
+    anything else (a user's files must never be replaced, even with --overwrite)."""
+    if not out.is_dir():
+        return False
+    names = {p.name for p in out.iterdir()}
+    if not names:
+        return False
+    foreign = sorted(names - set(CORPUS_NAMES))
+    if foreign or "meta.json" not in names or not _looks_like_meta(out / "meta.json"):
+        shown = ", ".join(display_path(n) for n in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        why = f"it holds {shown}" if foreign else "it has no meta.json that prepare wrote"
+        raise UserError(
+            f"--out {out} is not empty and is not a bricklm corpus ({why}); prepare replaces --out whole, "
+            "so give a new or empty folder"
+        )
+    return True
+
+
+def _looks_like_meta(path: Path) -> bool:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and isinstance(meta.get("sha256"), dict) and "vocab_size" in meta
 
 
 def _write_corpus(items, path: Path, report: PrepareReport) -> tuple[list[str], list[int], set[str]]:
@@ -339,7 +406,9 @@ def _no_text_message(report: PrepareReport) -> str:
     if report.files_ignored.get("extension"):
         details.append(f"{report.files_ignored['extension']} ignored for their extension")
     tail = f" ({', '.join(details)})" if details else ""
-    return f"no text found in {where}{tail}; bricklm reads {', '.join(KINDS)} files"
+    skipped = [f"{f['path']} ({f['reason']})" for f in report.files_skipped]
+    named = f"; skipped: {', '.join(skipped[:3])}" + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+    return f"no text found in {where}{tail}; bricklm reads {', '.join(KINDS)} files" + (named if skipped else "")
 
 
 def _version() -> str | None:

@@ -3,6 +3,11 @@
     run = load_run("runs/blog")                  # best checkpoint: .model (eval mode), .tokenizer, .model_cfg
     metrics = read_metrics("runs/blog")          # every whole line of metrics.jsonl
     config = read_run_config("runs/blog")        # config.json, checked and in today's terms
+    summary = read_summary("runs/blog")          # summary.json, checked
+
+Every file a command reads from a run comes through here (or checkpoint.py for checkpoints), and
+damage (bad JSON, a list where an object belongs, a string where a number belongs, weights of the
+wrong shapes) is a UserError naming the file, never a traceback further on.
 
 A run directory holds config.json, tokenizer.json, metrics.jsonl, samples.jsonl (a sample at
 every evaluation), loss.png, summary.json, checkpoints/ (checkpoint.py) and snapshots/loss-X.XX/
@@ -20,11 +25,12 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 from tqdm import tqdm
 
 from bricklm import checkpoint as ckpt
-from bricklm.config import ModelConfig, TrainConfig, build, upgrade_model_table
+from bricklm.config import ModelConfig, TrainConfig, build, check_types, upgrade_model_table
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_bytes, atomic_write_json
 from bricklm.model import GPT
@@ -34,6 +40,15 @@ from bricklm.tokenizer import Tokenizer, tokenizer_from_dict
 SNAPSHOTS = "snapshots"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"  # a sample at every evaluation (callbacks.EvalSamples)
+SUMMARY_FIELDS = {
+    "parameters": "an integer", "steps": "an integer", "training_time_s": "a number", "train_loss": "a number",
+    "val_loss": "a number", "best_val_loss": "a number", "best_step": "an integer", "tokens_per_s": "a number",
+}  # fmt: skip
+# What a metrics.jsonl line may hold, and its type; "step" is in every line of metrics.jsonl and samples.jsonl.
+METRIC_FIELDS = {
+    "step": "an integer", "loss": "a number", "lr": "a number", "time": "a number", "train_loss": "a number",
+    "val_loss": "a number", "skipped": "a boolean", "eval": "a boolean",
+}  # fmt: skip
 
 
 @dataclass
@@ -64,16 +79,26 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     try:
         model_cfg = build(ModelConfig, c.config["model"], "model")
         train_cfg = build(TrainConfig, c.config.get("train", {}), "train")
-    except (KeyError, TypeError):
-        raise UserError(f"{path / 'config.json'} is not a bricklm config") from None
+    except KeyError:
+        raise UserError(f"{path / 'config.json'} is not a bricklm config (no model table)") from None
+    except UserError as exc:
+        raise UserError(f"{path / 'config.json'}: {exc}") from None
     model = GPT(model_cfg)
     ckpt.load_model_tensors(model, c.model, str(path / "model.safetensors"))
     model.to(device).eval()
-    return LoadedRun(run_dir, path, model, model_cfg, train_cfg, tokenizer_from_dict(c.tokenizer), c.trainer)
+    try:
+        tokenizer = tokenizer_from_dict(c.tokenizer)
+    except UserError as exc:
+        raise UserError(f"{path / 'tokenizer.json'}: {exc}") from None
+    return LoadedRun(run_dir, path, model, model_cfg, train_cfg, tokenizer, c.trainer)
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """RUN/config.json as a dict with its [model] table in today's terms; damage is a UserError naming the file."""
+    """RUN/config.json as a dict with its [model] table in today's terms; damage is a UserError naming the file.
+
+    Checked: each table is an object, the model table makes a model, train settings have their types.
+    Train values out of range are left to whoever builds a TrainConfig from them (a resume may fix them).
+    """
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise UserError(f"{run_dir} has no config.json; is it a bricklm run directory?")
@@ -83,9 +108,50 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
         raise UserError(f"{path} is not readable JSON ({type(exc).__name__}); the run's config is damaged") from None
     if not isinstance(config, dict) or not isinstance(config.get("model", {}), dict):
         raise UserError(f"{path} is not a bricklm run config (expected an object with a model table)")
-    if "model" in config:
-        config["model"] = upgrade_model_table(config["model"], quiet=True)
+    for key in ("train", "data", "finetune"):
+        if not isinstance(config.get(key, {}), dict):
+            raise UserError(f"{path}: {key} is not a table; the run's config is damaged")
+    if not isinstance(config.get("data", {}).get("dir", ""), (str, type(None))):
+        raise UserError(f"{path}: data.dir is not a path; the run's config is damaged")
+    try:
+        if "model" in config:
+            config["model"] = upgrade_model_table(config["model"], quiet=True)
+            build(ModelConfig, config["model"], "model")
+        check_types(TrainConfig, config.get("train", {}), "train")
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}; the run's config is damaged") from None
     return config
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """RUN/summary.json (what training wrote at the end), checked; damage is a UserError naming the file."""
+    path = Path(run_dir) / "summary.json"
+    summary = _read_json(path, "summary")
+    for key, kind in SUMMARY_FIELDS.items():
+        if not _is(summary.get(key), kind):
+            raise UserError(f"{path}: {key} is {summary.get(key)!r}, not {kind}; the summary is damaged")
+    return summary
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} not found") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is not readable JSON ({type(exc).__name__}); the {what} is damaged") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} is not a JSON object; the {what} is damaged")
+    return obj
+
+
+def _is(value: Any, kind: str) -> bool:
+    """value has the JSON type kind: "an integer", "a number", "a string", "a boolean" (bools are not numbers)."""
+    if kind == "a boolean":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, {"an integer": int, "a number": (int, float), "a string": str}[kind])
 
 
 def format_summary(result: dict) -> str:
@@ -162,17 +228,25 @@ def read_metrics(run_dir: str | Path, name: str = METRICS) -> list[dict[str, Any
 
 
 def metric_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(line, record) for each whole line; a line torn by a crash mid-write is dropped, not fatal."""
+    """(line, record) for each whole line; a line torn by a crash mid-write is dropped, not fatal, but a
+    whole line that is not a record (a step that is no integer, a loss that is no number) is a UserError
+    naming the file and the line."""
     out = []
     if not path.is_file():
         return out
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         try:
             rec = json.loads(line)
         except ValueError:
             continue
-        if isinstance(rec, dict):
-            out.append((line, rec))
+        if not isinstance(rec, dict):
+            raise UserError(f"{path} line {n} is not a JSON object; the file is damaged")
+        for key, kind in METRIC_FIELDS.items():
+            if (key in rec or key == "step") and not _is(rec.get(key), kind):
+                raise UserError(f"{path} line {n}: {key} is {rec.get(key)!r}, not {kind}; the file is damaged")
+        if rec.get("eval") and not ("train_loss" in rec and "val_loss" in rec):
+            raise UserError(f"{path} line {n}: an evaluation without train_loss and val_loss; the file is damaged")
+        out.append((line, rec))
     return out
 
 
@@ -200,14 +274,13 @@ def level_name(level: float) -> str:
 
 def write_snapshot(path: Path, model: torch.nn.Module, info: dict[str, Any]) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "model.safetensors.tmp"
-    save_file(ckpt.model_tensors(model), str(tmp))
-    tmp.replace(path / "model.safetensors")
+    # Bytes through Python's files, not safetensors' own (it refuses a path that isn't UTF-8).
+    atomic_write_bytes(path / "model.safetensors", st_save(ckpt.model_tensors(model)))
     atomic_write_json(path / "snapshot.json", info)  # last: a snapshot without it is incomplete
 
 
 def list_snapshots(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Complete snapshots of a run, highest level first, each with its 'path'."""
+    """Complete snapshots of a run, highest level first, each with its 'path'; a damaged one is a UserError."""
     root = Path(run_dir) / SNAPSHOTS
     out = []
     for d in sorted(root.glob("loss-*")) if root.is_dir() else []:
@@ -215,10 +288,10 @@ def list_snapshots(run_dir: str | Path) -> list[dict[str, Any]]:
         if meta.is_file() and (d / "model.safetensors").is_file():
             try:
                 info = json.loads(meta.read_text(encoding="utf-8"))
-                ok = isinstance(info, dict) and isinstance(info.get("level"), (int, float))
             except (OSError, ValueError):
-                ok = False
-            if not ok:
+                info = None
+            fields = {"level": "a number", "step": "an integer", "val_loss": "a number"}
+            if not isinstance(info, dict) or not all(_is(info.get(k), kind) for k, kind in fields.items()):
                 raise UserError(f"{meta} is damaged (not a snapshot record); delete {d} to go on without it")
             info["path"] = d
             out.append(info)
@@ -231,7 +304,7 @@ def load_snapshot_model(run_dir: str | Path, snapshot: dict[str, Any], device="c
     model = GPT(build(ModelConfig, config.get("model", {}), "model"))
     path = Path(snapshot["path"]) / "model.safetensors"
     try:
-        tensors = load_file(str(path))
+        tensors = st_load(path.read_bytes())
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path} is not a readable safetensors file ({exc})") from None
     ckpt.load_model_tensors(model, tensors, str(path))

@@ -310,7 +310,7 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
     """Rebuild a tokenizer from to_dict() output; bad content is a UserError."""
     if not isinstance(d, dict) or "type" not in d:
         raise UserError('tokenizer has no "type" field')
-    kind = _KINDS.get(d["type"])
+    kind = _KINDS.get(d["type"]) if isinstance(d["type"], str) else None
     if kind is None:
         raise UserError(f"unknown tokenizer type {d['type']!r}; this bricklm knows: {', '.join(_KINDS)}")
     return kind.from_dict(d)

@@ -33,7 +33,7 @@ from bricklm.config import ModelConfig, TrainConfig, to_dict
 from bricklm.datasets import open_dataset
 from bricklm.errors import UserError
 from bricklm.fastpaths import compile_with_fallback
-from bricklm.files import RunLock, atomic_write_json
+from bricklm.files import atomic_write_json, check_out_dir, make_dir
 from bricklm.generate import sample_text
 from bricklm.hardware import apply_kernel, check_fits, resolve_device, tune
 from bricklm.interrupts import Interrupted, StopSignals
@@ -102,6 +102,7 @@ class Trainer:
         self.out = RunLog(self.run_dir, main, log, bar=sys.stderr.isatty() if progress is None else progress)
         self.log = self.out.say
         self.callbacks = [*(callbacks or []), *config_callbacks(train_cfg)] if main else []
+        check_out_dir(self.run_dir, "--resume" if resume else "--out")  # a file, read-only: refused before any work
         self.data = open_dataset(data, self.run_dir, self.dist, self.log) if data is None or isinstance(
             data, (str, Path)) else data  # fmt: skip
         set_vocab_size(model_cfg, self.data.tokenizer)
@@ -111,8 +112,7 @@ class Trainer:
         self.weights = weights or PlainWeights()
         self.extra_config = extra_config or {}
         self.state, self.stop_reason, self.signals = TrainState(), None, StopSignals()
-        self.lock: RunLock | None = None
-        self.last_saved_step, self.nonfinite_streak = None, 0  # step of the newest checkpoint; bad steps in a row
+        self.lock, self.last_saved_step, self.nonfinite_streak = None, None, 0  # newest checkpoint; bad steps in a row
 
     def run(self) -> dict[str, Any]:
         """Train. SIGINT/SIGTERM stop after the current step: checkpoint saved, then interrupts.Interrupted."""
@@ -140,7 +140,7 @@ class Trainer:
         self.weights = AveragedWeights(self.average) if self.average else self.weights
         forward = compile_with_fallback(self.model, self.log) if cfg.compile else self.model
         self.forward = self.dist.wrap(forward, cfg.seed)  # DistributedDataParallel under torchrun
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(self.run_dir, "--resume" if self.resume else "--out")
         if main:
             self.lock = lock_run_dir(self.run_dir, self.log)
         if self.resume:

@@ -58,12 +58,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bricklm: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:  # train's clean stop (interrupts.Interrupted) says where it saved
-        print(f"bricklm: {exc or 'interrupted'}", file=sys.stderr)
+        print(f"bricklm: {str(exc) or 'interrupted'}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
     except BrokenPipeError:  # `bricklm sample | head` closing the pipe is not an error
         return 0
-    except OSError as exc:  # a full disk is the user's to fix, wherever the write was; other OSErrors are bugs
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except OSError as exc:
+        message = os_error_message(exc)
+        if message is None:
             raise
-        print(f"bricklm: error: disk full: {exc.strerror} ({exc.filename or 'writing output'})", file=sys.stderr)
+        print(f"bricklm: error: {message}", file=sys.stderr)
         return 1
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """The one line for an OSError a user can fix, or None for one that is a bug (and should raise).
+
+    A full disk is the user's to fix wherever the write was. Any other OSError that names a file came
+    from a path the user gave (or a folder made from one): a read-only file system, no permission, a
+    folder where a file belongs; the line names the path and the cause. One without a file name is a bug.
+    """
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full: {exc.strerror} ({exc.filename or 'writing output'})"
+    if exc.filename is None:
+        return None
+    where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else f"{exc.filename}"
+    return f"{where}: {exc.strerror or exc}"

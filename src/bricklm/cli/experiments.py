@@ -14,6 +14,7 @@ from bricklm.experiments.plan import (
     ABLATIONS,
     RESULTS_JSONL,
     RESULTS_MD,
+    failures_line,
     plan_ablation,
     plan_sweep,
     read_sweep_spec,
@@ -30,7 +31,8 @@ from bricklm.experiments.report import (
     run_report,
 )
 from bricklm.experiments.tables import write_ablation_outputs, write_sweep_outputs
-from bricklm.files import atomic_write_bytes, atomic_write_json
+from bricklm.files import atomic_write_json, atomic_write_text, check_out_dir, check_out_file, make_dir
+from bricklm.plots import plot_path
 
 
 def register(sub) -> None:
@@ -92,7 +94,7 @@ def register(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run directory trained with loss_levels set (the default)")
     p.add_argument("--chars", type=int, default=100, help="characters per sample (default 100, like the blog)")
     p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--temperature", type=float, default=1.0, help="1.0 = the blog's plain sampling")
+    p.add_argument("--temperature", type=float, default=1.0, help="1.0 = the blog's plain sampling; 0 = greedy")
     p.set_defaults(func=cmd_samples_by_loss)
 
     p = sub.add_parser(
@@ -113,7 +115,7 @@ def cmd_sweep(args) -> int:
     results = run_plan(plan, args.data, out, make_callbacks=standard_callbacks)
     print(write_sweep_outputs(out, results, len(plan)))
     print(f"\nwrote {out / RESULTS_MD}, {out / RESULTS_JSONL}, {out / 'val_loss.png'}")
-    return 0
+    return _exit_code(out, len(plan))
 
 
 def cmd_ablate(args) -> int:
@@ -125,6 +127,14 @@ def cmd_ablate(args) -> int:
     results = run_plan(plan, args.data, out, make_callbacks=standard_callbacks)
     print(write_ablation_outputs(out, results, len(plan)))
     print(f"\nwrote {out / RESULTS_MD}, {out / RESULTS_JSONL}, {out / 'ablation.png'}")
+    return _exit_code(out, len(plan))
+
+
+def _exit_code(out: Path, total: int) -> int:
+    """0 when every planned run trained; else the failures as the one error line (exit 1), after the tables."""
+    line = failures_line(out, total)
+    if line:
+        raise UserError(line)
     return 0
 
 
@@ -137,17 +147,18 @@ def cmd_bench_devices(args) -> int:
     for d in devices or []:
         if d not in ("cpu", "cuda", "mps"):
             raise UserError(f"unknown device {d!r} in --devices (known: cpu, cuda, mps)")
+    if args.out:
+        check_out_dir(args.out)  # before the benchmark, not after it
     rows = bench_devices(model, train, args.data, iters, devices)
     ok = next((r for r in rows if r["status"] == "ok"), None)
     header = f"{ok['parameters']:,} parameters, {iters} iterations" if ok else f"{iters} iterations"
     table = bench_table(rows)
     print(f"{header}\n\n{table}")
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = make_dir(args.out)
         record = {"kind": "bench-devices", "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
         atomic_write_json(out / "bench_devices.json", record)
-        atomic_write_bytes(out / "bench_devices.md", f"# Processors\n\n{header}\n\n{table}\n".encode())
+        atomic_write_text(out / "bench_devices.md", f"# Processors\n\n{header}\n\n{table}\n")
         print(f"\nwrote {out / 'bench_devices.md'}")
     return 0
 
@@ -156,7 +167,8 @@ def cmd_overfit(args) -> int:
     run = Path(args.run)
     if not run.is_dir():
         raise UserError(f"run directory not found: {run}")
-    plot = Path(args.plot) if args.plot else run / "overfit.png"
+    plot = plot_path(args.plot) if args.plot else run / "overfit.png"  # the name it is really written under
+    check_out_file(plot, "--plot")
     print(overfit_section(run, parse_at(args.at), plot))
     print(f"\nplot: {plot}")
     return 0
@@ -181,10 +193,11 @@ def cmd_report(args) -> int:
     path = Path(args.dir)
     if not path.is_dir():
         raise UserError(f"not a directory: {path}")
+    out = Path(args.out) if args.out else path / "report.md"
+    check_out_file(out, "--out")
     kind = detect(path)
     text = run_report(path) if kind == "run" else experiment_report(path, kind)
-    out = Path(args.out) if args.out else path / "report.md"
-    atomic_write_bytes(out, text.encode())
+    atomic_write_text(out, text)
     print(text)
     print(f"wrote {out}")
     return 0

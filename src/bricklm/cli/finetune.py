@@ -30,22 +30,24 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("--from", dest="source", metavar="RUN", help="pretrained run directory (from `bricklm train`)")
-    p.add_argument("--checkpoint", default="best", help="which checkpoint of --from: best, last or step-...")
+    p.add_argument("--checkpoint", help="which checkpoint of --from: best (default), last or step-...")
     p.add_argument(
         "--data", metavar="FILE.jsonl", help="conversations, one JSON object a line (default: the built-in Q&A set)"
     )
     p.add_argument("--out", metavar="RUN2", help="run directory to create (default: RUN-chat)")
     p.add_argument("--resume", metavar="RUN2", help="continue the fine-tuning run in RUN2")
     p.add_argument("--config", metavar="FILE.toml", help="a recipe; only its [train] table is used")
-    p.add_argument("--lora-rank", "--lora_rank", dest="lora_rank", type=int, default=0,
-                   help="train LoRA adapters of this rank instead of all weights (0 = full fine-tune)")  # fmt: skip
+    p.add_argument("--lora-rank", "--lora_rank", dest="lora_rank", type=int,
+                   help="train LoRA adapters of this rank, at most n_embd, instead of all weights "
+                   "(default 0: a full fine-tune)")  # fmt: skip
     p.add_argument("--lora-alpha", "--lora_alpha", dest="lora_alpha", type=float, default=None,
                    help="LoRA scale numerator: updates are scaled by alpha/rank (default: 2 x rank)")  # fmt: skip
     p.add_argument("--unknown-chars", "--unknown_chars", dest="unknown_chars", choices=UNKNOWN_CHARS,
-                   default="add", help="characters of the conversations the pretrained vocabulary lacks: "
+                   help="characters of the conversations the pretrained vocabulary lacks: "
                    "add them as new tokens (default) or drop them")  # fmt: skip
-    p.add_argument("--heldout-fraction", "--heldout_fraction", dest="heldout_fraction", type=float, default=0.1,
-                   help="share of a --data file held out for the val loss (the built-in set has its own)")  # fmt: skip
+    p.add_argument("--heldout-fraction", "--heldout_fraction", dest="heldout_fraction", type=float,
+                   help="share of a --data file held out for the val loss, default 0.1 (the built-in set has "
+                   "its own)")  # fmt: skip
     add_config_flags(p, (TrainConfig,))
     p.set_defaults(func=cmd_finetune)
 
@@ -70,12 +72,12 @@ def register(sub) -> None:
 def cmd_finetune(args) -> int:
     """`bricklm finetune`; also `bricklm train --resume RUN2` of a fine-tuning run lands here."""
     result, run_dir = finetune(
-        source=getattr(args, "source", None), checkpoint=getattr(args, "checkpoint", "best"), data=args.data,
+        source=getattr(args, "source", None), checkpoint=getattr(args, "checkpoint", None), data=args.data,
         out=getattr(args, "out", None), resume=args.resume, recipe=args.config,
         overrides=overrides_from_args(args, (TrainConfig,)),
         model_overrides=overrides_from_args(args, (ModelConfig,)),  # only `train --resume` has these flags
-        lora_rank=getattr(args, "lora_rank", 0), lora_alpha=getattr(args, "lora_alpha", None),
-        unknown_chars=getattr(args, "unknown_chars", "add"), heldout_fraction=getattr(args, "heldout_fraction", 0.1),
+        lora_rank=getattr(args, "lora_rank", None), lora_alpha=getattr(args, "lora_alpha", None),
+        unknown_chars=getattr(args, "unknown_chars", None), heldout_fraction=getattr(args, "heldout_fraction", None),
     )  # fmt: skip
     print(format_summary(result))
     print(f"chat with it: bricklm chat --run {run_dir}")
@@ -83,7 +85,7 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    check_sampling_settings(args.max_new_tokens, args.temperature, args.top_p, least=1)
+    check_sampling_settings(args.max_new_tokens, args.temperature, args.top_p, least=1, seed=args.seed)
     device = resolve_device(args.device)
     run = load_run(args.run, args.checkpoint, device)
     if not isinstance(run.tokenizer, ChatTokenizer):

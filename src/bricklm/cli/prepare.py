@@ -19,9 +19,14 @@ def register(sub) -> None:
         "none: the built-in python-docs corpus",
     )
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", help="corpus folder to write (created if needed)")
+    target.add_argument(
+        "--out", help="corpus folder to write: new, empty, or a corpus prepared before (replaced only with --overwrite)"
+    )
     target.add_argument(
         "--explain", metavar="FILE", help="print FILE before and after cleaning, and what was removed; writes nothing"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the corpus already in --out (never a folder of other files)"
     )
     parser.add_argument("--builtin", choices=BUILTINS, help="use a built-in corpus instead of SRC")
     parser.add_argument(
@@ -78,6 +83,7 @@ def cmd_prepare(args) -> int:
         tables=args.tables,
         tokenizer=args.tokenizer,
         vocab_size=args.vocab_size,
+        overwrite=args.overwrite,
     )
     print(report.format())
     return 0

@@ -66,6 +66,11 @@ def cmd_train(args) -> int:
     overrides = overrides_from_args(args)
     if args.resume:
         run_dir = Path(args.resume)
+        if args.out and Path(args.out).resolve() != run_dir.resolve():
+            raise UserError(
+                f"--resume {run_dir} continues that run in place; --out {args.out} would be ignored (to train a "
+                "copy, copy the run directory first and resume the copy)"
+            )
         if not (run_dir / "config.json").is_file():
             raise UserError(f"cannot resume {run_dir}: no config.json there (is it a bricklm run directory?)")
         saved = read_run_config(run_dir)
@@ -90,7 +95,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    check_sampling_settings(args.max_new_tokens, args.temperature, args.top_p)
+    check_sampling_settings(args.max_new_tokens, args.temperature, args.top_p, seed=args.seed)
     if args.num_samples < 1:
         raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
     device = resolve_device(args.device)
@@ -114,6 +119,12 @@ def cmd_sample(args) -> int:
 
 def cmd_info(args) -> int:
     if args.run:
+        ignored = [f"--{k.replace('_', '-')}" for k in overrides_from_args(args)] + ["--config"] * bool(args.config)
+        if ignored:
+            raise UserError(
+                f"{', '.join(ignored)} would be ignored with --run: info shows the run's own settings (give a "
+                "recipe or flags without --run to see another model)"
+            )
         run = load_run(args.run)
         model_cfg, train_cfg = run.model_cfg, run.train_cfg
     else:

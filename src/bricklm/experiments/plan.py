@@ -28,13 +28,14 @@ from typing import Any
 from bricklm import checkpoint as ckpt
 from bricklm.config import ModelConfig, TrainConfig, merge, read_toml, resolve
 from bricklm.errors import UserError
-from bricklm.files import atomic_write_bytes, atomic_write_json
-from bricklm.runs import read_run_config
+from bricklm.files import atomic_write_bytes, atomic_write_json, check_out_dir, make_dir
+from bricklm.runs import read_run_config, read_summary
 from bricklm.train import Trainer
 
 EXPERIMENT = "experiment.json"
 RESULTS_JSONL = "results.jsonl"
 RESULTS_MD = "results.md"
+FAILURES = "failures.json"
 
 # (name, what it changes, overrides). The attention variants that equal the base are skipped.
 ABLATIONS: list[tuple[str, str, dict[str, Any]]] = [
@@ -140,11 +141,12 @@ def same_settings(saved: dict[str, Any], run: PlannedRun) -> bool:
 def write_experiment(out: Path, kind: str, plan: list[PlannedRun], data: str, meta: dict[str, Any]) -> None:
     path = out / EXPERIMENT
     planned = [planned_dict(r) for r in plan]
+    check_out_dir(out)
     if path.is_file():
         old = read_experiment(out)
         if old.get("kind") != kind:
             raise UserError(f"{out} holds a {old.get('kind')}, not a {kind}; pick a new --out")
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     atomic_write_json(path, {"kind": kind, "data": str(data), "meta": meta, "runs": planned})
 
 
@@ -179,23 +181,42 @@ def run_plan(plan: list[PlannedRun], data: str | Path, out: Path, log=print, pro
             # One run that can't train here (e.g. too big for memory) must not cost the others.
             failures[run.name] = str(exc)
             log(f"[{i}/{len(plan)}] {run.name}: not trained: {exc}")
-    atomic_write_json(out / "failures.json", failures)
+    atomic_write_json(out / FAILURES, failures)
     return collect_results(out, plan)
 
 
+def failures_line(out: Path, total: int) -> str | None:
+    """One line naming the runs the last sweep or ablation in `out` could not train, or None if every one trained."""
+    failures = read_failures(out)
+    if not failures:
+        return None
+    return (
+        f"{len(failures)} of {total} runs were not trained: {', '.join(failures)} (why: above, and in "
+        f"{out / RESULTS_MD}); fix that and rerun the same command to train just those"
+    )
+
+
 def read_failures(out: Path) -> dict[str, str]:
-    path = out / "failures.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """failures.json: the runs the last command could not train, and why; damage is a UserError naming it."""
+    path = out / FAILURES
+    if not path.is_file():
+        return {}
+    try:
+        failures = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        failures = None
+    if not isinstance(failures, dict) or not all(isinstance(v, str) for v in failures.values()):
+        raise UserError(f"{path} is damaged (not a table of run names and reasons); delete it and rerun")
+    return failures
 
 
 def collect_results(out: Path, plan: list[PlannedRun]) -> list[dict[str, Any]]:
     """One record per finished run (summary + settings), also written to results.jsonl."""
     results = []
     for index, run in enumerate(plan, 1):
-        summary_path = out / run.name / "summary.json"
-        if not summary_path.is_file():
+        if not (out / run.name / "summary.json").is_file():
             continue
-        summary = json.loads(summary_path.read_text())
+        summary = read_summary(out / run.name)
         config = read_run_config(out / run.name)
         record = {k: v for k, v in summary.items() if k != "sample"}
         record.update(index=index, name=run.name, label=run.label, overrides=run.overrides)
@@ -215,4 +236,10 @@ def read_experiment(out: Path) -> dict[str, Any]:
         raise UserError(f"cannot read {path} ({type(exc).__name__}); is {out} a sweep or ablation?") from None
     if not isinstance(exp, dict) or not isinstance(exp.get("runs", []), list):
         raise UserError(f"{path} is not a bricklm experiment record")
+    for r in exp.get("runs", []):
+        ok = isinstance(r, dict) and isinstance(r.get("label"), str) and isinstance(r.get("overrides"), dict)
+        name = r.get("name") if isinstance(r, dict) else None
+        # A run's name is a folder inside `out`: nothing that reaches outside it.
+        if not ok or not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise UserError(f"{path} is not a bricklm experiment record (a damaged entry in runs)")
     return exp

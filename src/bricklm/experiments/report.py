@@ -10,7 +10,6 @@ experiment.json); nothing trains.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,16 @@ from bricklm.config import parse_loss_levels
 from bricklm.errors import UserError
 from bricklm.experiments import tables
 from bricklm.experiments.plan import PlannedRun, collect_results, read_experiment
-from bricklm.generate import generate_text
+from bricklm.generate import check_sampling_settings, generate_text
 from bricklm.plots import finish_loss_axes, plot_loss, plt
-from bricklm.runs import eval_records, list_snapshots, load_snapshot_model, read_metrics, read_run_config
+from bricklm.runs import (
+    eval_records,
+    list_snapshots,
+    load_snapshot_model,
+    read_metrics,
+    read_run_config,
+    read_summary,
+)
 from bricklm.tokenizer import load_tokenizer
 
 BLOG_ITERATIONS = (500, 1500, 3000)
@@ -123,6 +129,7 @@ def parse_at(text: str | None) -> list[int] | None:
 
 def level_samples(run_dir: Path, chars: int, seed: int, temperature: float) -> list[dict[str, Any]]:
     """One entry per configured level: its snapshot's sample, or why there is none."""
+    check_sampling_settings(chars, temperature, None, least=1, length_flag="--chars", seed=seed)
     config = read_run_config(run_dir)
     levels = parse_loss_levels(config.get("train", {}).get("loss_levels", ""))
     snaps = {s["level"]: s for s in list_snapshots(run_dir)}
@@ -173,10 +180,9 @@ def detect(path: Path) -> str:
 
 def run_report(run: Path) -> str:
     parts = [f"# Run `{run.name}`\n"]
-    summary_path = run / "summary.json"
     config = read_run_config(run) if (run / "config.json").is_file() else {}
-    if summary_path.is_file():
-        s = json.loads(summary_path.read_text())
+    if (run / "summary.json").is_file():
+        s = read_summary(run)
         parts.append(
             "| Quantity | Value |\n|---|---:|\n"
             f"| Parameters | {s['parameters']:,} |\n| Iterations | {s['steps']:,} |\n"

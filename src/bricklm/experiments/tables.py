@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bricklm.experiments.plan import EXPERIMENT, RESULTS_MD, read_experiment, read_failures
-from bricklm.files import atomic_write_bytes
+from bricklm.files import atomic_write_text
 from bricklm.plots import plt, save
 from bricklm.runs import read_metrics
 
@@ -103,7 +103,7 @@ def write_sweep_outputs(out: Path, results: list[dict[str, Any]], total: int) ->
     missing += "".join(f"\n- `{name}` not trained: {why}\n" for name, why in read_failures(out).items())
     runs = "\n".join(f"- #{r['index']} `{r['run_dir']}`: {r['label']}" for r in results)
     text = f"# Sweep results\n\n{table}\n{missing}\n{runs}\n\n![validation loss](val_loss.png)\n"
-    atomic_write_bytes(out / RESULTS_MD, text.encode())
+    atomic_write_text(out / RESULTS_MD, text)
     if results:
         plot_val_curves(out, results, out / "val_loss.png", "validation loss per run")
     return table
@@ -117,7 +117,7 @@ def write_ablation_outputs(out: Path, results: list[dict[str, Any]], total: int)
     missing += "".join(f"\n- `{name}` not trained: {why}\n" for name, why in read_failures(out).items())
     text = f"# Ablation results\n\n{table}\n{missing}\n![val loss per variant](ablation.png)\n\n"
     text += "![validation loss curves](val_loss.png)\n"
-    atomic_write_bytes(out / RESULTS_MD, text.encode())
+    atomic_write_text(out / RESULTS_MD, text)
     if results:
         plot_ablation_bars(results, out / "ablation.png")
         plot_val_curves(out, results, out / "val_loss.png", "ablation: validation loss")

@@ -142,7 +142,9 @@ class LoRAWeights:
     def load(self, model: nn.Module, c: ckpt.Checkpoint) -> None:
         adapted = lora_modules(model)
         plain = {k: v for k, v in c.model.items() if not any(k.startswith(n + ".") for n in adapted)}
+        ckpt.check_shapes(model.state_dict(), plain, str(c.path / "model.safetensors"))
         model.load_state_dict(plain, strict=False)
+        ckpt.check_shapes(adapter_tensors(model), c.state, str(c.path / "state.safetensors"))
         try:
             load_adapter_tensors(model, c.state)
         except KeyError as e:

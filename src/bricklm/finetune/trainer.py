@@ -21,6 +21,7 @@ What happens, in order:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -96,39 +97,54 @@ def chat_tokenizer(source_tok, conversations, unknown_chars: str, log=print) -> 
     return ChatTokenizer(base, specials, added)
 
 
-def finetune(*, source: str | Path | None = None, checkpoint: str = "best", data: str | Path | None = None,
+def finetune(*, source: str | Path | None = None, checkpoint: str | None = None, data: str | Path | None = None,
              out: str | Path | None = None, resume: str | Path | None = None, recipe: str | Path | None = None,
              overrides: dict[str, Any] | None = None, model_overrides: dict[str, Any] | None = None,
-             lora_rank: int = 0, lora_alpha: float | None = None, unknown_chars: str = "add",
-             heldout_fraction: float = 0.1, log=print, progress=None) -> tuple[dict[str, Any], Path]:  # fmt: skip
+             lora_rank: int | None = None, lora_alpha: float | None = None, unknown_chars: str | None = None,
+             heldout_fraction: float | None = None, log=print, progress=None,
+             ) -> tuple[dict[str, Any], Path]:  # fmt: skip
     """Fine-tune `source` (a run directory) into `out` (default SOURCE-chat), or continue `resume`.
 
     Train settings: the fine-tuning defaults (the source's device, threads and dtype carry over), then
-    the recipe's [train] table, then overrides. Returns (the summary, the run directory).
+    the recipe's [train] table, then overrides. Returns (the summary, the run directory). The settings
+    that shape a new fine-tuning run (source, checkpoint, out, the LoRA and data options) default to
+    None: "best", rank 0 (full), alpha 2 x rank, "add", 0.1; a resume refuses them, since the run keeps its own.
     """
     if model_overrides:
         raise UserError(f"--{next(iter(model_overrides))}: a fine-tuned model keeps its pretrained run's shape")
     if resume:
         run_dir = Path(resume)
+        given = {"--from": source, "--checkpoint": checkpoint, "--lora-rank": lora_rank, "--lora-alpha": lora_alpha,
+                 "--unknown-chars": unknown_chars, "--heldout-fraction": heldout_fraction}  # fmt: skip
+        if out is not None and Path(out).resolve() != run_dir.resolve():
+            given["--out"] = out
+        ignored = [flag for flag, value in given.items() if value is not None]
+        if ignored:
+            raise UserError(
+                f"{' and '.join(ignored)} cannot be used with --resume: a resumed fine-tuning run keeps the source, "
+                f"the folder and the settings it started with (in {run_dir / 'config.json'})"
+            )
         config = read_run_config(run_dir)
         if "finetune" not in config:
             raise UserError(f"{run_dir} is not a fine-tuning run; resume it with `bricklm train --resume`")
-        settings = dict(config["finetune"])
+        model_cfg = build(ModelConfig, config["model"], "model")
+        settings = _saved_settings(config["finetune"], run_dir / "config.json", model_cfg.n_embd)
         if data:
             settings["data"] = str(data)
-        model_cfg = build(ModelConfig, config["model"], "model")
         train_values = dict(config.get("train", {}))
         source_run = None
     else:
         if not source:
             raise UserError("give --from RUN (a trained run) or --resume RUN2")
-        if lora_rank < 0:
-            raise UserError(f"--lora-rank must be >= 0, got {lora_rank}")
+        lora_rank = lora_rank or 0
+        heldout_fraction = 0.1 if heldout_fraction is None else heldout_fraction
+        unknown_chars = unknown_chars or "add"
         if not 0 < heldout_fraction < 1:
             raise UserError(f"--heldout-fraction must be between 0 and 1, got {heldout_fraction}")
         if unknown_chars not in UNKNOWN_CHARS:
             raise UserError(f"unknown_chars must be one of {', '.join(UNKNOWN_CHARS)}, not {unknown_chars!r}")
-        source_run = load_run(source, checkpoint)
+        source_run = load_run(source, checkpoint or "best")
+        check_lora(lora_rank, lora_alpha, source_run.model_cfg.n_embd)
         run_dir = Path(out or f"{str(source).rstrip('/')}-chat")
         settings = {
             "from": str(source),
@@ -179,6 +195,33 @@ def finetune(*, source: str | Path | None = None, checkpoint: str = "best", data
                       build_model=build_model, weights=LoRAWeights() if rank else None,
                       extra_config={"finetune": settings})  # fmt: skip
     return trainer.run(), run_dir
+
+
+def check_lora(rank: int, alpha: float | None, width: int) -> None:
+    """LoRA settings that make sense together, for a model `width` (n_embd) wide."""
+    if rank < 0:
+        raise UserError(f"--lora-rank must be >= 0, got {rank}")
+    if rank > width:  # a rank past the width adapts nothing more and costs rank x width parameters per layer
+        raise UserError(f"--lora-rank {rank} is more than the model's width (n_embd {width}); give at most {width}")
+    if alpha is not None and not rank:
+        raise UserError("--lora-alpha applies only to LoRA: give --lora-rank too")
+    if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
+        raise UserError(f"--lora-alpha must be a finite number > 0, got {alpha}")
+
+
+def _saved_settings(table: dict[str, Any], path: Path, width: int) -> dict[str, Any]:
+    """A fine-tuning run's saved settings (config.json's finetune table), checked; damage names the file."""
+    kinds = {"data": str, "lora_rank": int, "lora_alpha": (int, float), "unknown_chars": str,
+             "heldout_fraction": (int, float)}  # fmt: skip
+    for key, kind in kinds.items():
+        value = table.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise UserError(f"{path}: finetune.{key} is {value!r}; the run's config is damaged")
+    try:
+        check_lora(table["lora_rank"], table["lora_alpha"] if table["lora_rank"] else None, width)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}; the run's config is damaged") from None
+    return dict(table)
 
 
 def _conversations(settings: dict[str, Any], seed: int) -> tuple[list, list]:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from bricklm.callbacks import Callback, Context
 from bricklm.config import TrainConfig
 from bricklm.data import get_batch
+from bricklm.errors import UserError
 from bricklm.model import evaluating, split_heads
 from bricklm.optim import learning_rate, make_optimizer
 from bricklm.train import train_step
@@ -273,6 +274,35 @@ class HealthCallback(Callback):
         ctx.append_metrics({"step": step, "health": health})
 
 
+# The shape of each health value: "table" {layer: number}, "list" [number], "lists" [[number]], "number".
+HEALTH_SHAPES = {
+    "grad_norm": "table", "update_ratio": "table", "act_mean": "list", "act_std": "list", "embed_cos": "list",
+    "passthrough": "list", "input_sensitivity": "list", "attn_entropy": "lists", "attn_first": "lists",
+    "loss": "number", "lr": "number",
+}  # fmt: skip
+
+
 def health_records(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The health lines of a metrics.jsonl, flattened to records with their step."""
-    return [{"step": m["step"], **m["health"]} for m in metrics if "health" in m]
+    """The health lines of a metrics.jsonl, flattened to records with their step; a damaged one is a UserError."""
+    out = []
+    for m in metrics:
+        if "health" not in m:
+            continue
+        h = m["health"]
+        if not isinstance(h, dict) or not all(_fits(h[k], shape) for k, shape in HEALTH_SHAPES.items() if k in h):
+            raise UserError(f"metrics.jsonl: the health record at step {m['step']} is damaged (not numbers by layer)")
+        out.append({"step": m["step"], **h})
+    return out
+
+
+def _fits(value: Any, shape: str) -> bool:
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if shape == "table":
+        return isinstance(value, dict) and all(number(v) for v in value.values())
+    if shape == "list":
+        return isinstance(value, list) and all(number(v) for v in value)
+    if shape == "lists":
+        return isinstance(value, list) and all(isinstance(r, list) and all(number(v) for v in r) for r in value)
+    return number(value)

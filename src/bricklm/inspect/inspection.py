@@ -20,7 +20,7 @@ import torch
 from bricklm.config import ModelConfig, TrainConfig, load_config, resolve, section_of, to_dict
 from bricklm.data import check_split_length, load_corpus
 from bricklm.errors import UserError
-from bricklm.files import atomic_write_json
+from bricklm.files import atomic_write_json, check_out_dir, check_out_file
 from bricklm.generate import encode_prompt
 from bricklm.inspect.diagnosis import THRESHOLDS, diagnose, format_findings
 from bricklm.inspect.health import (
@@ -264,6 +264,8 @@ def load_target(run: str | None, checkpoint: str, config: str | None, data: str 
                 overrides: dict[str, Any], say=print) -> Target:  # fmt: skip
     """A trained run (run) or an untrained model (config + overrides, vocabulary from data or the blog's)."""
     if run:
+        if config:
+            raise UserError("--config describes an untrained model; with --run the run's own settings are used")
         fixed = sorted(k for k in overrides if section_of(k) == "model" and k != "block_size")
         if fixed:
             raise UserError(
@@ -306,7 +308,15 @@ def inspect_model(*, run: str | None = None, checkpoint: str = "best", config: s
         raise UserError(f"--steps must be >= 0, got {steps}")
     if prompt and not (plots or run):
         raise UserError("--prompt draws attention maps into a folder: give --plots DIR too")
+    # Outputs that can't be written are refused now, not after the whole analysis has been printed.
+    if plots:
+        check_out_dir(plots, "--plots")
+    if json_path:
+        check_out_file(json_path, "--json")
     t = load_target(run, checkpoint, config, data, overrides or {}, say)
+    plots_dir = Path(plots) if plots else (Path(run) / "inspect" if run else None)
+    if plots_dir is not None and not plots:
+        check_out_dir(plots_dir, "--plots (default RUN/inspect)")
     train_data = _corpus(t, explicit=bool(data), say=say)
     idx, tokens = _prompt_ids(prompt, t.tokenizer, train_data, t.train_cfg, t.model_cfg.block_size)  # refuse early
     say(f"model: {t.model.n_params():,} parameters, {t.model_cfg.n_layer} blocks")
@@ -334,7 +344,6 @@ def inspect_model(*, run: str | None = None, checkpoint: str = "best", config: s
     else:
         say("training health: needs a corpus (--data DIR) or a run trained with --log-health")
 
-    plots_dir = Path(plots) if plots else (Path(run) / "inspect" if run else None)
     if plots_dir is not None:
         paths = write_plots(records, plots_dir, t.model, idx, tokens)
         say("")
