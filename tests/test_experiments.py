@@ -123,7 +123,10 @@ def test_sweep_table_plot_and_resume(tiny_corpus, tmp_path, capsys):
     shutil.rmtree(out / "run-02" / "checkpoints" / "step-000000006")
     assert main(["report", str(out)]) == 0
     report = (out / "report.md").read_text()
-    assert "2 of 3 runs finished" in report and "| | #1 | #3 |" in report  # columns keep the run's number
+    assert "2 of 3 runs finished" in report and "| | #1 | #2 | #3 |" in report  # columns keep the run's number
+    # ... and the unfinished run keeps its column, saying why it has no numbers
+    assert "| Iterations | 6 | *stopped at step 3 of 6* | 6 |" in report
+    assert "- `run-02`: no result: stopped at step 3 of 6; rerun the command to resume it" in report
     shutil.rmtree(out / "run-03")
     capsys.readouterr()
     assert main(["sweep", str(spec), "--data", str(tiny_corpus), "--out", str(out)]) == 0
@@ -320,5 +323,8 @@ def test_sweep_records_a_run_that_cannot_train_and_goes_on(tiny_corpus, tmp_path
     out = tmp_path / "sweep"
     assert main(["sweep", str(spec), "--data", str(tiny_corpus), "--out", str(out)]) == 0
     md = (out / "results.md").read_text()
-    assert "`run-01` not trained:" in md and "| | #2 |" in md
-    assert set(json.loads((out / "failures.json").read_text())) == {"run-01"}
+    # The refused run keeps its column and says why, in the table and under it.
+    assert "- `run-01`: refused: " in md and "| | #1 | #2 |" in md
+    assert "| Iterations | *refused* | 6 |" in md and "| Validation loss | – |" in md
+    failures = json.loads((out / "failures.json").read_text())
+    assert set(failures) == {"run-01"} and failures["run-01"]["status"] == "refused"

@@ -14,6 +14,11 @@ A sweep spec is a recipe ([meta], [model], [train]: shared by every run) plus ei
 combination). Keys in runs/grid are the flat field names of ModelConfig/TrainConfig.
 Every run is seeded with train.seed (the same for all runs, so they differ only in what
 the spec changes) unless `seed` itself is swept.
+
+`--seeds N` (with_seeds) trains each planned run N times: seed 1 is train.seed in the run's
+own directory (so a single-seed sweep or ablation is the first seed of a multi-seed one, and
+reruns with more seeds reuse it), seed k is train.seed + k - 1 in NAME-sK. An experiment.json
+without seed fields is one seed per run.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,9 @@ from bricklm.train import Trainer
 EXPERIMENT = "experiment.json"
 RESULTS_JSONL = "results.jsonl"
 RESULTS_MD = "results.md"
+ERROR_LOG = "error.log"  # a failed run's traceback, in its run directory
+# Shorter runs get a warning that their ranking means little (experiments/stats.py says why 1,000).
+MIN_RANKING_STEPS = 1000
 
 # (name, what it changes, overrides). The attention variants that equal the base are skipped.
 ABLATIONS: list[tuple[str, str, dict[str, Any]]] = [
@@ -58,6 +67,11 @@ class PlannedRun:
     overrides: dict[str, Any]  # what this run changes relative to the base
     model: ModelConfig
     train: TrainConfig
+    group: str = ""  # the variant or sweep run this is one seed of ("" = its own name)
+    replica: int = 1  # which seed of the group: 1 .. N
+
+    def __post_init__(self) -> None:
+        self.group = self.group or self.name
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -112,6 +126,25 @@ def plan_ablation(model: ModelConfig, train: TrainConfig, only: list[str] | None
     return plan
 
 
+def with_seeds(plan: list[PlannedRun], seeds: int) -> list[PlannedRun]:
+    """Each run of plan trained with `seeds` seeds, seed-major: every run's first seed, then every run's second...
+
+    Seed-major so that an interrupted multi-seed experiment has a complete one-seed table first.
+    """
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    out = []
+    for k in range(1, seeds + 1):
+        for run in plan:
+            if k == 1:
+                out.append(run)
+                continue
+            train = dataclasses.replace(run.train, seed=run.train.seed + k - 1)
+            out.append(PlannedRun(f"{run.name}-s{k}", run.label, run.overrides, dataclasses.replace(run.model), train,
+                                  group=run.name, replica=k))  # fmt: skip
+    return out
+
+
 # --- running -------------------------------------------------------------------------------
 
 
@@ -120,6 +153,8 @@ def planned_dict(run: PlannedRun) -> dict[str, Any]:
         "name": run.name,
         "label": run.label,
         "overrides": run.overrides,
+        "group": run.group,
+        "replica": run.replica,
         "model": dataclasses.asdict(run.model),
         "train": dataclasses.asdict(run.train),
     }
@@ -153,9 +188,14 @@ def run_plan(plan: list[PlannedRun], data: str | Path, out: Path, log=print, pro
     """Train each planned run that hasn't finished; return every finished run's result.
 
     make_callbacks(train_cfg) -> list: callbacks for each run beyond what its config switches on
-    (the command line passes the health logger for --log-health).
+    (the command line passes the health logger for --log-health). A run that cannot train (a
+    UserError: refused) or crashes (failed: its traceback goes to RUN/error.log) is recorded in
+    failures.json and the others still train; Ctrl-C still stops the whole plan.
     """
-    failures: dict[str, str] = {}
+    warning = too_short_warning(min(run.train.max_iters for run in plan)) if plan else None
+    if warning:
+        log(f"warning: {warning}")
+    failures: dict[str, dict[str, str]] = {}
     for i, run in enumerate(plan, 1):
         run_dir = out / run.name
         if (run_dir / "config.json").is_file() and not same_settings(read_run_config(run_dir), run):
@@ -177,28 +217,51 @@ def run_plan(plan: list[PlannedRun], data: str | Path, out: Path, log=print, pro
                     callbacks=callbacks).run()  # fmt: skip
         except UserError as exc:
             # One run that can't train here (e.g. too big for memory) must not cost the others.
-            failures[run.name] = str(exc)
-            log(f"[{i}/{len(plan)}] {run.name}: not trained: {exc}")
+            failures[run.name] = {"status": "refused", "reason": str(exc)}
+            log(f"[{i}/{len(plan)}] {run.name}: refused: {exc}")
+        except Exception as exc:  # a crash in one run: keep its traceback, train the rest, report it at the end
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(run_dir / ERROR_LOG, traceback.format_exc().encode())
+            failures[run.name] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc} (see {ERROR_LOG})"}
+            log(f"[{i}/{len(plan)}] {run.name}: failed: {type(exc).__name__}: {exc} (see {run_dir / ERROR_LOG})")
     atomic_write_json(out / "failures.json", failures)
     return collect_results(out, plan)
 
 
-def read_failures(out: Path) -> dict[str, str]:
+def too_short_warning(steps: int) -> str | None:
+    """Why runs of `steps` steps cannot be ranked yet, or None (the rule: MIN_RANKING_STEPS)."""
+    if steps >= MIN_RANKING_STEPS:
+        return None
+    return (
+        f"runs of {steps:,} steps are too short to rank: below {MIN_RANKING_STEPS:,} steps the order of the "
+        "runs still changes as they train (the blog's 200k ablation at 200 steps ranks no positions and the "
+        "residual bug above the original; from 1,000 steps on the order is the blog's); give --max-iters "
+        f"{MIN_RANKING_STEPS} or more before reading anything into the ranking"
+    )
+
+
+def read_failures(out: Path) -> dict[str, dict[str, str]]:
+    """failures.json: {run name: {"status": "refused" | "failed", "reason": ...}} for the runs the last command
+    could not train (an older file's plain messages read as refusals)."""
     path = out / "failures.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    raw = json.loads(path.read_text()) if path.is_file() else {}
+    return {name: f if isinstance(f, dict) else {"status": "refused", "reason": str(f)} for name, f in raw.items()}
 
 
 def collect_results(out: Path, plan: list[PlannedRun]) -> list[dict[str, Any]]:
     """One record per finished run (summary + settings), also written to results.jsonl."""
     results = []
-    for index, run in enumerate(plan, 1):
+    groups = list(dict.fromkeys(run.group for run in plan))  # a run's number is its group's: #2 for every seed of #2
+    for run in plan:
+        index = groups.index(run.group) + 1
         summary_path = out / run.name / "summary.json"
         if not summary_path.is_file():
             continue
         summary = json.loads(summary_path.read_text())
         config = read_run_config(out / run.name)
         record = {k: v for k, v in summary.items() if k != "sample"}
-        record.update(index=index, name=run.name, label=run.label, overrides=run.overrides)
+        record.update(index=index, name=run.name, label=run.label, overrides=run.overrides, group=run.group,
+                      replica=run.replica, seed=config["train"].get("seed"))  # fmt: skip
         record.update(model=config["model"], train=config["train"], run_dir=run.name, sample=summary.get("sample"))
         results.append(record)
     lines = "".join(json.dumps(r) + "\n" for r in results)
