@@ -12,10 +12,12 @@ from bricklm.errors import UserError
 from bricklm.experiments.devices import bench_devices, bench_table
 from bricklm.experiments.plan import (
     ABLATIONS,
+    ERROR_LOG,
     RESULTS_JSONL,
     RESULTS_MD,
     plan_ablation,
     plan_sweep,
+    read_failures,
     read_sweep_spec,
     run_plan,
     with_seeds,
@@ -121,7 +123,7 @@ def cmd_sweep(args) -> int:
     results = run_plan(plan, args.data, out, make_callbacks=standard_callbacks)
     print(write_sweep_outputs(out, results))
     print(f"\nwrote {out / RESULTS_MD}, {out / RESULTS_JSONL}, {out / 'val_loss.png'}")
-    return 0
+    return check_failed(out)
 
 
 def cmd_ablate(args) -> int:
@@ -133,6 +135,15 @@ def cmd_ablate(args) -> int:
     results = run_plan(plan, args.data, out, make_callbacks=standard_callbacks)
     print(write_ablation_outputs(out, results))
     print(f"\nwrote {out / RESULTS_MD}, {out / RESULTS_JSONL}, {out / 'ablation.png'}")
+    return check_failed(out)
+
+
+def check_failed(out: Path) -> int:
+    """0, or a UserError naming the runs that crashed (a refusal is the user's choice to read, not a failure)."""
+    failed = [name for name, f in read_failures(out).items() if f["status"] == "failed"]
+    if failed:
+        names = ", ".join(failed)
+        raise UserError(f"{len(failed)} run(s) failed: {names} (each one's traceback is in {out}/RUN/{ERROR_LOG})")
     return 0
 
 
