@@ -103,6 +103,9 @@ def format_summary(result: dict) -> str:
         lines.insert(1, f"stopped early:   {result['stop_reason']}")
     if result.get("sample"):
         lines += ["sample:", result["sample"]]
+    if result.get("heldout_reply"):  # a fine-tuned run: its answer to a question it never trained on
+        qa = result["heldout_reply"]
+        lines += [f"held-out question: {qa['question']}", f"reply:    {qa['reply']}", f"expected: {qa['expected']}"]
     return "\n".join(lines)
 
 
