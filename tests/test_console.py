@@ -81,6 +81,18 @@ def test_a_short_evaluation_says_nothing(tmp_path, clock):
     assert lines == [] and log.eval_times == [pytest.approx(0.04)]
 
 
+def test_a_slow_first_batch_does_not_make_an_evaluation_look_long(tmp_path, clock):
+    log, lines = run_log(tmp_path, eval_iters=5)
+    log.start(10, 0)
+    log.eval_progress(0, 10)
+    clock.now += 20.0  # the first batch pays for warm-up
+    log.eval_progress(1, 10)
+    for done in range(2, 11):
+        clock.now += 0.1
+        log.eval_progress(done, 10)
+    assert not any("each evaluation" in line for line in lines)  # 10 x 0.1 s, not 10 x 20 s
+
+
 def test_the_estimate_with_eval_full_counts_the_train_batches_only(tmp_path, clock):
     log, lines = run_log(tmp_path, max_iters=100, eval_interval=100, eval_iters=100, eval_full=True)
     log.start(100, 0)
@@ -115,8 +127,8 @@ def test_training_without_a_terminal_shows_evaluation_progress_and_why_it_stoppe
     assert main(["train", "--data", str(tiny_corpus), "--out", str(run), *TINY_FLAGS, "--target-val-loss", "50"]) == 0
     out = capsys.readouterr().out
     assert out.count("each evaluation scores 4 batches") == 1
-    assert out.index("each evaluation scores") < out.index("evaluating at step 0: 3/4 batches")
-    assert out.index("evaluating at step 0: 3/4 batches") < out.index("step      0: train loss")
+    assert out.index("evaluating at step 0: 3/4 batches") < out.index("each evaluation scores")
+    assert out.index("each evaluation scores") < out.index("step      0: train loss")
     assert "step 1/6: loss " in out and "evaluating at step 3: 1/4 batches" in out
     # The target stops training at the first evaluation after step 0; the console says so, and the summary too.
     assert "val loss " in out and "<= target 50 after" in out

@@ -139,6 +139,7 @@ class RunLog:
         self.cfg = cfg or TrainConfig()
         self.use_bar, self.bar, self.last_line = enabled and bar, None, 0.0
         self.at_step, self.eval_bar, self.eval_start, self.eval_times, self.announced = 0, None, 0.0, [], False
+        self.first_batch = 0.0  # seconds the current evaluation's first batch took
 
     def say(self, message: str) -> None:
         if self.enabled:
@@ -180,10 +181,14 @@ class RunLog:
             self.eval_start = self.last_line = now
             return
         took = now - self.eval_start
-        if not self.announced and done >= min(3, total):  # a few batches in: the first may be a warm-up
+        if done == 1:
+            self.first_batch = took
+        if not self.announced and done >= min(4, total):
             self.announced = True
-            if took / done * total > LONG_EVAL_S:
-                self.say(self.long_eval_message(took / done, total))
+            # Timed without the first batch where there are more (it pays for warm-up and allocation).
+            per_batch = (took - self.first_batch) / (done - 1) if done > 1 else took
+            if per_batch * total > LONG_EVAL_S:
+                self.say(self.long_eval_message(per_batch, total))
         if self.use_bar and self.eval_bar is None and done < total:
             self.eval_bar = tqdm(total=total, initial=done, desc="evaluating", unit="batch", leave=False, delay=1.0)
         elif self.eval_bar is not None:
