@@ -125,8 +125,8 @@ def test_sweep_table_plot_and_resume(tiny_corpus, tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "2 of 3 runs finished" in report and "| | #1 | #2 | #3 |" in report  # columns keep the run's number
     # ... and the unfinished run keeps its column, saying why it has no numbers
-    assert "| Iterations | 6 | *stopped at step 3 of 6* | 6 |" in report
-    assert "- `run-02`: no result: stopped at step 3 of 6; rerun the command to resume it" in report
+    assert "| Iterations | 6 | *unfinished at step 3 of 6 (last checkpoint)* | 6 |" in report
+    assert "- `run-02`: no result: unfinished at step 3 of 6 (last checkpoint); the same command resumes it" in report
     shutil.rmtree(out / "run-03")
     capsys.readouterr()
     assert main(["sweep", str(spec), "--data", str(tiny_corpus), "--out", str(out)]) == 0

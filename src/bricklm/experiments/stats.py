@@ -92,7 +92,7 @@ def spread_note(groups: list[dict[str, Any]]) -> str:
 
 def missing_runs(out: Path, planned: list[dict[str, Any]], results: list[dict[str, Any]]) -> dict[str, str]:
     """{run name: why it has no result} for each planned run (experiment.json's entries) that has none:
-    refused or failed (failures.json), stopped at a checkpoint, started, or not started."""
+    refused or failed (failures.json), unfinished (a checkpoint, no summary), started, or not started."""
     done = {r["name"] for r in results}
     failures = read_failures(out)
     why = {}
@@ -107,9 +107,13 @@ def missing_runs(out: Path, planned: list[dict[str, Any]], results: list[dict[st
         found = ckpt.list_checkpoints(out / name, warn=False)
         if found:
             step = int(found[-1].name.removeprefix("step-"))
-            why[name] = f"stopped at step {step:,} of {run['train']['max_iters']:,}; rerun the command to resume it"
+            # Interrupted, or still training in another process: either way the same command resumes it.
+            why[name] = (
+                f"unfinished at step {step:,} of {run['train']['max_iters']:,} (last checkpoint); "
+                "the same command resumes it"
+            )
         elif (out / name / "config.json").is_file():
-            why[name] = "started but stopped before its first checkpoint; rerun the command to train it"
+            why[name] = "started, no checkpoint yet; the same command trains it"
         else:
             why[name] = "not started yet"
     return why

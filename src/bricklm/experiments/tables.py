@@ -6,7 +6,7 @@ write_ablation_outputs(out, results)           # results.md, ablation.png, val_l
 
 A run with several seeds is one column (sweep) or row (ablation): mean ± std over its seeds, and a
 difference inside the seed spread says so (stats.py has the rule). A planned run without a result
-still gets its column or row, saying why: refused, failed, stopped at a checkpoint, not started.
+still gets its column or row, saying why: refused, failed, unfinished at a checkpoint, not started.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def notes(out: Path, results: list[dict[str, Any]], missing: list[dict[str, Any]
         parts.append(f"**Warning:** {warning}.")
     why = missing_runs(out, planned, results)
     if why:
-        parts.append(f"{len(planned) - len(results)} of {len(planned)} {what} have no result:\n")
+        parts.append(f"{len(planned) - len(results)} of {len(planned)} {what} have no result:")
         parts.append("\n".join(f"- `{name}`: {reason}" for name, reason in why.items()))
     return "\n\n".join(parts)
 
