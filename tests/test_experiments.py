@@ -443,3 +443,18 @@ def test_a_run_that_crashes_is_recorded_and_the_others_still_train(tiny_corpus, 
     md = (out / "results.md").read_text()
     assert "| no attention | – | *failed* | – | – |" in md
     assert "- `no-attention`: failed: RuntimeError: simulated crash (see error.log)" in md
+
+
+def test_a_sweep_with_seeds_shows_them_and_marks_runs_tied_with_the_best():
+    from bricklm.experiments.tables import sweep_table
+
+    shape = {"model": {"n_layer": 1, "n_embd": 8, "n_head": 2, "block_size": 16, "dropout": 0.0},
+             "train": {"batch_size": 4, "learning_rate": 1e-3}}  # fmt: skip
+    results = [{**r, **shape} for r in group("run-01", [2.0, 2.1, 1.9], 1) + group("run-02", [2.05, 2.1, 2.0], 2)]
+    results += [{**r, **shape} for r in group("run-03", [2.5, 2.52, 2.48], 3)]
+    table = sweep_table(results)
+    assert "| | #1 | #2 | #3 |" in table and "| Seeds | 3 | 3 | 3 |" in table
+    assert "| Validation loss | 2.000 ± 0.100 | 2.050 ± 0.050 | 2.500 ± 0.020 |" in table
+    assert "| Δ vs best | best | +0.050 (inside spread) | +0.500 |" in table
+    one_seed = sweep_table([{**r, **shape} for r in group("run-01", [2.0], 1)])
+    assert "Seeds" not in one_seed and "Δ vs best" not in one_seed  # the blog's layout when there is one seed
