@@ -204,7 +204,7 @@ class RunLog:
                 self.eval_bar = None
 
     def long_eval_message(self, per_batch: float, total: int) -> str:
-        """What a long evaluation costs in this run, and the two ways to make it cheaper."""
+        """What a long evaluation costs in this run, and what makes it cheaper."""
         cfg = self.cfg
         count = 1 + self.evals_left(self.at_step, cfg.max_iters)
         fewer = max(1, cfg.eval_iters // 5)
