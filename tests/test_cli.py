@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_sample_rejects_characters_outside_the_vocabulary(tiny_run, capsys):
 
 def test_info_prints_the_gpt3_table(capsys):
     args = ["info", "--n-layer", "52", "--n-embd", "128", "--n-head", "4", "--block-size", "128"]
-    assert main(args + ["--batch-size", "32", "--activation", "relu", "--attention", "torch_mha"]) == 0
+    assert main(args + ["--batch-size", "32", "--attention", "torch_mha"]) == 0
     out = capsys.readouterr().out
     assert "10,327,659" in out and "d_head" in out and "context window" in out
 
@@ -131,3 +132,80 @@ def test_bad_sampling_settings_are_one_line_errors(tiny_run, capsys, args, messa
     assert main(["sample", "--run", str(tiny_run), *args]) == 1
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+# --- help that fits the command ----------------------------------------------------------------------
+
+
+def help_text(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_info_help_lists_only_what_info_reads(capsys):
+    from bricklm.cli.train import INFO_FIELDS
+
+    text = help_text(capsys, "info", "--help")
+    for flag in ("--n-layer", "--n-embd", "--n-head", "--block-size", "--vocab-size", "--attention", "--batch-size",
+                 "--learning-rate", "--tie-weights"):  # fmt: skip
+        assert flag in text
+    for flag in ("--max-iters", "--dropout", "--residual", "--activation", "--device", "--eval-iters", "--seed"):
+        assert flag not in text
+    assert len(INFO_FIELDS) == 14
+
+
+def test_no_setting_left_out_of_info_changes_what_it_prints():
+    """Why INFO_FIELDS: every model setting outside it leaves info's table unchanged, every one inside changes it."""
+    import dataclasses
+
+    from bricklm.cli.train import INFO_FIELDS, format_info
+    from bricklm.config import ModelConfig, TrainConfig
+    from bricklm.model import count_params
+
+    def table(model: ModelConfig) -> str:
+        return format_info(model, TrainConfig(), count_params(model))
+
+    base = ModelConfig(vocab_size=107)
+    for f in dataclasses.fields(ModelConfig):
+        if f.type == "bool":
+            values = [not f.default]
+        elif f.metadata.get("choices"):
+            values = [c for c in f.metadata["choices"] if c != f.default]
+        else:
+            values = [f.default * 2 if f.default else {"int": 64, "float": 0.5}[f.type]]
+        changed = [table(dataclasses.replace(base, **{f.name: v})) != table(base) for v in values]
+        assert any(changed) == (f.name in INFO_FIELDS), f.name
+
+
+def test_help_with_a_recipe_shows_the_recipes_values(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a short path: argparse's line wrapping breaks long words
+    recipe = Path("recipe.toml")
+    recipe.write_text("[model]\nn_layer = 52\nattention = 'torch_mha'\n[train]\nlearning_rate = 3e-4\n")
+    text = " ".join(help_text(capsys, "train", "--config", str(recipe), "--help").split())
+    assert f"transformer blocks (default: 52, from {recipe})" in text
+    assert f"(default: torch_mha, from {recipe})" in text
+    assert f"peak learning rate (default: 0.0003, from {recipe})" in text
+    assert "attention heads per block (default: 4)" in text  # not in the recipe: the built-in default
+    text = " ".join(help_text(capsys, "info", f"--config={recipe}", "-h").split())
+    assert f"transformer blocks (default: 52, from {recipe})" in text
+    text = " ".join(help_text(capsys, "train", "--help").split())
+    assert "transformer blocks (default: 4)" in text
+
+
+def test_help_with_a_bad_recipe_is_one_line(tmp_path, capsys):
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text("[model]\nn_layers = 52\n")
+    assert main(["train", "--config", str(recipe), "--help"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bricklm: error: unknown key model.n_layers") and err.count("\n") == 1
+
+
+def test_finetune_help_shows_finetunings_own_defaults(capsys):
+    from bricklm.finetune.trainer import FINETUNE_DEFAULTS
+
+    text = " ".join(help_text(capsys, "finetune", "--help").split())
+    assert f"optimiser steps (default: {FINETUNE_DEFAULTS['max_iters']})" in text
+    assert f"peak learning rate (default: {FINETUNE_DEFAULTS['learning_rate']})" in text
+    assert "the learning rate then defaults to 0.001" in text

@@ -123,7 +123,10 @@ def test_sweep_table_plot_and_resume(tiny_corpus, tmp_path, capsys):
     shutil.rmtree(out / "run-02" / "checkpoints" / "step-000000006")
     assert main(["report", str(out)]) == 0
     report = (out / "report.md").read_text()
-    assert "2 of 3 runs finished" in report and "| | #1 | #3 |" in report  # columns keep the run's number
+    assert "2 of 3 runs finished" in report and "| | #1 | #2 | #3 |" in report  # columns keep the run's number
+    # ... and the unfinished run keeps its column, saying why it has no numbers
+    assert "| Iterations | 6 | *unfinished at step 3 of 6 (last checkpoint)* | 6 |" in report
+    assert "- `run-02`: no result: unfinished at step 3 of 6 (last checkpoint); the same command resumes it" in report
     shutil.rmtree(out / "run-03")
     capsys.readouterr()
     assert main(["sweep", str(spec), "--data", str(tiny_corpus), "--out", str(out)]) == 0
@@ -322,5 +325,140 @@ def test_sweep_records_a_run_that_cannot_train_and_goes_on(tiny_corpus, tmp_path
     assert main(["sweep", str(spec), "--data", str(tiny_corpus), "--out", str(out)]) == 1
     assert "1 of 2 runs were not trained: run-01" in capsys.readouterr().err
     md = (out / "results.md").read_text()
-    assert "`run-01` not trained:" in md and "| | #2 |" in md
-    assert set(json.loads((out / "failures.json").read_text())) == {"run-01"}
+    # The refused run keeps its column and says why, in the table and under it.
+    assert "- `run-01`: refused: " in md and "| | #1 | #2 |" in md
+    assert "| Iterations | *refused* | 6 |" in md and "| Validation loss | – |" in md
+    failures = json.loads((out / "failures.json").read_text())
+    assert set(failures) == {"run-01"} and failures["run-01"]["status"] == "refused"
+
+
+# --- seeds, spread, runs too short to rank, runs that fail -----------------------------------------
+
+
+def test_seeds_plan_a_run_per_seed_reusing_the_single_seed_directories():
+    from bricklm.config import ModelConfig, TrainConfig
+    from bricklm.experiments.plan import plan_ablation, with_seeds
+
+    base = plan_ablation(ModelConfig(attention="torch_mha"), TrainConfig(seed=7), ["no-pos"])
+    plan = with_seeds(base, 3)
+    assert [r.name for r in plan] == ["original", "no-pos", "original-s2", "no-pos-s2", "original-s3", "no-pos-s3"]
+    assert [r.train.seed for r in plan] == [7, 7, 8, 8, 9, 9]
+    assert [r.group for r in plan] == ["original", "no-pos"] * 3 and [r.replica for r in plan] == [1, 1, 2, 2, 3, 3]
+    assert plan[3].model.positional == "none" and plan[3].label == plan[1].label
+    assert with_seeds(base, 1) == base
+    with pytest.raises(Exception, match="--seeds must be at least 1"):
+        with_seeds(base, 0)
+
+
+def group(name, losses, index=1):
+    """A group of finished runs as results.jsonl holds them, one per val loss."""
+    return [
+        {"name": name if k == 1 else f"{name}-s{k}", "group": name, "replica": k, "index": index, "val_loss": v,
+         "train_loss": v, "best_val_loss": v, "training_time_s": 1.0, "tokens_per_s": 1.0, "best_step": 10,
+         "run_dir": name, "label": name, "parameters": 1, "steps": 2000}
+        for k, v in enumerate(losses, 1)
+    ]  # fmt: skip
+
+
+def test_groups_pool_seeds_and_the_spread_rule():
+    from bricklm.experiments.stats import format_delta, group_results, inside_spread
+
+    a, b, c, one = group_results(
+        group("a", [2.0, 2.1, 1.9], 1) + group("b", [2.25, 2.35, 2.15], 2) + group("c", [2.15, 2.2, 2.1], 3)
+        + group("one", [2.0], 4)
+    )  # fmt: skip
+    assert (a["val_loss"], a["seeds"]) == (pytest.approx(2.0), 3)
+    assert a["val_std"] == pytest.approx(0.1)  # sample std (n - 1)
+    assert one["val_std"] is None and one["seeds"] == 1
+    assert inside_spread(a, c) is True  # |Δ| 0.15 <= 2 x 0.1
+    assert inside_spread(a, b) is False  # |Δ| 0.25 > 2 x 0.1
+    assert inside_spread(a, one) is None  # one seed: the spread is unknown, nothing is marked
+    assert format_delta(c, a) == "+0.150 (inside spread)" and format_delta(one, a) == "+0.000"
+    far = group_results(group("far", [2.5, 2.52, 2.48]))[0]
+    assert inside_spread(a, far) is False and format_delta(far, a) == "+0.500"
+
+
+def test_ablate_with_seeds_resumes_a_single_seed_run_and_reports_the_spread(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "ablation"
+    argv = ["ablate", "--data", str(tiny_corpus), "--out", str(out), "--variants", "no-attention", *TINY_FLAGS]
+    assert main(argv) == 0
+    log = capsys.readouterr().out
+    # Said once, before training, and repeated under the table.
+    assert log.count("warning: runs of 6 steps are too short to rank") == 1
+    assert log.index("too short to rank") < log.index("[1/2] original: training")
+    first = (out / "original" / "metrics.jsonl").read_bytes()
+    assert "One seed per run" in (out / "results.md").read_text()
+
+    assert main([*argv, "--seeds", "2"]) == 0
+    log = capsys.readouterr().out
+    assert "[1/4] original: finished earlier, skipped" in log and "[4/4] no-attention-s2: training" in log
+    assert (out / "original" / "metrics.jsonl").read_bytes() == first  # the one-seed run is seed 1, not retrained
+    assert json.loads((out / "original-s2" / "config.json").read_text())["train"]["seed"] == 1338
+    md = (out / "results.md").read_text()
+    assert "| Variant | Parameters | Val loss (mean ± std) | Δ vs original | Per seed | Best val (steps) |" in md
+    results = {r["name"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    o1, o2 = results["original"]["val_loss"], results["original-s2"]["val_loss"]
+    assert o1 != o2  # a different seed trains a different model
+    assert f"| {(o1 + o2) / 2:.3f} ± " in md and f"| {o1:.3f}, {o2:.3f} |" in md
+    assert "mean ± sample standard deviation over 2 seeds" in md
+    assert "**Warning:** runs of 6 steps are too short to rank" in md
+    assert is_png(out / "ablation.png") and is_png(out / "val_loss.png")
+
+    assert main(["report", str(out)]) == 0
+    assert "4 of 4 runs finished" in (out / "report.md").read_text()
+
+
+def test_old_experiment_records_read_as_one_seed(tiny_corpus, tmp_path):
+    out = tmp_path / "ablation"
+    argv = ["ablate", "--data", str(tiny_corpus), "--out", str(out), "--variants", "no-attention", *TINY_FLAGS]
+    assert main(argv) == 0
+    exp = json.loads((out / "experiment.json").read_text())
+    for run in exp["runs"]:  # as bricklm wrote it before --seeds
+        del run["group"], run["replica"]
+    (out / "experiment.json").write_text(json.dumps(exp))
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "| Variant | Parameters | Val loss | Δ vs original |" in report and "2 of 2 runs finished" in report
+
+
+def test_a_run_that_crashes_is_recorded_and_the_others_still_train(tiny_corpus, tmp_path, monkeypatch, capsys):
+    from bricklm.experiments import plan as plan_module
+
+    real = plan_module.Trainer
+
+    def trainer(model_cfg, train_cfg, data, run_dir, **kwargs):
+        if Path(run_dir).name == "no-attention":
+            raise RuntimeError("simulated crash")
+        return real(model_cfg, train_cfg, data, run_dir, **kwargs)
+
+    monkeypatch.setattr(plan_module, "Trainer", trainer)
+    out = tmp_path / "ablation"
+    argv = ["ablate", "--data", str(tiny_corpus), "--out", str(out), "--variants", "no-attention,no-pos"]
+    assert main(argv + TINY_FLAGS) == 1
+    captured = capsys.readouterr()
+    assert "no-attention: failed: RuntimeError: simulated crash" in captured.out
+    assert captured.err.strip().splitlines() == [
+        f"bricklm: error: 1 of 3 runs were not trained: no-attention (why: above, and in {out}/results.md; the "
+        f"tracebacks of no-attention are in {out}/RUN/error.log); fix that and rerun the same command to train just "
+        "those"
+    ]
+    assert "simulated crash" in (out / "no-attention" / "error.log").read_text()
+    assert (out / "no-pos" / "summary.json").is_file()  # trained after the crash
+    md = (out / "results.md").read_text()
+    assert "| no attention | – | *failed* | – | – |" in md
+    assert "- `no-attention`: failed: RuntimeError: simulated crash (see error.log)" in md
+
+
+def test_a_sweep_with_seeds_shows_them_and_marks_runs_tied_with_the_best():
+    from bricklm.experiments.tables import sweep_table
+
+    shape = {"model": {"n_layer": 1, "n_embd": 8, "n_head": 2, "block_size": 16, "dropout": 0.0},
+             "train": {"batch_size": 4, "learning_rate": 1e-3}}  # fmt: skip
+    results = [{**r, **shape} for r in group("run-01", [2.0, 2.1, 1.9], 1) + group("run-02", [2.05, 2.1, 2.0], 2)]
+    results += [{**r, **shape} for r in group("run-03", [2.5, 2.52, 2.48], 3)]
+    table = sweep_table(results)
+    assert "| | #1 | #2 | #3 |" in table and "| Seeds | 3 | 3 | 3 |" in table
+    assert "| Validation loss | 2.000 ± 0.100 | 2.050 ± 0.050 | 2.500 ± 0.020 |" in table
+    assert "| Δ vs best | best | +0.050 (inside spread) | +0.500 |" in table
+    one_seed = sweep_table([{**r, **shape} for r in group("run-01", [2.0], 1)])
+    assert "Seeds" not in one_seed and "Δ vs best" not in one_seed  # the blog's layout when there is one seed

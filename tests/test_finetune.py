@@ -332,3 +332,16 @@ def test_chat_tokenizer_over_a_bpe_base():
     assert tok.decode(ids) == render_text(messages)
     assert tok.decode([i for i, t in zip(ids, is_target, strict=True) if t], skip_specials=True) == "héllo 🙂"
     assert tokenizer_from_dict(json.loads(json.dumps(tok.to_dict()))) == tok
+
+
+def test_finetune_shows_a_reply_to_a_held_out_question_not_an_empty_sample(tiny_run, chats, tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert main(["finetune", "--from", str(tiny_run), "--data", str(chats), "--out", str(out), *FT_FLAGS]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    qa = summary["heldout_reply"]
+    pairs = [(c["prompt"], c["response"]) if "prompt" in c else tuple(m["content"] for m in c["messages"])
+             for c in TINY_CHATS]  # fmt: skip
+    assert (qa["question"], qa["expected"]) in pairs
+    assert f"held-out question: {qa['question']}\nreply:    {qa['reply']}\nexpected: {qa['expected']}" in printed
+    assert "sample:" not in printed and summary["sample"] == ""  # finetune draws no plain-text sample

@@ -51,29 +51,37 @@ class TokenDataset:
 
     @torch.no_grad()
     def losses(self, model, cfg: TrainConfig, block_size: int, device, dist=None, autocast=None,
-               forward=None) -> dict[str, float]:  # fmt: skip
+               forward=None, progress=None) -> dict[str, float]:  # fmt: skip
         """Mean loss over eval_iters batches per split, from a generator of its own; with eval_full, val over
-        the whole split. forward: what to call instead of model (compiled, or DDP-wrapped), if anything.
+        the whole split instead. forward: what to call instead of model (compiled, or DDP-wrapped), if
+        anything; progress(done, total): told the batches scored so far, from 0 at the start.
 
         The same batches every evaluation (so curves compare like with like), and training's batch
         sampler is untouched (so evaluating more often doesn't change the run).
         """
         ctx = autocast or contextlib.nullcontext
         forward = forward or model
+        progress = progress or (lambda done, total: None)
+        splits = (("train", self.train),) if cfg.eval_full else (("train", self.train), ("val", self.val))
+        full = full_split_batches(self.val, block_size, cfg.batch_size) if cfg.eval_full else 0
+        total = cfg.eval_iters * len(splits) + full
+        progress(0, total)
         out = {}
         with evaluating(model):
-            for name, tokens in (("train", self.train), ("val", self.val)):
+            for i, (name, tokens) in enumerate(splits):
                 gen = torch.Generator().manual_seed(cfg.seed + 1)
                 losses = []
-                for _ in range(cfg.eval_iters):
+                for k in range(cfg.eval_iters):
                     x, y = rank_batch(tokens, cfg.batch_size, block_size, gen, device, dist)
                     with ctx():
                         _, loss = forward(x, y)
                     losses.append(loss.item())
+                    progress(i * cfg.eval_iters + k + 1, total)
                 mean = float(np.mean(losses))
                 out[name] = dist.mean(mean) if dist is not None else mean  # every process's share of the batches
         if cfg.eval_full:  # the honest number: every target of the val split, scored once
-            out["val"] = full_split_loss(model, self.val, block_size, cfg.batch_size, device, autocast)
+            done = lambda k: progress(cfg.eval_iters + k, total)  # noqa: E731
+            out["val"] = full_split_loss(model, self.val, block_size, cfg.batch_size, device, autocast, done)
         return out
 
 
@@ -104,32 +112,50 @@ def rank_batch(tokens, batch_size: int, block_size: int, generator: torch.Genera
     return batch_at(tokens, ix[rank * batch_size : (rank + 1) * batch_size], block_size, device)
 
 
+def full_split_windows(tokens, block_size: int) -> tuple[list[int], int]:
+    """The start of each window full_split_loss scores, and the first target they leave unscored."""
+    n_targets = len(tokens) - 1
+    starts = list(range(0, n_targets - block_size + 1, block_size))
+    return starts, starts[-1] + block_size
+
+
+def full_split_batches(tokens, block_size: int, batch_size: int) -> int:
+    """How many forward passes full_split_loss makes over a split."""
+    starts, covered = full_split_windows(tokens, block_size)
+    return -(-len(starts) // batch_size) + (covered < len(tokens) - 1)
+
+
 @torch.no_grad()
-def full_split_loss(model: torch.nn.Module, tokens, block_size: int, batch_size: int = 64, device="cpu", autocast=None):
+def full_split_loss(model: torch.nn.Module, tokens, block_size: int, batch_size: int = 64, device="cpu", autocast=None,
+                    progress=None):  # fmt: skip
     """Mean cross-entropy over every target of a split, each scored exactly once.
 
     Windows of block_size start at 0, T, 2T, ...; one last window ends at the split's end and
     scores only the targets the others missed. Deterministic and the same for every run with the
-    same block_size, unlike a few random batches. Costs one forward pass over the split.
+    same block_size, unlike a few random batches. Costs one forward pass over the split
+    (full_split_batches batches); progress(k), if given, hears after each.
     """
     check_split_length(tokens, block_size, "val")
     data = as_tensor(tokens)
     n_targets = len(data) - 1
-    starts = list(range(0, n_targets - block_size + 1, block_size))
-    covered = starts[-1] + block_size
+    starts, covered = full_split_windows(data, block_size)
     tail_start = n_targets - block_size  # the last full window; scores targets covered..n_targets-1 only
-    total, count = 0.0, 0
+    total, count, batches = 0.0, 0, 0
     ctx = autocast if autocast is not None else contextlib.nullcontext
     with evaluating(model):
         for i in range(0, len(starts), batch_size):
             ix = torch.tensor(starts[i : i + batch_size])
             total_i, n_i = _window_loss(model, data, ix, block_size, 0, device, ctx)
-            total, count = total + total_i, count + n_i
+            total, count, batches = total + total_i, count + n_i, batches + 1
+            if progress:
+                progress(batches)
         if covered < n_targets:
             total_i, n_i = _window_loss(
                 model, data, torch.tensor([tail_start]), block_size, covered - tail_start, device, ctx
             )
             total, count = total + total_i, count + n_i
+            if progress:
+                progress(batches + 1)
     return total / count
 
 

@@ -99,7 +99,7 @@ class Trainer:
         self.dist = distributed.init(self.device, train_cfg.dist_timeout)  # alone unless torchrun started us
         self.device = self.dist.device
         main = self.dist.is_main  # only rank 0 logs, draws bars, runs callbacks and writes files
-        self.out = RunLog(self.run_dir, main, log, bar=sys.stderr.isatty() if progress is None else progress)
+        self.out = RunLog(self.run_dir, main, log, sys.stderr.isatty() if progress is None else progress, cfg=train_cfg)
         self.log = self.out.say
         self.callbacks = [*(callbacks or []), *config_callbacks(train_cfg)] if main else []
         check_out_dir(self.run_dir, "--resume" if resume else "--out")  # a file, read-only: refused before any work
@@ -266,7 +266,7 @@ class Trainer:
     def _evaluate_now(self, step: int) -> bool:
         s = self.state
         losses = self.data.losses(self.model, self.cfg, self.model_cfg.block_size, self.device, self.dist,
-                                  self.autocast, forward=self.forward)  # fmt: skip
+                                  self.autocast, forward=self.forward, progress=self.out.eval_progress)  # fmt: skip
         s.last_train, s.last_val = losses["train"], losses["val"]
         s.wall = time.perf_counter() - self.wall_start if step else s.wall  # this evaluation counts too
         record = {"step": step, "eval": True, "train_loss": s.last_train, "val_loss": s.last_val, "time": s.elapsed}

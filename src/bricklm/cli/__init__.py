@@ -19,7 +19,7 @@ import sys
 import warnings
 
 from bricklm import __version__
-from bricklm.cli import experiments, export, finetune, inspect, prepare, studio, train
+from bricklm.cli import experiments, export, finetune, flags, inspect, prepare, studio, train
 from bricklm.errors import UserError
 
 COMMANDS = (prepare, train, experiments, finetune, inspect, studio, export)  # in the order --help lists them
@@ -44,7 +44,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        with flags.recipe_help(argv):  # `--help --config FILE` shows the recipe's values as the defaults
+            parser = build_parser()
+    except UserError as exc:
+        print(f"bricklm: error: {exc}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     for stream in (sys.stdout, sys.stderr):  # a file name that isn't UTF-8, or a console that can't show
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):  # a character,

@@ -19,6 +19,7 @@ from bricklm.experiments.plan import (
     plan_sweep,
     read_sweep_spec,
     run_plan,
+    with_seeds,
     write_experiment,
 )
 from bricklm.experiments.report import (
@@ -46,6 +47,7 @@ def register(sub) -> None:
     p.add_argument("spec", metavar="SPEC.toml", help="sweep spec, e.g. configs/seed/sweep.toml")
     p.add_argument("--data", required=True, metavar="DIR", help="corpus directory from `bricklm prepare`")
     p.add_argument("--out", required=True, metavar="DIR", help="sweep directory (created; reused to resume)")
+    add_seeds_flag(p)
     add_config_flags(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -58,6 +60,7 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="corpus directory from `bricklm prepare`")
     p.add_argument("--out", required=True, metavar="DIR", help="ablation directory (created; reused to resume)")
     p.add_argument("--variants", metavar="A,B", help="only these variants (original always runs)")
+    add_seeds_flag(p)
     add_config_flags(p)
     p.set_defaults(func=cmd_ablate)
 
@@ -107,13 +110,18 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def add_seeds_flag(p) -> None:
+    help_text = "train every run with N seeds (train.seed, +1, ...) and report mean ± std (default 1)"
+    p.add_argument("--seeds", type=int, default=1, metavar="N", help=help_text)
+
+
 def cmd_sweep(args) -> int:
     spec = read_sweep_spec(args.spec)
-    plan = plan_sweep(spec, overrides_from_args(args), str(args.spec))
+    plan = with_seeds(plan_sweep(spec, overrides_from_args(args), str(args.spec)), args.seeds)
     out = Path(args.out)
     write_experiment(out, "sweep", plan, args.data, spec.get("meta", {}))
     results = run_plan(plan, args.data, out, make_callbacks=standard_callbacks)
-    print(write_sweep_outputs(out, results, len(plan)))
+    print(write_sweep_outputs(out, results))
     print(f"\nwrote {out / RESULTS_MD}, {out / RESULTS_JSONL}, {out / 'val_loss.png'}")
     return _exit_code(out, len(plan))
 
@@ -121,11 +129,11 @@ def cmd_sweep(args) -> int:
 def cmd_ablate(args) -> int:
     model, train = load_config(args.config, overrides_from_args(args))
     only = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
-    plan = plan_ablation(model, train, only)
+    plan = with_seeds(plan_ablation(model, train, only), args.seeds)
     out = Path(args.out)
     write_experiment(out, "ablation", plan, args.data, {"config": args.config})
     results = run_plan(plan, args.data, out, make_callbacks=standard_callbacks)
-    print(write_ablation_outputs(out, results, len(plan)))
+    print(write_ablation_outputs(out, results))
     print(f"\nwrote {out / RESULTS_MD}, {out / RESULTS_JSONL}, {out / 'ablation.png'}")
     return _exit_code(out, len(plan))
 

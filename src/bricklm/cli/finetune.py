@@ -10,7 +10,7 @@ from bricklm.cli.flags import add_config_flags, overrides_from_args
 from bricklm.config import ModelConfig, TrainConfig
 from bricklm.errors import UserError
 from bricklm.finetune.chat import Chat
-from bricklm.finetune.trainer import UNKNOWN_CHARS, finetune
+from bricklm.finetune.trainer import FINETUNE_DEFAULTS, LORA_DEFAULTS, UNKNOWN_CHARS, finetune
 from bricklm.generate import check_sampling_settings
 from bricklm.hardware import resolve_device
 from bricklm.runs import format_summary, load_run
@@ -39,7 +39,8 @@ def register(sub) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="a recipe; only its [train] table is used")
     p.add_argument("--lora-rank", "--lora_rank", dest="lora_rank", type=int,
                    help="train LoRA adapters of this rank, at most n_embd, instead of all weights "
-                   "(default 0: a full fine-tune)")  # fmt: skip
+                   f"(default 0: a full fine-tune); the learning rate then defaults to "
+                   f"{LORA_DEFAULTS['learning_rate']:g}")  # fmt: skip
     p.add_argument("--lora-alpha", "--lora_alpha", dest="lora_alpha", type=float, default=None,
                    help="LoRA scale numerator: updates are scaled by alpha/rank (default: 2 x rank)")  # fmt: skip
     p.add_argument("--unknown-chars", "--unknown_chars", dest="unknown_chars", choices=UNKNOWN_CHARS,
@@ -48,7 +49,7 @@ def register(sub) -> None:
     p.add_argument("--heldout-fraction", "--heldout_fraction", dest="heldout_fraction", type=float,
                    help="share of a --data file held out for the val loss, default 0.1 (the built-in set has "
                    "its own)")  # fmt: skip
-    add_config_flags(p, (TrainConfig,))
+    add_config_flags(p, (TrainConfig,), defaults=FINETUNE_DEFAULTS)  # with --lora-rank: LORA_DEFAULTS on top
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(

@@ -21,6 +21,12 @@ from bricklm.runs import format_summary, load_run, read_run_config
 from bricklm.train import Trainer
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# What `info` prints depends on these alone: the model settings that change the parameter count or the
+# head width, and the two train settings of the GPT-3 table (tests/test_cli.py checks that no other does).
+INFO_FIELDS = (
+    "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "bias", "attention", "positional", "norm",
+    "tie_weights", "ffn_bias", "head_bias", "batch_size", "learning_rate",
+)  # fmt: skip
 
 
 def register(sub) -> None:
@@ -50,10 +56,15 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", choices=DEVICES)
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("info", help="the model in the GPT-3 paper's terms (n_params, n_layers, d_model, ...)")
+    p = sub.add_parser(
+        "info",
+        help="the model in the GPT-3 paper's terms (n_params, n_layers, d_model, ...)",
+        description="The GPT-3 paper's table for a run, a recipe, or flags: only the settings that change "
+        "what it shows are flags here (the parameter count's, and the batch size and learning rate).",
+    )
     p.add_argument("--run", metavar="RUN", help="a run directory")
     p.add_argument("--config", metavar="FILE.toml", help="or a recipe (vocab_size defaults to 107, the blog's)")
-    add_config_flags(p, (ModelConfig, TrainConfig))
+    add_config_flags(p, (ModelConfig, TrainConfig), only=INFO_FIELDS)
     p.set_defaults(func=cmd_info)
 
 

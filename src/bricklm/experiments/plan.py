@@ -14,6 +14,11 @@ A sweep spec is a recipe ([meta], [model], [train]: shared by every run) plus ei
 combination). Keys in runs/grid are the flat field names of ModelConfig/TrainConfig.
 Every run is seeded with train.seed (the same for all runs, so they differ only in what
 the spec changes) unless `seed` itself is swept.
+
+`--seeds N` (with_seeds) trains each planned run N times: seed 1 is train.seed in the run's
+own directory (so a single-seed sweep or ablation is the first seed of a multi-seed one, and
+reruns with more seeds reuse it), seed k is train.seed + k - 1 in NAME-sK. An experiment.json
+without seed fields is one seed per run.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,9 @@ EXPERIMENT = "experiment.json"
 RESULTS_JSONL = "results.jsonl"
 RESULTS_MD = "results.md"
 FAILURES = "failures.json"
+ERROR_LOG = "error.log"  # a failed run's traceback, in its run directory
+# Shorter runs get a warning that their ranking means little (experiments/stats.py says why 1,000).
+MIN_RANKING_STEPS = 1000
 
 # (name, what it changes, overrides). The attention variants that equal the base are skipped.
 ABLATIONS: list[tuple[str, str, dict[str, Any]]] = [
@@ -59,6 +68,11 @@ class PlannedRun:
     overrides: dict[str, Any]  # what this run changes relative to the base
     model: ModelConfig
     train: TrainConfig
+    group: str = ""  # the variant or sweep run this is one seed of ("" = its own name)
+    replica: int = 1  # which seed of the group: 1 .. N
+
+    def __post_init__(self) -> None:
+        self.group = self.group or self.name
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -113,6 +127,25 @@ def plan_ablation(model: ModelConfig, train: TrainConfig, only: list[str] | None
     return plan
 
 
+def with_seeds(plan: list[PlannedRun], seeds: int) -> list[PlannedRun]:
+    """Each run of plan trained with `seeds` seeds, seed-major: every run's first seed, then every run's second...
+
+    Seed-major so that an interrupted multi-seed experiment has a complete one-seed table first.
+    """
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    out = []
+    for k in range(1, seeds + 1):
+        for run in plan:
+            if k == 1:
+                out.append(run)
+                continue
+            train = dataclasses.replace(run.train, seed=run.train.seed + k - 1)
+            out.append(PlannedRun(f"{run.name}-s{k}", run.label, run.overrides, dataclasses.replace(run.model), train,
+                                  group=run.name, replica=k))  # fmt: skip
+    return out
+
+
 # --- running -------------------------------------------------------------------------------
 
 
@@ -121,6 +154,8 @@ def planned_dict(run: PlannedRun) -> dict[str, Any]:
         "name": run.name,
         "label": run.label,
         "overrides": run.overrides,
+        "group": run.group,
+        "replica": run.replica,
         "model": dataclasses.asdict(run.model),
         "train": dataclasses.asdict(run.train),
     }
@@ -155,9 +190,14 @@ def run_plan(plan: list[PlannedRun], data: str | Path, out: Path, log=print, pro
     """Train each planned run that hasn't finished; return every finished run's result.
 
     make_callbacks(train_cfg) -> list: callbacks for each run beyond what its config switches on
-    (the command line passes the health logger for --log-health).
+    (the command line passes the health logger for --log-health). A run that cannot train (a
+    UserError: refused) or crashes (failed: its traceback goes to RUN/error.log) is recorded in
+    failures.json and the others still train; Ctrl-C still stops the whole plan.
     """
-    failures: dict[str, str] = {}
+    warning = too_short_warning(min(run.train.max_iters for run in plan)) if plan else None
+    if warning:
+        log(f"warning: {warning}")
+    failures: dict[str, dict[str, str]] = {}
     for i, run in enumerate(plan, 1):
         run_dir = out / run.name
         if (run_dir / "config.json").is_file() and not same_settings(read_run_config(run_dir), run):
@@ -179,47 +219,75 @@ def run_plan(plan: list[PlannedRun], data: str | Path, out: Path, log=print, pro
                     callbacks=callbacks).run()  # fmt: skip
         except UserError as exc:
             # One run that can't train here (e.g. too big for memory) must not cost the others.
-            failures[run.name] = str(exc)
-            log(f"[{i}/{len(plan)}] {run.name}: not trained: {exc}")
+            failures[run.name] = {"status": "refused", "reason": str(exc)}
+            log(f"[{i}/{len(plan)}] {run.name}: refused: {exc}")
+        except Exception as exc:  # a crash in one run: keep its traceback, train the rest, report it at the end
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(run_dir / ERROR_LOG, traceback.format_exc().encode())
+            failures[run.name] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc} (see {ERROR_LOG})"}
+            log(f"[{i}/{len(plan)}] {run.name}: failed: {type(exc).__name__}: {exc} (see {run_dir / ERROR_LOG})")
     atomic_write_json(out / FAILURES, failures)
     return collect_results(out, plan)
 
 
-def failures_line(out: Path, total: int) -> str | None:
-    """One line naming the runs the last sweep or ablation in `out` could not train, or None if every one trained."""
-    failures = read_failures(out)
-    if not failures:
+def too_short_warning(steps: int) -> str | None:
+    """Why runs of `steps` steps cannot be ranked yet, or None (the rule: MIN_RANKING_STEPS)."""
+    if steps >= MIN_RANKING_STEPS:
         return None
     return (
-        f"{len(failures)} of {total} runs were not trained: {', '.join(failures)} (why: above, and in "
-        f"{out / RESULTS_MD}); fix that and rerun the same command to train just those"
+        f"runs of {steps:,} steps are too short to rank: in the blog's 200k ablation (3 seeds, docs/results.md) "
+        "dropping the positions ties the original at 200 steps but is 0.17 worse at 2,000, and no normalization "
+        "and no attention swap places at 500; from 1,000 steps on the order is the one at 2,000. Give --max-iters "
+        f"{MIN_RANKING_STEPS} or more before reading anything into the ranking"
     )
 
 
-def read_failures(out: Path) -> dict[str, str]:
-    """failures.json: the runs the last command could not train, and why; damage is a UserError naming it."""
+def failures_line(out: Path, total: int) -> str | None:
+    """One line naming the runs the last sweep or ablation in `out` could not train (refused or crashed), or None
+    if every one trained."""
+    failures = read_failures(out)
+    if not failures:
+        return None
+    crashed = [name for name, f in failures.items() if f["status"] == "failed"]
+    tracebacks = f"; the tracebacks of {', '.join(crashed)} are in {out}/RUN/{ERROR_LOG}" if crashed else ""
+    return (
+        f"{len(failures)} of {total} runs were not trained: {', '.join(failures)} (why: above, and in "
+        f"{out / RESULTS_MD}{tracebacks}); fix that and rerun the same command to train just those"
+    )
+
+
+def read_failures(out: Path) -> dict[str, dict[str, str]]:
+    """failures.json: {run name: {"status": "refused" | "failed", "reason": ...}} for the runs the last command
+    could not train (an older file's plain messages read as refusals); damage is a UserError naming it."""
     path = out / FAILURES
     if not path.is_file():
         return {}
     try:
-        failures = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        failures = None
-    if not isinstance(failures, dict) or not all(isinstance(v, str) for v in failures.values()):
+        raw = None
+    ok = isinstance(raw, dict) and all(
+        isinstance(v, str) or (isinstance(v, dict) and isinstance(v.get("reason"), str)) for v in raw.values()
+    )
+    if not ok:
         raise UserError(f"{path} is damaged (not a table of run names and reasons); delete it and rerun")
-    return failures
+    return {name: f if isinstance(f, dict) else {"status": "refused", "reason": f} for name, f in raw.items()}
 
 
 def collect_results(out: Path, plan: list[PlannedRun]) -> list[dict[str, Any]]:
     """One record per finished run (summary + settings), also written to results.jsonl."""
     results = []
-    for index, run in enumerate(plan, 1):
-        if not (out / run.name / "summary.json").is_file():
+    groups = list(dict.fromkeys(run.group for run in plan))  # a run's number is its group's: #2 for every seed of #2
+    for run in plan:
+        index = groups.index(run.group) + 1
+        summary_path = out / run.name / "summary.json"
+        if not summary_path.is_file():
             continue
         summary = read_summary(out / run.name)
         config = read_run_config(out / run.name)
         record = {k: v for k, v in summary.items() if k != "sample"}
-        record.update(index=index, name=run.name, label=run.label, overrides=run.overrides)
+        record.update(index=index, name=run.name, label=run.label, overrides=run.overrides, group=run.group,
+                      replica=run.replica, seed=config["train"].get("seed"))  # fmt: skip
         record.update(model=config["model"], train=config["train"], run_dir=run.name, sample=summary.get("sample"))
         results.append(record)
     lines = "".join(json.dumps(r) + "\n" for r in results)

@@ -19,6 +19,7 @@ from bricklm.config import parse_loss_levels
 from bricklm.errors import UserError
 from bricklm.experiments import tables
 from bricklm.experiments.plan import PlannedRun, collect_results, read_experiment
+from bricklm.experiments.stats import missing_runs
 from bricklm.generate import check_sampling_settings, generate_text
 from bricklm.plots import finish_loss_axes, plot_loss, plt
 from bricklm.runs import (
@@ -217,9 +218,11 @@ def run_report(run: Path) -> str:
 
 
 def experiment_report(path: Path, kind: str) -> str:
+    """A sweep's or ablation's page: its table (seeds pooled), the notes under it, and every run, missing ones
+    with why; also rewrites the directory's results.md and plots."""
     exp = read_experiment(path)
     plan = [
-        PlannedRun(r["name"], r["label"], r["overrides"], None, None)  # type: ignore[arg-type]
+        PlannedRun(r["name"], r["label"], r["overrides"], None, None, r.get("group", ""), r.get("replica", 1))  # type: ignore[arg-type]
         for r in exp["runs"]
     ]
     results = collect_results(path, plan)
@@ -228,12 +231,11 @@ def experiment_report(path: Path, kind: str) -> str:
         f"# {title} `{path.name}`\n",
         f"Corpus: `{exp.get('data')}`; {len(results)} of {len(plan)} runs finished.\n",
     ]
-    if kind == "sweep":
-        parts.append(tables.sweep_table(results) + "\n")
-        tables.write_sweep_outputs(path, results, len(plan))
-    else:
-        parts.append(tables.ablation_table(results) + "\n\n![val loss per variant](ablation.png)\n")
-        tables.write_ablation_outputs(path, results, len(plan))
+    write = tables.write_sweep_outputs if kind == "sweep" else tables.write_ablation_outputs
+    parts.append(write(path, results) + "\n")
+    parts.append(tables.notes(path, results, tables.missing_groups(path, results), "runs") + "\n")
+    if kind != "sweep":
+        parts.append("![val loss per variant](ablation.png)\n")
     if results:
         parts.append("![validation loss](val_loss.png)\n")
     parts.append("## Runs\n")
@@ -241,4 +243,6 @@ def experiment_report(path: Path, kind: str) -> str:
         best = f"best val {r['best_val_loss']:.4f} at step {r['best_step']:,}"
         sample = (r.get("sample") or "").replace("\n", "⏎")
         parts.append(f"- #{r['index']} [`{r['run_dir']}`]({r['run_dir']}/): {r['label']}; {best}\n  sample: `{sample}`")
+    for name, why in missing_runs(path, tables.planned_runs(path), results).items():
+        parts.append(f"- `{name}`: no result: {why}")
     return "\n".join(parts) + "\n"

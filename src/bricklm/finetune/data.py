@@ -14,6 +14,7 @@ token-weighted over all held-out conversations ("val") and a fixed sample of tra
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import Any
 
 import torch
@@ -82,10 +83,12 @@ def encode_conversations(tokenizer, conversations, block_size: int, unknown: str
 
 
 @torch.no_grad()
-def masked_loss_sum(model, examples: Examples, device, batch_size: int = 32, exclude=()) -> tuple[float, int]:
+def masked_loss_sum(model, examples: Examples, device, batch_size: int = 32, exclude=(),
+                    on_batch=None) -> tuple[float, int]:  # fmt: skip
     """Summed cross-entropy over every target token of examples, and the number of those tokens.
 
-    exclude: target ids not to score (e.g. the special tokens, for a content-only comparison).
+    exclude: target ids not to score (e.g. the special tokens, for a content-only comparison);
+    on_batch(): called after each batch (an evaluation's progress).
     """
     total, count = 0.0, 0
     with evaluating(model):
@@ -97,6 +100,8 @@ def masked_loss_sum(model, examples: Examples, device, batch_size: int = 32, exc
             flat = logits.float().reshape(-1, logits.size(-1))
             total += F.cross_entropy(flat, y.reshape(-1), ignore_index=IGNORE, reduction="sum").item()
             count += int((y != IGNORE).sum())
+            if on_batch:
+                on_batch()
     return total, count
 
 
@@ -130,13 +135,20 @@ class ConversationDataset:
 
     @torch.no_grad()
     def losses(self, model, cfg: TrainConfig, block_size: int, device, dist=None, autocast=None,
-               forward=None) -> dict[str, float]:  # fmt: skip
-        """Token-weighted loss over all held-out conversations, and over the same sample of training ones."""
+               forward=None, progress=None) -> dict[str, float]:  # fmt: skip
+        """Token-weighted loss over all held-out conversations, and over the same sample of training ones;
+        progress(done, total) hears of every batch scored."""
         n = min(len(self.train), cfg.eval_iters * cfg.batch_size)
         index = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(cfg.seed + 1))[:n]
+        splits = (("train", self.train.subset(index)), ("val", self.val))
+        total = sum(-(-len(data) // cfg.batch_size) for _, data in splits)
+        progress = progress or (lambda done, total: None)
+        progress(0, total)
+        batches = itertools.count(1)
         out = {}
-        for name, data in (("train", self.train.subset(index)), ("val", self.val)):
+        for name, data in splits:
             with (autocast or contextlib.nullcontext)():
-                total, count = masked_loss_sum(model, data, device, cfg.batch_size)
-            out[name] = total / max(count, 1)
+                loss_sum, count = masked_loss_sum(model, data, device, cfg.batch_size,
+                                                  on_batch=lambda: progress(next(batches), total))  # fmt: skip
+            out[name] = loss_sum / max(count, 1)
         return out

@@ -17,6 +17,8 @@ What happens, in order:
    head train in full because their new rows must be learned. Checkpoints hold merged plain
    weights in model.safetensors (so sample, info and chat load them like any run) and the
    adapters plus frozen base weights in state.safetensors (so resume continues exactly).
+5. At the end, the best weights answer the first held-out question; summary.json keeps the
+   question, the reply and the expected answer under "heldout_reply", and the console shows them.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ from typing import Any
 
 import torch
 
+from bricklm.callbacks import sample_seed
 from bricklm.config import ModelConfig, TrainConfig, build, field_names, merge
 from bricklm.errors import UserError
+from bricklm.files import atomic_write_json
+from bricklm.finetune.chat import Chat
 from bricklm.finetune.conversations import (
     builtin_conversations,
     load_conversations,
@@ -194,7 +199,25 @@ def finetune(*, source: str | Path | None = None, checkpoint: str | None = None,
     trainer = Trainer(model_cfg, train_cfg, dataset, run_dir, resume=bool(resume), log=log, progress=progress,
                       build_model=build_model, weights=LoRAWeights() if rank else None,
                       extra_config={"finetune": settings})  # fmt: skip
-    return trainer.run(), run_dir
+    result = trainer.run()
+    if trainer.dist.is_main and heldout:  # what the model learned, shown the way it will be used: a reply
+        result["heldout_reply"] = heldout_reply(run_dir, heldout[0], train_cfg.seed)
+        atomic_write_json(run_dir / "summary.json", result)
+    return result, run_dir
+
+
+def heldout_reply(run_dir: Path, conversation: list[dict[str, str]], seed: int, max_new_tokens: int = 200) -> dict:
+    """The best checkpoint's reply to the first question of a held-out conversation (never trained on), sampled
+    as `bricklm chat` does (temperature 0.7) with the run's sampling seed: {"question", "reply", "expected"}."""
+    run = load_run(run_dir)
+    system = next((m["content"] for m in conversation if m["role"] == "system"), None)
+    turn = next(i for i, m in enumerate(conversation) if m["role"] == "user")
+    question = conversation[turn]["content"]
+    expected = next((m["content"] for m in conversation[turn + 1 :] if m["role"] == "assistant"), "")
+    generator = torch.Generator().manual_seed(sample_seed(seed, run_dir))
+    chat = Chat(run.model, run.tokenizer, system=system, max_new_tokens=max_new_tokens, generator=generator,
+                notify=lambda message: None, temperature=0.7)  # fmt: skip
+    return {"question": question, "reply": "".join(chat.say(question)), "expected": expected}
 
 
 def check_lora(rank: int, alpha: float | None, width: int) -> None:
