@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -107,6 +108,9 @@ class Dist:
             torch.manual_seed(cfg.seed + self.rank)  # dropout masks differ across ranks, as under DDP
         # fully_shard's default mesh is CUDA whenever a GPU exists: name ours, so --device cpu stays on the CPU.
         mesh = init_device_mesh(self.device.type, (self.world_size,))
+        # FSDP2 warns on every forward that GPT returns a view (the logits of a 3-D matmul). The warning is
+        # about in-place ops on that output skipping the all-gather hook; the training step never makes one.
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
         for block in getattr(model, "blocks", []):
             fully_shard(block, mesh=mesh)  # one unit per block: only one block's full weights exist at a time
         fully_shard(model, mesh=mesh)  # the rest: embeddings, final norm, head
@@ -195,7 +199,11 @@ class Dist:
                 dist.barrier()
 
     def close(self) -> None:
+        """Leave the process group together. A process that tore its group down while a peer was still
+        working (rank 0 samples after the others are done) was seen to abort at exit in CI
+        ("terminate called without an active exception"), so every process waits for the rest first."""
         if self.enabled and dist.is_initialized():
+            self.barrier()
             dist.destroy_process_group()
 
     @contextlib.contextmanager
