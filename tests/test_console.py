@@ -57,6 +57,16 @@ def test_a_line_every_30_seconds_with_step_loss_speed_and_time_left_evaluations_
     ]
 
 
+def test_with_a_time_budget_the_time_left_is_what_remains_of_it(tmp_path, clock):
+    log, lines = run_log(tmp_path, max_iters=100000, eval_interval=1000, max_seconds=60.0)
+    log.start(100000, 0)
+    for step in range(1, 31):
+        clock.now += 1.0
+        log.step(step, 100000, 2.0, 512.0, 1.0, wall=float(step))
+    # 99,970 steps at 1 s would be ~28 h; the budget ends the run 30 s from now (no evaluation timed yet).
+    assert lines == ["step 30/100000: loss 2.0000, 512 tokens/s, ~30 s left"]
+
+
 def test_a_long_evaluation_is_announced_once_with_its_cost_and_the_ways_to_shorten_it(tmp_path, clock):
     log, lines = run_log(tmp_path, max_iters=1400, eval_interval=100, eval_iters=100)
     log.start(1400, 0)

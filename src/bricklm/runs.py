@@ -226,7 +226,8 @@ class RunLog:
         interval = self.cfg.eval_interval
         return total // interval - step // interval + (total % interval != 0 and step < total)
 
-    def step(self, step: int, total: int, loss: float, tokens_per_s: float, seconds_per_step: float) -> None:
+    def step(self, step: int, total: int, loss: float, tokens_per_s: float, seconds_per_step: float,
+             wall: float = 0.0) -> None:  # fmt: skip
         self.at_step = step
         if self.bar is not None:
             self.bar.update(1)
@@ -235,6 +236,8 @@ class RunLog:
             self.last_line = time.monotonic()
             per_eval = sum(self.eval_times) / len(self.eval_times) if self.eval_times else 0.0
             left = (total - step) * seconds_per_step + self.evals_left(step, total) * per_eval
+            if self.cfg.max_seconds:  # a time budget ends the run first: at the evaluation after it is spent
+                left = min(left, max(self.cfg.max_seconds - wall, 0.0) + per_eval)
             self.log(f"step {step}/{total}: loss {loss:.4f}, {tokens_per_s:,.0f} tokens/s, ~{duration(left)} left")
 
     def eval_progress(self, done: int, total: int) -> None:

@@ -209,7 +209,7 @@ class Trainer:
             self._record_step(loss, skipped)
             for cb in self.callbacks:
                 cb.on_step(ctx, s.step, loss)
-            self.out.step(s.step, cfg.max_iters, loss, tokens_per_step / dt, s.elapsed / s.step)
+            self.out.step(s.step, cfg.max_iters, loss, tokens_per_step / dt, s.elapsed / s.step, s.wall)
             asked = dist.agree(any(cb.wants_eval(ctx) for cb in self.callbacks))  # e.g. the time budget is spent
             if s.step % cfg.eval_interval == 0 or s.step == cfg.max_iters or asked:
                 stop = self._evaluate(s.step)
