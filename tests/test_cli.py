@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,21 @@ def test_info_prints_the_gpt3_table(capsys):
     assert main(args + ["--batch-size", "32", "--attention", "torch_mha"]) == 0
     out = capsys.readouterr().out
     assert "10,327,659" in out and "d_head" in out and "context window" in out
+
+
+def test_a_librarys_deprecation_is_not_shown_but_bricklms_own_notes_are(monkeypatch, capsys):
+    from bricklm.cli import train as train_cli
+
+    def count_params(cfg):
+        # as torch's compiler does on import, and as bricklm's own upgrade notes do
+        warnings.warn("`torch.jit.script_method` is deprecated", DeprecationWarning, stacklevel=2)
+        warnings.warn('residual = true is now residual = "on"', FutureWarning, stacklevel=2)
+        return 1
+
+    monkeypatch.setattr(train_cli, "count_params", count_params)
+    assert main(["info", "--n-layer", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "script_method" not in err and err.count("bricklm: note:") == 1 and "residual" in err
 
 
 def test_info_on_a_run(tiny_run, capsys):

@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             warnings.simplefilter("default")  # each distinct warning once
+            # A library's deprecations (torch's compiler calls its own deprecated jit code) speak to that
+            # library's developers, not to someone training a model: only bricklm's own notes are shown.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
             return args.func(args)
     except UserError as exc:
         print(f"bricklm: error: {exc}", file=sys.stderr)
