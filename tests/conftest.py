@@ -21,6 +21,18 @@ TINY_FLAGS = [
 ]  # fmt: skip
 
 
+def tiny_flags(**changes) -> list[str]:
+    """TINY_FLAGS with values replaced or added (keys as field names: max_iters -> --max-iters)."""
+    out = list(TINY_FLAGS)
+    for key, value in changes.items():
+        flag = "--" + key.replace("_", "-")
+        if flag in out:
+            out[out.index(flag) + 1] = str(value)
+        else:
+            out += [flag, str(value)]
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     from bricklm.prepare import prepare

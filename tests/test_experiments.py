@@ -9,7 +9,7 @@ import torch
 from bricklm.cli import main
 from bricklm.config import load_config
 from bricklm.model import count_params
-from conftest import TINY_FLAGS
+from conftest import TINY_FLAGS, tiny_flags
 
 SEED = Path(__file__).resolve().parents[1] / "configs" / "seed"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -44,18 +44,6 @@ learning_rate = 1e-2
 
 def is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == PNG
-
-
-def flags(**changes) -> list[str]:
-    """TINY_FLAGS with some values replaced (keys as flag names without dashes)."""
-    out = list(TINY_FLAGS)
-    for key, value in changes.items():
-        flag = "--" + key.replace("_", "-")
-        if flag in out:
-            out[out.index(flag) + 1] = str(value)
-        else:
-            out += [flag, str(value)]
-    return out
 
 
 # --- recipes -------------------------------------------------------------------------------
@@ -212,7 +200,7 @@ def test_early_stop_stops_and_keeps_the_best(tiny_corpus, tmp_path):
     run = tmp_path / "es"
     # A learning rate this high makes val loss bounce: patience 1 stops at the first non-improvement.
     argv = ["train", "--data", str(tiny_corpus), "--out", str(run)]
-    argv += flags(max_iters=60, eval_interval=2, learning_rate=0.5, warmup_iters=0, early_stop=1)
+    argv += tiny_flags(max_iters=60, eval_interval=2, learning_rate=0.5, warmup_iters=0, early_stop=1)
     assert main(argv) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] < 60 and summary["stop_reason"].startswith("early stop")
@@ -241,7 +229,7 @@ def test_early_stop_counts_evaluations_without_improvement():
 def test_loss_level_snapshots_and_samples_by_loss(tiny_corpus, tmp_path, capsys):
     run = tmp_path / "levels"
     argv = ["train", "--data", str(tiny_corpus), "--out", str(run)]
-    argv += flags(max_iters=30, eval_interval=5, learning_rate=1e-2, loss_levels="9,3.0,0.01")
+    argv += tiny_flags(max_iters=30, eval_interval=5, learning_rate=1e-2, loss_levels="9,3.0,0.01")
     assert main(argv) == 0
     reached = {p.name for p in (run / "snapshots").iterdir()}
     assert reached == {"loss-9.00", "loss-3.00"}

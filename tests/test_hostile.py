@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from bricklm import checkpoint as ckpt
 from bricklm.cli import main
 from bricklm.data import load_corpus
-from conftest import TINY_FLAGS, TINY_TEXT
+from conftest import TINY_FLAGS, TINY_TEXT, tiny_flags
 from runhelp import copy_run
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -79,18 +79,6 @@ def posts(folder: Path, text: str = TINY_TEXT, n: int = 3) -> Path:
     for i in range(n):
         (folder / f"post{i}.md").write_text(f"# Post {i}\n\n{text}")
     return folder
-
-
-def flags(**changes) -> list[str]:
-    """TINY_FLAGS with values replaced or added (keys as field names)."""
-    out = list(TINY_FLAGS)
-    for key, value in changes.items():
-        flag = "--" + key.replace("_", "-")
-        if flag in out:
-            out[out.index(flag) + 1] = str(value)
-        else:
-            out += [flag, str(value)]
-    return out
 
 
 @pytest.fixture
@@ -630,7 +618,7 @@ def test_sweep_exits_non_zero_and_names_the_failed_runs(tiny_corpus, tmp_path, c
 
 def test_ablate_exits_non_zero_when_every_variant_fails(tiny_corpus, tmp_path, capsys):
     argv = ["ablate", "--data", str(tiny_corpus), "--out", str(tmp_path / "abl"), "--variants", "no-pos"]
-    assert main([*argv, *flags(block_size=1000000)]) == 1
+    assert main([*argv, *tiny_flags(block_size=1000000)]) == 1
     one_line_error(capsys.readouterr().err, "2 of 2 runs were not trained: original, no-pos")
 
 
@@ -646,8 +634,8 @@ def test_info_refuses_flags_it_would_ignore(tiny_run, capsys, flag):
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (lambda c, r, o: ["train", "--data", c, "--out", o, *flags(min_lr=0.5)], "train.min_lr (0.5) is above"),
-        (lambda c, r, o: ["train", "--data", c, "--out", o, *flags(seed=-1)], "train.seed"),
+        (lambda c, r, o: ["train", "--data", c, "--out", o, *tiny_flags(min_lr=0.5)], "train.min_lr (0.5) is above"),
+        (lambda c, r, o: ["train", "--data", c, "--out", o, *tiny_flags(seed=-1)], "train.seed"),
         (lambda c, r, o: ["finetune", "--from", r, "--out", o, "--lora-rank", "4", "--lora-alpha", "nan"],
          "--lora-alpha must be a finite number"),
         (lambda c, r, o: ["finetune", "--from", r, "--out", o, "--lora-rank", "100000"], "--lora-rank 100000 is more"),
