@@ -21,15 +21,17 @@ def run() -> int:
         signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         from bricklm.cli import main
+        from bricklm.distributed import end_process
     finally:
         signal.signal(signal.SIGINT, default)
     try:
         if caught:
             raise KeyboardInterrupt
-        return main()
+        code = main()
     except KeyboardInterrupt:  # main handles Ctrl-C inside a command; this is the moment before and after it
         print("bricklm: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    return end_process(code)  # a torchrun process ends here, without PyTorch's teardown of its threads
 
 
 if __name__ == "__main__":
