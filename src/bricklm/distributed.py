@@ -282,11 +282,12 @@ _joined = False  # this process joined a process group (init): end_process then 
 def end_process(code: int) -> int:
     """The exit of a command: code itself, or, in a process that joined a process group, os._exit(code).
 
-    destroy_process_group (Dist.close) leaves gloo's worker threads running; PyTorch tears them down in
-    the interpreter's own shutdown, and in CI one of two processes that had finished, saved and left the
-    group aborted there ("terminate called without an active exception"), so torchrun reported a failed
-    run. Everything is written and closed by now, so once the output is flushed, such a process ends
-    without that teardown. Not reproduced on demand (0 in 400 runs under load on a 2-core AMD EPYC).
+    destroy_process_group (Dist.close) leaves gloo's worker threads running (torch 2.13), so they are torn
+    down in the interpreter's own shutdown; in CI one of two processes that had finished, saved and left
+    the group aborted at exit ("terminate called without an active exception"), which torchrun reports as
+    a failed run. Everything is written and closed by now, so once the output is flushed, such a process
+    ends without that teardown. The abort was not reproduced on demand (0 in 400 runs under load on a
+    2-core AMD EPYC), so that this removes it is reasoned, not measured.
     """
     if not _joined:
         return code
