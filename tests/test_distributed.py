@@ -66,7 +66,7 @@ def finish(procs, timeout=120) -> list[tuple[int, str]]:
     return out
 
 
-def all_ok(results) -> str:
+def failures(results) -> str:
     """'' when every process ended with 0; otherwise each one's exit code and the end of its output."""
     if all(rc == 0 for rc, _ in results):
         return ""
@@ -146,7 +146,7 @@ def test_torchrun_two_processes_match_one_with_twice_the_batch_and_resume(tiny_c
     # Resume under DDP to step 9 (started as torchrun would); the same as 1 process going on to 9.
     procs = spawn([sys.executable, "-m", "bricklm", "train", "--resume", str(ddp), "--max-iters", "9"])
     results = finish(procs)
-    assert not (failed := all_ok(results)), failed
+    assert not (failed := failures(results)), failed
     # DDP's switch for constant buffers is spelled so torch 2.13 does not print a deprecation as bricklm's note.
     assert not any("note:" in text or "warning" in text.lower() for _, text in results), results
     assert main(["train", "--resume", str(single), "--max-iters", "9"]) == 0

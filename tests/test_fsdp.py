@@ -19,7 +19,7 @@ from bricklm.distributed import Dist
 from bricklm.errors import UserError
 from bricklm.generate import generate_text
 from bricklm.runs import load_run, read_metrics
-from test_distributed import TOLERANCE, all_ok, child_env, finish, flags, losses, spawn
+from test_distributed import TOLERANCE, child_env, failures, finish, flags, losses, spawn
 
 pytestmark = [
     pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="this PyTorch has no gloo"),
@@ -51,7 +51,7 @@ def test_fsdp_two_processes_match_one_with_twice_the_batch_and_resume(tiny_corpu
     # Resume under FSDP to step 9: the moments are scattered back; the same as 1 process going on to 9.
     procs = spawn([sys.executable, "-m", "bricklm", "train", "--resume", str(sharded), "--max-iters", "9", "--fsdp"])
     results = finish(procs)
-    assert not (failed := all_ok(results)), failed
+    assert not (failed := failures(results)), failed
     assert not any("warning" in text for _, text in results), results  # FSDP2's view warning is silenced
     assert main(["train", "--resume", str(single), "--max-iters", "9"]) == 0
     assert [r["step"] for r in read_metrics(sharded) if "loss" in r] == list(range(1, 10))
