@@ -23,10 +23,15 @@ from bricklm.distributed import Dist
 from bricklm.generate import generate_text
 from bricklm.runs import load_run, read_metrics
 from bricklm.train import Trainer
-from conftest import TINY_FLAGS
+from conftest import tiny_flags
 
-# Dropout 0 and no snapshots; batch 4 per process. The 1-process reference uses --batch-size 8.
-FLAGS = [*TINY_FLAGS, "--dropout", "0", "--loss-levels=", "--sample-chars", "0"]
+
+def flags(**overrides) -> list[str]:
+    """Dropout 0, no snapshots, no samples; batch 4 per process. The 1-process reference uses --batch-size 8."""
+    return tiny_flags(**{"dropout": 0, "loss_levels": "", "sample_chars": 0, **overrides})
+
+
+FLAGS = flags()
 # 2 processes' gradients are summed in another order than 1 process's: float rounding only.
 TOLERANCE = 1e-4
 
@@ -78,13 +83,6 @@ def losses(run_dir, evals=True) -> list[float]:
     m = read_metrics(run_dir)
     steps = [r["loss"] for r in m if "loss" in r]
     return steps + ([v for r in m if r.get("eval") for v in (r["train_loss"], r["val_loss"])] if evals else [])
-
-
-def flags(**overrides) -> list[str]:
-    out = list(FLAGS)
-    for key, value in overrides.items():
-        out += [f"--{key.replace('_', '-')}", str(value)]
-    return out
 
 
 def test_rank_slices_are_the_single_process_batch(tiny_corpus):
