@@ -3,7 +3,7 @@
     nice -n 19 python benchmarks/ddp_cpu.py                         # writes benchmarks/results/ddp_cpu.json
     python benchmarks/ddp_cpu.py --steps 100 --batch-size 16 --threads 1
 
-Both runs see the same windows (see src/bricklm/distributed.py), so their loss trajectories
+Both runs see the same windows (see src/bricklm/training/distributed.py), so their loss trajectories
 should agree to float rounding; the figure to watch is tokens/s. Each process gets --threads
 PyTorch threads, so 2 processes use twice the cores of 1: on a machine with 2 free cores,
 compare them with --threads 1 (and 1 process with --threads 2 for the fair single-process
@@ -47,8 +47,14 @@ def main() -> None:
         for i in range(args.repeats):  # interleaved, so a change in the machine's load hits all three
             runs["single"].append(run(ONE_PROCESS, f"single{i}", 2 * args.batch_size, args.threads))
             runs["single_2threads"].append(run(ONE_PROCESS, f"single2-{i}", 2 * args.batch_size, 2 * args.threads))
-            torchrun = ["torchrun", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-                        "-m", "bricklm"]  # fmt: skip
+            torchrun = [
+                "torchrun",
+                "--nproc_per_node=2",
+                "--master_addr=127.0.0.1",
+                f"--master_port={free_port()}",
+                "-m",
+                "bricklm",
+            ]
             runs["ddp_2_processes"].append(run(torchrun, f"ddp{i}", args.batch_size, args.threads))
         load_after = os.getloadavg()
     single, ddp = runs["single"][0], runs["ddp_2_processes"][0]

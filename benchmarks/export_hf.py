@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from bricklm.export import export_run
-from bricklm.prepare import prepare
-from bricklm.runs import load_run
+from bricklm.storage.runs import load_run
+from bricklm.text.prepare import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ["--n-layer", "2", "--n-head", "4", "--n-embd", "64", "--block-size", "128", "--dropout", "0"]
@@ -49,8 +49,22 @@ def train_run(workdir: Path, name: str, kind: str, flags: list[str], iters: int)
 
     run = workdir / "runs" / name
     if not (run / "summary.json").is_file():
-        common = ["--max-iters", str(iters), "--eval-interval", str(iters), "--eval-iters", "2", "--batch-size", "16",
-                  "--sample-chars", "0", "--device", "cpu", "--warmup-iters", "10"]  # fmt: skip
+        common = [
+            "--max-iters",
+            str(iters),
+            "--eval-interval",
+            str(iters),
+            "--eval-iters",
+            "2",
+            "--batch-size",
+            "16",
+            "--sample-chars",
+            "0",
+            "--device",
+            "cpu",
+            "--warmup-iters",
+            "10",
+        ]
         assert main(["train", "--data", str(workdir / kind), "--out", str(run), *MODEL, *common, *flags]) == 0
     return run
 
@@ -108,16 +122,27 @@ def main() -> None:
     rows = []
     for i, (positional, activation, tie, kind) in enumerate(COMBOS):
         attention, bias = ("manual", "torch_mha", "sdpa")[i % 3], ("--bias", "--no-bias")[i // 2 % 2]
-        flags = ["--positional", positional, "--activation", activation, "--attention", attention, bias,
-                 "--tie-weights" if tie == "tied" else "--no-tie-weights"]  # fmt: skip
+        flags = [
+            "--positional",
+            positional,
+            "--activation",
+            activation,
+            "--attention",
+            attention,
+            bias,
+            "--tie-weights" if tie == "tied" else "--no-tie-weights",
+        ]
         name = f"{positional}-{activation}-{tie}-{kind}-{attention}{bias.replace('--', '-')}"
         t0 = time.perf_counter()
         run = train_run(workdir, name, kind, flags, args.iters)
         row = {"combination": name, **measure(run, workdir / "hf" / name, held_out_text(workdir, kind))}
         rows.append(row)
         took = time.perf_counter() - t0
-        print(f"{name:48s} max_abs {row['max_abs']:.2e}  scale {row['logit_scale']:6.2f}  greedy_60 "
-              f"{row['greedy_60']}  same_ids {row['same_ids']}  ({took:.0f} s)", flush=True)  # fmt: skip
+        print(
+            f"{name:48s} max_abs {row['max_abs']:.2e}  scale {row['logit_scale']:6.2f}  greedy_60 "
+            f"{row['greedy_60']}  same_ids {row['same_ids']}  ({took:.0f} s)",
+            flush=True,
+        )
     result = {
         "command": f"PYTHONPATH=src python benchmarks/export_hf.py --iters {args.iters}",
         "model": " ".join(MODEL),
@@ -129,8 +154,10 @@ def main() -> None:
         "rows": rows,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"worst max_abs {result['worst_max_abs']:.2e}; all greedy agree: {all(r['greedy_60'] for r in rows)}; "
-          f"all ids agree: {all(r['same_ids'] for r in rows)} -> {args.out}")  # fmt: skip
+    print(
+        f"worst max_abs {result['worst_max_abs']:.2e}; all greedy agree: {all(r['greedy_60'] for r in rows)}; "
+        f"all ids agree: {all(r['same_ids'] for r in rows)} -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def max_abs(llm, model, ids: list[int], block: int, vocab: int) -> tuple[np.ndar
 
 def measure(llama_cpp, run_dir: Path, path: Path, text: str, chat_messages=None) -> dict:
     from bricklm.export import export_run
-    from bricklm.runs import load_run
+    from bricklm.storage.runs import load_run
     from export_hf import greedy_bricklm, windows
 
     export_run(run_dir, "best", "gguf", path, overwrite=True)
@@ -114,8 +114,9 @@ def measure(llama_cpp, run_dir: Path, path: Path, text: str, chat_messages=None)
     prompt = ids[:20]
     greedy = greedy_llama(llm, prompt, 60) == greedy_bricklm(run.model, prompt, 60)
     f32 = llama_cpp.GGML_TYPE_F32
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=max(block, 256), logits_all=True, n_threads=1, verbose=False,
-                          type_k=f32, type_v=f32)  # fmt: skip
+    llm = llama_cpp.Llama(
+        model_path=str(path), n_ctx=max(block, 256), logits_all=True, n_threads=1, verbose=False, type_k=f32, type_v=f32
+    )
     f32_cache = max_abs(llm, run.model, ids, block, vocab)[0].max()
     for b in run.model.blocks:
         b.ffn.act = LlamaCppGelu()
@@ -152,12 +153,21 @@ def main() -> None:
     for positional, tie, kind in GGUF_COMBOS:
         i = COMBOS.index((positional, "gelu", tie, kind))  # the same run export_hf.py trains for this combination
         attention, bias = ("manual", "torch_mha", "sdpa")[i % 3], ("--bias", "--no-bias")[i // 2 % 2]
-        flags = ["--positional", positional, "--activation", "gelu", "--attention", attention, bias,
-                 "--tie-weights" if tie == "tied" else "--no-tie-weights"]  # fmt: skip
+        flags = [
+            "--positional",
+            positional,
+            "--activation",
+            "gelu",
+            "--attention",
+            attention,
+            bias,
+            "--tie-weights" if tie == "tied" else "--no-tie-weights",
+        ]
         name = f"{positional}-gelu-{tie}-{kind}-{attention}{bias.replace('--', '-')}"
         run = train_run(workdir, name, kind, flags, args.iters)
-        rows.append({"run": name, **measure(llama_cpp, run, workdir / "gguf" / f"{name}.gguf",
-                                            held_out_text(workdir, kind))})  # fmt: skip
+        rows.append(
+            {"run": name, **measure(llama_cpp, run, workdir / "gguf" / f"{name}.gguf", held_out_text(workdir, kind))}
+        )
         print(json.dumps(rows[-1]), flush=True)
 
     base = workdir / "runs" / "learned-gelu-untied-char-sdpa-no-bias"
@@ -166,9 +176,12 @@ def main() -> None:
         ft = ["--max-iters", "40", "--eval-interval", "40", "--eval-iters", "1", "--batch-size", "8", "--device", "cpu"]
         assert bricklm_main(["finetune", "--from", str(base), "--out", str(chat), *ft]) == 0
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a list?"}]
-    rows.append({"run": "chat (fine-tuned, built-in Q&A)",
-                 **measure(llama_cpp, chat, workdir / "gguf" / "chat.gguf", held_out_text(workdir, "char"),
-                           messages)})  # fmt: skip
+    rows.append(
+        {
+            "run": "chat (fine-tuned, built-in Q&A)",
+            **measure(llama_cpp, chat, workdir / "gguf" / "chat.gguf", held_out_text(workdir, "char"), messages),
+        }
+    )
     print(json.dumps(rows[-1]), flush=True)
     result = {
         "command": f"PYTHONPATH=src python benchmarks/export_llamacpp.py --iters {args.iters}",

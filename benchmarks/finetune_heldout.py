@@ -30,9 +30,9 @@ from bricklm.errors import UserError
 from bricklm.finetune.conversations import builtin_conversations, load_conversations, render, split_heldout
 from bricklm.finetune.data import Examples, make_example, masked_loss_sum
 from bricklm.finetune.trainer import BUILTIN_DATA, extend_vocab
-from bricklm.generate import generate
-from bricklm.runs import load_run
-from bricklm.tokenizer import ASSISTANT
+from bricklm.model.generate import generate
+from bricklm.storage.runs import load_run
+from bricklm.text.tokenizer import ASSISTANT
 
 
 def heldout_conversations(run_dir: Path):

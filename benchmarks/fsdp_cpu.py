@@ -3,7 +3,7 @@
     nice -n 19 python benchmarks/fsdp_cpu.py                     # writes benchmarks/results/fsdp_cpu.json
     python benchmarks/fsdp_cpu.py --steps 100 --batch-size 16 --threads 1
 
-All three see the same windows (src/bricklm/distributed.py), so their loss trajectories should agree
+All three see the same windows (src/bricklm/training/distributed.py), so their loss trajectories should agree
 to float rounding. FSDP gathers each block's weights before its forward and backward and
 reduce-scatters gradients, so it sends more than DDP's one all-reduce per step; on a model this
 small that is pure overhead: FSDP is for models whose weights and AdamW state don't fit one device,
@@ -39,9 +39,15 @@ def main() -> None:
 
         def run(prefix, name, batch, extra=()):
             return train(
-                prefix, data, tmp / name, batch,
-                steps=args.steps, eval_interval=max(1, args.steps // 3), threads=args.threads, extra=extra,
-            )  # fmt: skip
+                prefix,
+                data,
+                tmp / name,
+                batch,
+                steps=args.steps,
+                eval_interval=max(1, args.steps // 3),
+                threads=args.threads,
+                extra=extra,
+            )
 
         for i in range(args.repeats):  # interleaved, so a change in the machine's load hits all three
             runs["single"].append(run(ONE_PROCESS, f"single{i}", 2 * args.batch_size))

@@ -33,9 +33,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine, need, shared_data  # noqa: E402  (benchmarks/ is not a package)
 
-NANOGPT_CPU = ["--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval=1", "--block_size=64",
-               "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128", "--max_iters=2000",
-               "--lr_decay_iters=2000", "--dropout=0.0"]  # fmt: skip
+NANOGPT_CPU = [
+    "--device=cpu",
+    "--compile=False",
+    "--eval_iters=20",
+    "--log_interval=1",
+    "--block_size=64",
+    "--batch_size=12",
+    "--n_layer=4",
+    "--n_head=4",
+    "--n_embd=128",
+    "--max_iters=2000",
+    "--lr_decay_iters=2000",
+    "--dropout=0.0",
+]
 
 
 def run_nanogpt(nanogpt: Path, corpus: Path, work: Path) -> dict:
@@ -58,8 +69,13 @@ def run_nanogpt(nanogpt: Path, corpus: Path, work: Path) -> dict:
     if proc.returncode != 0:
         sys.exit("nanoGPT's train.py failed:\n" + "\n".join(lines[-20:]))
     evals = [ln for ln in lines if ln.startswith("step ")]
-    return {"command": " ".join(cmd[1:]), "wall_s": round(wall, 2), "evals": evals, "checkpoint": str(out / "ckpt.pt"),
-            "code": str(copy)}  # fmt: skip
+    return {
+        "command": " ".join(cmd[1:]),
+        "wall_s": round(wall, 2),
+        "evals": evals,
+        "checkpoint": str(out / "ckpt.pt"),
+        "code": str(copy),
+    }
 
 
 def score_nanogpt(result: dict, val_tokens) -> float:
@@ -67,7 +83,7 @@ def score_nanogpt(result: dict, val_tokens) -> float:
     when given targets, so the adapter passes the inputs as dummy targets and drops its loss)."""
     import torch
 
-    from bricklm.datasets import full_split_loss
+    from bricklm.training.datasets import full_split_loss
 
     sys.path.insert(0, result["code"])
     from model import GPT, GPTConfig  # nanoGPT's model.py, from the copy it ran
@@ -90,16 +106,22 @@ def score_nanogpt(result: dict, val_tokens) -> float:
 
 def run_bricklm(recipe: Path, corpus_dir: Path, target: float, seed: int, work: Path) -> dict:
     from bricklm.config import load_config
-    from bricklm.train import Trainer
+    from bricklm.training.trainer import Trainer
 
     model_cfg, train_cfg = load_config(recipe, {"target_val_loss": target, "seed": seed, "device": "cpu"})
     trainer = Trainer(model_cfg, train_cfg, corpus_dir, work / f"bricklm-{seed}", log=lambda *a: None, progress=False)
     summary = trainer.run()
     evals = trainer.state.extra.get("wall_at_eval", [])
     hit = next((e for e in evals if e[2] <= target), None)
-    return {"seed": seed, "reached": hit is not None, "seconds_to_target": hit[1] if hit else None,
-            "step": hit[0] if hit else None, "best_val_loss": summary["best_val_loss"],
-            "stop_reason": summary["stop_reason"], "evals": evals}  # fmt: skip
+    return {
+        "seed": seed,
+        "reached": hit is not None,
+        "seconds_to_target": hit[1] if hit else None,
+        "step": hit[0] if hit else None,
+        "best_val_loss": summary["best_val_loss"],
+        "stop_reason": summary["stop_reason"],
+        "evals": evals,
+    }
 
 
 def main() -> None:
@@ -111,8 +133,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "nanogpt-baseline.json")
     args = p.parse_args()
     need(args.corpus)
-    from bricklm.data import load_corpus
-    from bricklm.prepare import prepare
+    from bricklm.text.data import load_corpus
+    from bricklm.text.prepare import prepare
 
     info = machine()
     with tempfile.TemporaryDirectory(prefix="bricklm-nanogpt-") as tmp:
@@ -128,13 +150,16 @@ def main() -> None:
             print(f"bricklm seed {seed}: {runs[-1]['seconds_to_target']} s to {nano['whole_split_val']}", flush=True)
     times = [r["seconds_to_target"] for r in runs if r["reached"]]
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": info, "load_avg_after": list(machine()["load_avg"]),
-        "corpus": args.corpus.name, "recipe": str(args.recipe.relative_to(REPO) if args.recipe.is_relative_to(REPO)
-                                                      else args.recipe),
-        "nanogpt": {k: v for k, v in nano.items() if k not in ("checkpoint", "code")}, "bricklm": runs,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": info,
+        "load_avg_after": list(machine()["load_avg"]),
+        "corpus": args.corpus.name,
+        "recipe": str(args.recipe.relative_to(REPO) if args.recipe.is_relative_to(REPO) else args.recipe),
+        "nanogpt": {k: v for k, v in nano.items() if k not in ("checkpoint", "code")},
+        "bricklm": runs,
         "bricklm_mean_s": round(statistics.mean(times), 2) if len(times) == len(runs) else None,
         "speedup": round(nano["wall_s"] / statistics.mean(times), 2) if len(times) == len(runs) else None,
-    }  # fmt: skip
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("bricklm_mean_s", "speedup")}))

@@ -53,8 +53,12 @@ def tables(res: dict) -> str:
         lines += ["", f"Target: ≥ {TARGETS.get(name, 0):.1f}× the reference's tokens/s.", ""]
     gen = res.get("gen")
     if gen:
-        lines += ["### Generation, 10M model, new tokens from token 0", "", "| | tokens/s | seconds | × reference |",
-                  "|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "### Generation, 10M model, new tokens from token 0",
+            "",
+            "| | tokens/s | seconds | × reference |",
+            "|---|---|---|---|",
+        ]
         for label, r in gen.items():
             if "error" in r:
                 lines.append(f"| {label} | error: {r['error']} | | |")
@@ -69,8 +73,12 @@ def tables(res: dict) -> str:
         lines += ["| step | wall s | val loss (whole val split) |", "|---|---|---|"]
         lines += [f"| {e['step']} | {e['wall_s']:.1f} | {e['val_loss']:.4f} |" for e in r["evals"]]
         reached = f"reached in {r['seconds_to_target']:.1f} s" if r["reached"] else "not reached"
-        lines += ["", f"Target val loss {r['target_val_loss']}: {reached}; best {r['best_val_loss']:.4f} "
-                  f"after {r['steps']} steps ({r['stop_reason'] or 'schedule finished'}).", ""]  # fmt: skip
+        lines += [
+            "",
+            f"Target val loss {r['target_val_loss']}: {reached}; best {r['best_val_loss']:.4f} "
+            f"after {r['steps']} steps ({r['stop_reason'] or 'schedule finished'}).",
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -26,8 +26,8 @@ from common import machine, shared_data
 
 MEASURE = """
 import json, resource, sys, time
-from bricklm.prepare import prepare
-import bricklm.tokenizer
+from bricklm.text.prepare import prepare
+import bricklm.text.tokenizer
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 r = prepare([sys.argv[1]], sys.argv[2], tokenizer=sys.argv[3], vocab_size=int(sys.argv[4]), log=lambda *a: None)
@@ -53,8 +53,11 @@ def measure(src: Path, out: Path, tokenizer: str, vocab_size: int) -> dict:
     size = sum(p.stat().st_size for p in ([src] if src.is_file() else src.rglob("*")) if p.is_file())
     done = subprocess.run(
         [sys.executable, "-c", MEASURE, str(src), str(out), tokenizer, str(vocab_size)],
-        capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     r = json.loads(done.stdout)
     return {
         "input_mb": round(size / 2**20, 2),
@@ -72,8 +75,12 @@ def main() -> None:
     p.add_argument("--mb", type=float, default=10, help="size of the generated corpus")
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/prepare_throughput.json"))
-    p.add_argument("--corpus", type=Path, default=shared_data("bdunagan.com.txt"),
-                   help="a real text to measure beside the generated one, when it exists")  # fmt: skip
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        default=shared_data("bdunagan.com.txt"),
+        help="a real text to measure beside the generated one, when it exists",
+    )
     args = p.parse_args()
     results = {}
     load_before = os.getloadavg()

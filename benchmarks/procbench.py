@@ -36,10 +36,30 @@ def prepare_corpus(tmp: Path) -> Path:
 def train(prefix, data, out, batch, *, steps, eval_interval, threads, extra=()) -> dict:
     """One training run in a subprocess; its speed and every logged loss."""
     flags = [
-        "--data", str(data), "--out", str(out), "--batch-size", str(batch), "--max-iters", str(steps),
-        "--eval-interval", str(eval_interval), "--eval-iters", "4", *MODEL, "--dropout", "0",
-        "--device", "cpu", "--sample-chars", "0", "--loss-levels=", "--threads", str(threads), *extra,
-    ]  # fmt: skip
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--batch-size",
+        str(batch),
+        "--max-iters",
+        str(steps),
+        "--eval-interval",
+        str(eval_interval),
+        "--eval-iters",
+        "4",
+        *MODEL,
+        "--dropout",
+        "0",
+        "--device",
+        "cpu",
+        "--sample-chars",
+        "0",
+        "--loss-levels=",
+        "--threads",
+        str(threads),
+        *extra,
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = str(threads)
     t0 = time.perf_counter()

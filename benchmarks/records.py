@@ -42,8 +42,22 @@ def flag(setting: str) -> list[str]:
 
 
 def one_run(recipe: Path, corpus: Path, out: Path, seed: int, settings: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "bricklm", "train", "--config", str(recipe), "--data", str(corpus), "--out", str(out),
-           "--seed", str(seed), "--device", "cpu"] + [f for s in settings for f in flag(s)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "bricklm",
+        "train",
+        "--config",
+        str(recipe),
+        "--data",
+        str(corpus),
+        "--out",
+        str(out),
+        "--seed",
+        str(seed),
+        "--device",
+        "cpu",
+    ] + [f for s in settings for f in flag(s)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         return {"seed": seed, "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
@@ -51,10 +65,15 @@ def one_run(recipe: Path, corpus: Path, out: Path, seed: int, settings: list[str
     trainer = json.loads(sorted((out / "checkpoints").glob("step-*"))[-1].joinpath("trainer.json").read_text())
     walls = trainer["train_state"]["extra"].get("wall_at_eval", [])
     return {
-        "seed": seed, "val_loss": round(summary["val_loss"], 4), "best_val_loss": round(summary["best_val_loss"], 4),
-        "steps": summary["steps"], "wall_s": walls[-1][1] if walls else None, "stop_reason": summary["stop_reason"],
-        "tokens_per_s": round(summary["tokens_per_s"]), "parameters": summary["parameters"],
-    }  # fmt: skip
+        "seed": seed,
+        "val_loss": round(summary["val_loss"], 4),
+        "best_val_loss": round(summary["best_val_loss"], 4),
+        "steps": summary["steps"],
+        "wall_s": walls[-1][1] if walls else None,
+        "stop_reason": summary["stop_reason"],
+        "tokens_per_s": round(summary["tokens_per_s"]),
+        "parameters": summary["parameters"],
+    }
 
 
 def reference_run(corpus: Path, seconds: float, seed: int) -> dict:
@@ -62,8 +81,8 @@ def reference_run(corpus: Path, seconds: float, seed: int) -> dict:
     import torch
 
     import reference_seed as ref
-    from bricklm.data import load_corpus
-    from bricklm.datasets import full_split_loss
+    from bricklm.text.data import load_corpus
+    from bricklm.training.datasets import full_split_loss
 
     train, val, tokenizer, _ = load_corpus(corpus)
     torch.manual_seed(seed)
@@ -79,8 +98,15 @@ def reference_run(corpus: Path, seconds: float, seed: int) -> dict:
         val_loss = full_split_loss(model, val, block)
     wall = time.perf_counter() - start
     parameters = sum(p.numel() for p in model.parameters())
-    return {"seed": seed, "val_loss": round(val_loss, 4), "best_val_loss": round(val_loss, 4), "steps": steps,
-            "wall_s": round(wall, 3), "stop_reason": f"{seconds:g} s spent", "parameters": parameters}  # fmt: skip
+    return {
+        "seed": seed,
+        "val_loss": round(val_loss, 4),
+        "best_val_loss": round(val_loss, 4),
+        "steps": steps,
+        "wall_s": round(wall, 3),
+        "stop_reason": f"{seconds:g} s spent",
+        "parameters": parameters,
+    }
 
 
 def main() -> None:
@@ -97,8 +123,11 @@ def main() -> None:
     before = machine()
     with tempfile.TemporaryDirectory(prefix="bricklm-records-") as tmp:
         corpus = Path(tmp) / "corpus"
-        subprocess.run([sys.executable, "-m", "bricklm", "prepare", str(args.corpus), "--split", "tail",
-                        "--out", str(corpus)], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "bricklm", "prepare", str(args.corpus), "--split", "tail", "--out", str(corpus)],
+            check=True,
+            capture_output=True,
+        )
         runs = []
         for seed in range(1337, 1337 + args.seeds):
             if str(args.recipe) == "reference":
@@ -108,20 +137,28 @@ def main() -> None:
             print(json.dumps(runs[-1]), flush=True)
     vals = [r["val_loss"] for r in runs if "val_loss" in r]
     row = {
-        "date": time.strftime("%Y-%m-%d %H:%M"), "label": args.label or args.recipe.stem,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "label": args.label or args.recipe.stem,
         "seconds": args.seconds if str(args.recipe) == "reference" else None,
-        "recipe": str(args.recipe), "set": args.set, "corpus": args.corpus.name, "machine": before,
-        "load_avg_after": list(machine()["load_avg"]), "runs": runs,
+        "recipe": str(args.recipe),
+        "set": args.set,
+        "corpus": args.corpus.name,
+        "machine": before,
+        "load_avg_after": list(machine()["load_avg"]),
+        "runs": runs,
         "val_mean": round(statistics.mean(vals), 4) if vals else None,
         "val_std": round(statistics.stdev(vals), 4) if len(vals) > 1 else None,
-        "val_min": min(vals, default=None), "val_max": max(vals, default=None),
-    }  # fmt: skip
+        "val_min": min(vals, default=None),
+        "val_max": max(vals, default=None),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
     spread = f" ± {row['val_std']}" if row["val_std"] is not None else ""
-    print(f"{row['label']}: whole-split val {row['val_mean']}{spread} over {len(vals)} seeds "
-          f"(load {before['load_avg'][0]} -> {row['load_avg_after'][0]})")  # fmt: skip
+    print(
+        f"{row['label']}: whole-split val {row['val_mean']}{spread} over {len(vals)} seeds "
+        f"(load {before['load_avg'][0]} -> {row['load_avg_after'][0]})"
+    )
 
 
 if __name__ == "__main__":

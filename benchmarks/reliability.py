@@ -29,8 +29,8 @@ from pathlib import Path
 PEAK_CHILD = r"""
 import sys, torch
 from bricklm.config import ModelConfig, TrainConfig
-from bricklm.model import GPT
-from bricklm.optim import make_optimizer
+from bricklm.model.gpt import GPT
+from bricklm.training.optim import make_optimizer
 def status(key):
     return next(int(ln.split()[1]) * 1024 for ln in open("/proc/self/status") if ln.startswith(key))
 m = ModelConfig(**eval(sys.argv[1])); t = TrainConfig(batch_size=int(sys.argv[2]))
@@ -63,10 +63,10 @@ SHAPES = [  # (name, model fields, batch size)
 def checkpoint_cost(repeats: int = 3) -> dict:
     import torch
 
-    from bricklm import checkpoint as ckpt
     from bricklm.config import ModelConfig, TrainConfig, load_config
-    from bricklm.model import GPT
-    from bricklm.optim import make_optimizer
+    from bricklm.model.gpt import GPT
+    from bricklm.storage import checkpoint as ckpt
+    from bricklm.training.optim import make_optimizer
 
     model_cfg, train_cfg = load_config(Path(__file__).parent.parent / "configs/seed/headline-10m.toml")
     model_cfg.vocab_size = 107
@@ -100,8 +100,8 @@ def checkpoint_cost(repeats: int = 3) -> dict:
 
 def memory_estimates(show=print) -> list[dict]:
     from bricklm.config import ModelConfig, TrainConfig
-    from bricklm.hardware import estimate_memory_bytes
-    from bricklm.model import count_params
+    from bricklm.model.gpt import count_params
+    from bricklm.training.hardware import estimate_memory_bytes
 
     show("| shape | parameters | batch | estimate (MB) | measured peak (MB) | estimate / peak |")
     show("|---|---:|---:|---:|---:|---:|")
@@ -112,8 +112,14 @@ def memory_estimates(show=print) -> list[dict]:
             [sys.executable, "-c", PEAK_CHILD, repr(fields), str(batch)], capture_output=True, text=True, check=True
         )
         peak = int(out.stdout.strip())
-        r = {"shape": name, "parameters": count_params(ModelConfig(**fields)), "batch": batch,
-             "estimate_mb": est / 1e6, "peak_mb": peak / 1e6, "ratio": est / peak}  # fmt: skip
+        r = {
+            "shape": name,
+            "parameters": count_params(ModelConfig(**fields)),
+            "batch": batch,
+            "estimate_mb": est / 1e6,
+            "peak_mb": peak / 1e6,
+            "ratio": est / peak,
+        }
         show(
             f"| {r['shape']} | {r['parameters']:,} | {r['batch']} | {r['estimate_mb']:.0f} | "
             f"{r['peak_mb']:.0f} | {r['ratio']:.2f} |"

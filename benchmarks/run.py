@@ -88,7 +88,7 @@ def flops_per_token(n_layer: int, n_embd: int, block: int, n_params_nonemb: int)
 def worker_train(args) -> dict:
     import torch
 
-    from bricklm.data import get_batch
+    from bricklm.text.data import get_batch
 
     L, C, H, B, T = MODELS[args.model]
     torch.manual_seed(0)
@@ -135,18 +135,32 @@ def bricklm_step(args, L, C, H, B, T, device, tokens, get_batch):
     import torch
 
     from bricklm.config import ModelConfig, TrainConfig
-    from bricklm.fastpaths import compile_with_fallback
-    from bricklm.hardware import apply_kernel, tune
-    from bricklm.model import GPT
-    from bricklm.optim import make_optimizer
-    from bricklm.train import train_step
+    from bricklm.model.fastpaths import compile_with_fallback
+    from bricklm.model.gpt import GPT
+    from bricklm.training.hardware import apply_kernel, tune
+    from bricklm.training.optim import make_optimizer
+    from bricklm.training.trainer import train_step
 
     cfg = ModelConfig(
-        vocab_size=VOCAB, block_size=T, n_layer=L, n_head=H, n_embd=C, activation="relu",
-        attention=args.attention, bias=False, dropout=0.0,
-    )  # fmt: skip
-    tcfg = TrainConfig(batch_size=B, adamw=args.adamw, grad_clip=0.0, weight_decay=0.0, learning_rate=1e-3,
-                       schedule="constant", dtype=args.dtype)  # fmt: skip
+        vocab_size=VOCAB,
+        block_size=T,
+        n_layer=L,
+        n_head=H,
+        n_embd=C,
+        activation="relu",
+        attention=args.attention,
+        bias=False,
+        dropout=0.0,
+    )
+    tcfg = TrainConfig(
+        batch_size=B,
+        adamw=args.adamw,
+        grad_clip=0.0,
+        weight_decay=0.0,
+        learning_rate=1e-3,
+        schedule="constant",
+        dtype=args.dtype,
+    )
     model = GPT(cfg).to(device)
     model.recompute_activations = args.recompute
     tuning = tune(cfg, tcfg, device, log=lambda m: print(m, file=sys.stderr))  # attention/dtype auto: measured
@@ -160,8 +174,9 @@ def bricklm_step(args, L, C, H, B, T, device, tokens, get_batch):
         return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def step():
-        loss, _ = train_step(model, opt, lambda: get_batch(tokens, B, T, gen, device), tcfg, 0, forward=forward,
-                             autocast=autocast)  # fmt: skip
+        loss, _ = train_step(
+            model, opt, lambda: get_batch(tokens, B, T, gen, device), tcfg, 0, forward=forward, autocast=autocast
+        )
         return loss
 
     return model, opt, step
@@ -182,8 +197,8 @@ def worker_gen(args) -> dict:
             ref.generate_recompute(model, idx, n)
     else:
         from bricklm.config import ModelConfig
-        from bricklm.generate import generate
-        from bricklm.model import GPT
+        from bricklm.model.generate import generate
+        from bricklm.model.gpt import GPT
 
         cfg = ModelConfig(vocab_size=VOCAB, block_size=T, n_layer=L, n_head=H, n_embd=C, activation="relu")
         model = GPT(cfg).to(args.device)
@@ -206,8 +221,8 @@ def worker_gen(args) -> dict:
 def worker_ttl(args) -> dict:
     """Train a recipe on the blog's corpus until its target or budget; report wall time to each evaluation."""
     from bricklm.config import load_config
-    from bricklm.prepare import prepare
-    from bricklm.train import Trainer
+    from bricklm.text.prepare import prepare
+    from bricklm.training.trainer import Trainer
 
     work = Path(tempfile.mkdtemp(prefix="bricklm-ttl-"))
     prepare([args.corpus], work / "corpus", split="tail", log=lambda *a, **k: None)
@@ -269,7 +284,7 @@ def bricklm_variants(device: str, levers: bool, info: dict, recompute: bool = Fa
             ("bricklm fp32", {**fast, "dtype": "float32"}),
             ("bricklm bf16", {**fast, "dtype": "bfloat16"}),
             ("bricklm compile" if not fast["compile"] else "bricklm eager", {**fast, "compile": not fast["compile"]}),
-        ]  # fmt: skip
+        ]
     return out
 
 
@@ -285,22 +300,28 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--quick", action="store_true", help="few steps and tokens, no time-to-loss: a smoke run")
     p.add_argument(
-        "--levers", action=argparse.BooleanOptionalAction, default=True,
+        "--levers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="also time each lever switched alone (first model only; default on, off with --quick)",
-    )  # fmt: skip
+    )
     p.add_argument("--steps", type=int, default=None, help="timed steps per configuration (default 20, quick 3)")
     p.add_argument("--recipe", action="append", default=None, help="time-to-loss recipes (default: both in configs/)")
     p.add_argument("--out", default=None, help="results JSON (default benchmarks/results/bench-<device>.json)")
     p.add_argument(
-        "--corpus", type=Path, default=shared_data("bdunagan.com.txt"),
+        "--corpus",
+        type=Path,
+        default=shared_data("bdunagan.com.txt"),
         help="text for the time-to-loss part (default: ../shared/data/bdunagan.com.txt beside the repository)",
-    )  # fmt: skip
+    )
     p.add_argument("--no-docs", action="store_true", help="don't regenerate docs/performance.md")
     p.add_argument(
-        "--threads", type=int, default=os.cpu_count(),
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
         help="PyTorch threads in every configuration, reference included (default: all cores; OMP_NUM_THREADS "
         "is overridden so a shell setting can't make the comparison unfair)",
-    )  # fmt: skip
+    )
     # worker flags (internal)
     p.add_argument("--worker", choices=("train", "gen", "ttl"), help=argparse.SUPPRESS)
     p.add_argument("--impl", help=argparse.SUPPRESS)
@@ -339,8 +360,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)  # the matmul peak too
     info = machine()
     results: dict = {
-        "machine": info, "device": args.device, "quick": args.quick, "threads": args.threads, "started": time.ctime()
-    }  # fmt: skip
+        "machine": info,
+        "device": args.device,
+        "quick": args.quick,
+        "threads": args.threads,
+        "started": time.ctime(),
+    }
     log = lambda m: print(m, flush=True)  # noqa: E731
     if "peak" in parts:
         results["matmul_peak_gflops"] = matmul_peak(args.device, args.quick)
@@ -355,8 +380,20 @@ def main(argv=None) -> int:
             variants = bricklm_variants(args.device, args.levers and name == models[0], info, name == "10M")
             for label, flags in [("reference", [])] + [(lbl, variant_flags(v)) for lbl, v in variants]:
                 impl = "reference" if label == "reference" else "bricklm"
-                r = spawn("train", "--impl", impl, "--model", name, "--device", args.device,
-                          "--steps", str(steps), "--warmup", warmup, *flags)  # fmt: skip
+                r = spawn(
+                    "train",
+                    "--impl",
+                    impl,
+                    "--model",
+                    name,
+                    "--device",
+                    args.device,
+                    "--steps",
+                    str(steps),
+                    "--warmup",
+                    warmup,
+                    *flags,
+                )
                 r["settings"] = " ".join(flags) or "nn.MultiheadAttention, AdamW defaults, fp32, eager"
                 rows[label] = r
                 log(f"train {name} {label}: {fmt_row(r)}")

@@ -37,8 +37,26 @@ TEXT = (
     "The quick brown fox jumps over the lazy dog. A small model learns the shape of words.\n"
     "Training a tiny transformer on a laptop is a fine way to learn what every block does.\n"
 ) * 200
-MODEL_FLAGS = ["--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "128", "--batch-size", "8",
-               "--max-iters", "1", "--eval-interval", "1", "--eval-iters", "1", "--sample-chars", "0"]  # fmt: skip
+MODEL_FLAGS = [
+    "--n-layer",
+    "4",
+    "--n-head",
+    "4",
+    "--n-embd",
+    "128",
+    "--block-size",
+    "128",
+    "--batch-size",
+    "8",
+    "--max-iters",
+    "1",
+    "--eval-interval",
+    "1",
+    "--eval-iters",
+    "1",
+    "--sample-chars",
+    "0",
+]
 DEADLINE_S = 600  # the whole benchmark, whatever happens
 
 
@@ -52,8 +70,19 @@ def make_run(root: Path) -> tuple[Path, int]:
     posts.mkdir()
     (posts / "text.md").write_text(TEXT)
     run([sys.executable, "-m", "bricklm", "prepare", str(posts), "--out", str(root / "corpus")])
-    run([sys.executable, "-m", "bricklm", "train", "--data", str(root / "corpus"), "--out",
-         str(root / "runs" / "small"), *MODEL_FLAGS])  # fmt: skip
+    run(
+        [
+            sys.executable,
+            "-m",
+            "bricklm",
+            "train",
+            "--data",
+            str(root / "corpus"),
+            "--out",
+            str(root / "runs" / "small"),
+            *MODEL_FLAGS,
+        ]
+    )
     return root / "runs", json.loads((root / "runs" / "small" / "summary.json").read_text())["parameters"]
 
 
@@ -72,8 +101,14 @@ def rss_mib(pid: int) -> float:
 
 async def one(client: httpx.AsyncClient, max_tokens: int, seed: int) -> dict:
     """One streaming completion: time to first token, tokens, whole or not."""
-    body = {"model": "small", "prompt": "The ", "max_tokens": max_tokens, "temperature": 0.8, "seed": seed,
-            "stream": True}  # fmt: skip
+    body = {
+        "model": "small",
+        "prompt": "The ",
+        "max_tokens": max_tokens,
+        "temperature": 0.8,
+        "seed": seed,
+        "stream": True,
+    }
     t0 = time.perf_counter()
     first, tokens, done, error = None, 0, False, None
     try:
@@ -93,8 +128,14 @@ async def one(client: httpx.AsyncClient, max_tokens: int, seed: int) -> dict:
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"
     end = time.perf_counter()
-    return {"ttft_s": (first - t0) if first else None, "tokens": tokens, "done": done, "error": error,
-            "seconds": end - t0, "stream_tok_s": tokens / (end - first) if first and end > first else None}  # fmt: skip
+    return {
+        "ttft_s": (first - t0) if first else None,
+        "tokens": tokens,
+        "done": done,
+        "error": error,
+        "seconds": end - t0,
+        "stream_tok_s": tokens / (end - first) if first and end > first else None,
+    }
 
 
 async def round_of(url: str, clients: int, max_tokens: int, offset: int) -> tuple[list[dict], float]:
@@ -117,8 +158,13 @@ def machine() -> dict:
     model = next(
         (ln.split(":", 1)[1].strip() for ln in cpu.splitlines() if ln.startswith("Model name")), platform.processor()
     )
-    return {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "torch_threads": torch.get_num_threads()}  # fmt: skip
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -134,8 +180,11 @@ def main() -> None:
         runs, n_params = make_run(Path(tmp))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([sys.executable, "-m", "bricklm", "studio", "--runs", str(runs), "--port", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bricklm", "studio", "--runs", str(runs), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             while True:
                 try:

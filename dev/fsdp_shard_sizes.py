@@ -11,9 +11,9 @@ import torch
 import torch.distributed as dist
 
 from bricklm.config import load_config
-from bricklm.distributed import Dist
-from bricklm.model import GPT
-from bricklm.optim import make_optimizer
+from bricklm.model.gpt import GPT
+from bricklm.training.distributed import Dist
+from bricklm.training.optim import make_optimizer
 
 
 def main() -> None:

@@ -20,10 +20,10 @@ import time
 import torch
 
 from bricklm.config import load_config
-from bricklm.data import load_corpus
 from bricklm.inspect.diagnosis import diagnose
 from bricklm.inspect.health import probe_training
-from bricklm.model import GPT
+from bricklm.model.gpt import GPT
+from bricklm.text.data import load_corpus
 
 SIZES = {
     "6L-32": dict(n_layer=6, n_embd=32, n_head=4, block_size=32, batch_size=16),

@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 
 from bricklm.experiments.tables import planned_runs
-from bricklm.runs import read_metrics
+from bricklm.storage.metrics import read_metrics
 
 
 def val_at(run_dir: Path, step: int) -> float | None:
@@ -54,8 +54,10 @@ def main() -> None:
             row.append(f"{means[name][s]:.3f}{spread} (#{ranked.index(means[name][s]) + 1}){better}")
         print(f"| {groups[name]['label']} | " + " | ".join(row) + " |")
     seeds = sorted({len(v) for cells in table.values() for v in cells.values() if v})
-    print(f"\nmean ± sample std over {' or '.join(map(str, seeds))} seeds; (#k): rank at that step; "
-          "**<**: better than the original at that step")  # fmt: skip
+    print(
+        f"\nmean ± sample std over {' or '.join(map(str, seeds))} seeds; (#k): rank at that step; "
+        "**<**: better than the original at that step"
+    )
 
 
 if __name__ == "__main__":

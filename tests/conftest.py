@@ -15,10 +15,29 @@ TINY_TEXT = (
 
 # Flags for a model that trains in about a second.
 TINY_FLAGS = [
-    "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
-    "--batch-size", "4", "--max-iters", "6", "--eval-interval", "3", "--eval-iters", "2",
-    "--warmup-iters", "2", "--sample-chars", "20", "--device", "cpu",
-]  # fmt: skip
+    "--n-layer",
+    "1",
+    "--n-head",
+    "2",
+    "--n-embd",
+    "16",
+    "--block-size",
+    "16",
+    "--batch-size",
+    "4",
+    "--max-iters",
+    "6",
+    "--eval-interval",
+    "3",
+    "--eval-iters",
+    "2",
+    "--warmup-iters",
+    "2",
+    "--sample-chars",
+    "20",
+    "--device",
+    "cpu",
+]
 
 
 def tiny_flags(**changes) -> list[str]:
@@ -35,7 +54,7 @@ def tiny_flags(**changes) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
-    from bricklm.prepare import prepare
+    from bricklm.text.prepare import prepare
 
     root = tmp_path_factory.mktemp("tiny")
     src = root / "posts"

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from bricklm import checkpoint as ckpt
+from bricklm.storage import checkpoint as ckpt
 from conftest import TINY_FLAGS
 
 
@@ -21,7 +21,7 @@ def configs(*flags: str):
 
 
 def trainer(corpus, run, *flags: str, callbacks=(), resume=False, log=None):
-    from bricklm.train import Trainer
+    from bricklm.training.trainer import Trainer
 
     model_cfg, train_cfg = configs(*flags)
     quiet = log or (lambda *a, **k: None)

@@ -2,11 +2,14 @@
 
 The import graph is read from the source (ast), so these hold without importing anything:
 - no import cycle among bricklm's modules;
-- the core (the modules directly under bricklm/) never imports a feature package or cli/, a feature
-  package never imports cli/, and the feature packages import each other without a cycle;
+- imports point down the layers (docs/architecture.md draws them): the base modules directly under
+  bricklm/ (config, errors, files), then the core folders text/, model/, storage/, training/ in that
+  order, then the feature packages, then cli/; a folder never imports one above it, so no two folders
+  form a cycle, and the feature packages import each other without a cycle;
 - at most MAX_LAZY imports of bricklm itself written inside functions (each one is a cycle in hiding);
 - no module over MAX_MODULE_LINES lines, no class over MAX_CLASS_LINES;
 - argparse only under cli/;
+- no formatter skip markers (the formatter decides layout: split by concept rather than squeeze);
 - no machine's own path in the source, the tests, the benchmarks or dev/.
 """
 
@@ -19,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "bricklm"
 CLI = "cli"
+BASE = "base"
+CORE = (BASE, "text", "model", "storage", "training")  # bottom to top
 MAX_LAZY, MAX_MODULE_LINES, MAX_CLASS_LINES = 8, 450, 250
 
 
@@ -64,11 +69,22 @@ def graph() -> dict[str, set[str]]:
 
 
 def area(module: str) -> str:
-    """'core' for bricklm.train, 'cli' for bricklm.cli.train, the package name for a feature's module."""
+    """The folder a module lives in ('training' for bricklm.training.trainer, 'cli' for bricklm.cli.train,
+    'studio' for a feature's module), or 'base' for the modules directly under bricklm/."""
     if module == "bricklm.__main__":  # `python -m bricklm` is the command line
         return CLI
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else "core"
+    return parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else BASE
+
+
+def rank(folder: str) -> int:
+    """Height of a folder in the layers: base 0 … training 4, every feature package 5, cli 6."""
+    return CORE.index(folder) if folder in CORE else len(CORE) + (folder == CLI)
+
+
+def upward(edges: dict[str, set[str]]) -> list[str]:
+    """Imports that point up the layers (a feature importing a feature is level, not up)."""
+    return sorted(f"{a} -> {b}" for a, bs in edges.items() for b in bs if rank(area(b)) > rank(area(a)))
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -107,20 +123,17 @@ def test_no_import_cycle():
     assert cycles(graph()) == []
 
 
-def test_imports_point_from_cli_to_features_to_core():
+def folder_graph(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for src, targets in edges.items():
+        out.setdefault(area(src), set()).update(area(t) for t in targets if area(t) != area(src))
+    return out
+
+
+def test_imports_point_down_the_layers_and_folders_form_no_cycle():
     edges = graph()
-    wrong = []
-    for src, targets in edges.items():
-        for dst in targets:
-            a, b = area(src), area(dst)
-            if a == "core" and b != "core" or a != CLI and b == CLI:
-                wrong.append(f"{src} -> {dst}")
-    assert wrong == []
-    features = {}
-    for src, targets in edges.items():
-        if area(src) not in ("core", CLI):
-            features.setdefault(area(src), set()).update(area(t) for t in targets if area(t) not in ("core", CLI))
-    assert cycles({k: v - {k} for k, v in features.items()}) == []
+    assert upward(edges) == []
+    assert cycles(folder_graph(edges)) == []
 
 
 def test_few_imports_hide_inside_functions():
@@ -150,6 +163,15 @@ def test_only_the_cli_knows_argparse():
     assert users == []
 
 
+def fmt_skips(paths) -> list[str]:
+    marker = "fmt: " + "skip"  # built from pieces so this file doesn't match itself
+    return [f"{p}:{n}" for p in paths for n, line in enumerate(p.read_text().splitlines(), 1) if marker in line]
+
+
+def test_the_formatter_decides_layout():
+    assert fmt_skips(p for folder in ("src", "tests", "benchmarks", "dev") for p in (ROOT / folder).rglob("*.py")) == []
+
+
 def test_no_machine_paths():
     # Built from pieces so this file doesn't match itself.
     pattern = re.compile("(" + "|".join(["/" + "work/", "/" + "home/", "/" + "Users/", "/" + "root/"]) + ")")
@@ -162,7 +184,15 @@ def test_no_machine_paths():
     assert found == []
 
 
-def test_the_checks_themselves_can_fail():
+def test_the_checks_themselves_can_fail(tmp_path):
     assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
-    assert area("bricklm.train") == "core" and area("bricklm.cli.train") == CLI
-    assert area("bricklm.inspect.health") == "inspect"
+    assert area("bricklm.training.trainer") == "training" and area("bricklm.cli.train") == CLI
+    assert area("bricklm.inspect.health") == "inspect" and area("bricklm.config") == BASE
+    assert upward({"bricklm.model.gpt": {"bricklm.training.optim"}}) == ["bricklm.model.gpt -> bricklm.training.optim"]
+    assert upward({"bricklm.studio.app": {"bricklm.cli"}}) == ["bricklm.studio.app -> bricklm.cli"]
+    assert upward({"bricklm.studio.app": {"bricklm.inspect.health", "bricklm.model.gpt"}}) == []
+    both_ways = {"bricklm.studio.a": {"bricklm.export.b"}, "bricklm.export.b": {"bricklm.studio.a"}}
+    assert cycles(folder_graph(both_ways)) == [["export", "studio"]]
+    squeezed = tmp_path / "squeezed.py"
+    squeezed.write_text("x = [1,\n  2]  # fmt: " + "skip\n")
+    assert fmt_skips([squeezed]) == [f"{squeezed}:2"]

@@ -17,7 +17,8 @@ import pytest
 from bricklm.cli import build_parser, main
 from bricklm.cli.flags import overrides_from_args
 from bricklm.config import load_config
-from bricklm.runs import load_run, read_metrics
+from bricklm.storage.metrics import read_metrics
+from bricklm.storage.runs import load_run
 from conftest import TINY_FLAGS
 
 OLD_MODEL = {"on": (True, False), "off": (False, False), "bug": (True, True)}  # residual -> (residual, residual_bug)

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bricklm.cli import main
-from bricklm.data import load_corpus
+from bricklm.text.data import load_corpus
 from conftest import TINY_FLAGS
 
 WATCHDOG_S = 30
@@ -193,31 +193,73 @@ def choices(*valid: str):
 
 SWITCH = st.none()  # a flag without a value
 TRAIN_FLAGS = {
-    "--n-layer": SIZE, "--n-head": SIZE, "--n-embd": SIZE, "--block-size": SIZE, "--batch-size": SIZE,
-    "--vocab-size": SIZE, "--eval-interval": SIZE, "--warmup-iters": SIZE, "--keep-last": SIZE,
-    "--max-nonfinite-steps": SIZE, "--early-stop": SIZE, "--threads": SIZE, "--dist-timeout": SIZE,
-    "--max-iters": SMALL, "--eval-iters": SMALL, "--sample-chars": SMALL, "--grad-accum": SMALL, "--seed": SEED,
-    "--learning-rate": FLOAT, "--min-lr": FLOAT, "--dropout": FLOAT, "--weight-decay": FLOAT, "--beta1": FLOAT,
-    "--beta2": FLOAT, "--grad-clip": FLOAT, "--max-seconds": FLOAT, "--target-val-loss": FLOAT,
-    "--attention": choices("manual", "torch_mha", "sdpa", "none"), "--positional": choices("learned", "none"),
-    "--norm": choices("layernorm", "none"), "--residual": choices("on", "off", "bug"),
-    "--activation": choices("gelu", "relu"), "--schedule": choices("cosine", "constant"),
-    "--dtype": choices("float32", "bfloat16"), "--device": choices("cpu", "cuda", "mps"),
+    "--n-layer": SIZE,
+    "--n-head": SIZE,
+    "--n-embd": SIZE,
+    "--block-size": SIZE,
+    "--batch-size": SIZE,
+    "--vocab-size": SIZE,
+    "--eval-interval": SIZE,
+    "--warmup-iters": SIZE,
+    "--keep-last": SIZE,
+    "--max-nonfinite-steps": SIZE,
+    "--early-stop": SIZE,
+    "--threads": SIZE,
+    "--dist-timeout": SIZE,
+    "--max-iters": SMALL,
+    "--eval-iters": SMALL,
+    "--sample-chars": SMALL,
+    "--grad-accum": SMALL,
+    "--seed": SEED,
+    "--learning-rate": FLOAT,
+    "--min-lr": FLOAT,
+    "--dropout": FLOAT,
+    "--weight-decay": FLOAT,
+    "--beta1": FLOAT,
+    "--beta2": FLOAT,
+    "--grad-clip": FLOAT,
+    "--max-seconds": FLOAT,
+    "--target-val-loss": FLOAT,
+    "--attention": choices("manual", "torch_mha", "sdpa", "none"),
+    "--positional": choices("learned", "none"),
+    "--norm": choices("layernorm", "none"),
+    "--residual": choices("on", "off", "bug"),
+    "--activation": choices("gelu", "relu"),
+    "--schedule": choices("cosine", "constant"),
+    "--dtype": choices("float32", "bfloat16"),
+    "--device": choices("cpu", "cuda", "mps"),
     "--adamw": choices("auto", "fused", "foreach", "plain"),
     "--loss-levels": st.sampled_from(["", "4,3", "nan", "-1", "a,b", "1e309", ",,,"]),
-    "--tie-weights": SWITCH, "--bias": SWITCH, "--eval-full": SWITCH, "--log-health": SWITCH, "--fsdp": SWITCH,
-    "--recompute-activations": SWITCH, "--no-eval-samples": SWITCH, "--no-memory-check": SWITCH,
-}  # fmt: skip
+    "--tie-weights": SWITCH,
+    "--bias": SWITCH,
+    "--eval-full": SWITCH,
+    "--log-health": SWITCH,
+    "--fsdp": SWITCH,
+    "--recompute-activations": SWITCH,
+    "--no-eval-samples": SWITCH,
+    "--no-memory-check": SWITCH,
+}
 SAMPLE_FLAGS = {
-    "--max-new-tokens": SMALL, "--num-samples": SMALL, "--temperature": FLOAT, "--top-k": SIZE, "--top-p": FLOAT,
-    "--seed": SEED, "--prompt": st.text(max_size=12), "--no-cache": SWITCH, "--device": choices("cpu", "auto"),
+    "--max-new-tokens": SMALL,
+    "--num-samples": SMALL,
+    "--temperature": FLOAT,
+    "--top-k": SIZE,
+    "--top-p": FLOAT,
+    "--seed": SEED,
+    "--prompt": st.text(max_size=12),
+    "--no-cache": SWITCH,
+    "--device": choices("cpu", "auto"),
     "--checkpoint": st.sampled_from(["best", "last", "step-000000003", "step-9", "..", "../../x", "", "checkpoints"]),
-}  # fmt: skip
+}
 PREPARE_FLAGS = {
-    "--val-fraction": FLOAT, "--seed": SEED, "--split": choices("documents", "tail"), "--code": choices("drop", "keep"),
-    "--tokenizer": choices("char", "bpe"), "--overwrite": SWITCH,
+    "--val-fraction": FLOAT,
+    "--seed": SEED,
+    "--split": choices("documents", "tail"),
+    "--code": choices("drop", "keep"),
+    "--tokenizer": choices("char", "bpe"),
+    "--overwrite": SWITCH,
     "--vocab-size": st.sampled_from(["-1", "0", "255", "256", "300", str(2**32), str(2**64)]),
-}  # fmt: skip
+}
 OUTS = ["new", "a corpus", "a file", "through a file", "the source", "a folder of notes"]
 
 
@@ -274,9 +316,13 @@ def test_prepare_flags_end_cleanly(tiny_corpus, capsys, flags, out):
         src.mkdir()
         (src / "post.md").write_text("A post with enough words to split and tokenize. " * 40)
         target = {
-            "new": root / "corpus", "a corpus": root / "old", "a file": root / "notes.txt",
-            "through a file": root / "notes.txt" / "corpus", "the source": src, "a folder of notes": root / "mine",
-        }[out]  # fmt: skip
+            "new": root / "corpus",
+            "a corpus": root / "old",
+            "a file": root / "notes.txt",
+            "through a file": root / "notes.txt" / "corpus",
+            "the source": src,
+            "a folder of notes": root / "mine",
+        }[out]
         shutil.copytree(tiny_corpus, root / "old")
         (root / "notes.txt").write_text("mine\n")
         (root / "mine").mkdir()

@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
-from bricklm import checkpoint as ckpt
 from bricklm.cli import main
-from bricklm.data import load_corpus
+from bricklm.storage import checkpoint as ckpt
+from bricklm.text.data import load_corpus
 from conftest import TINY_FLAGS, TINY_TEXT, tiny_flags
 from runhelp import copy_run
 
@@ -94,7 +94,7 @@ def afile(tmp_path) -> Path:
 BLOCKING_PREPARE = """
 import sys, time
 from pathlib import Path
-from bricklm.prepare import prepare
+from bricklm.text.prepare import prepare
 
 go = Path(sys.argv[3])
 def log(*args):
@@ -112,8 +112,10 @@ def test_two_prepares_into_one_folder_cannot_mix(tmp_path):
     out, go = tmp_path / "corpus", tmp_path / "go"
     holder = subprocess.Popen(
         [sys.executable, "-c", BLOCKING_PREPARE, str(first), str(out), str(go)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().startswith("reading"), holder.stderr.read()  # it holds the lock now
         other = cli("prepare", second, "--out", out, "--overwrite")
@@ -171,7 +173,7 @@ def test_prepare_replaces_a_corpus_only_with_overwrite(tmp_path, capsys):
 
 def test_a_prepare_cut_short_leaves_the_old_corpus(tmp_path, capsys, monkeypatch):
     """A failure after the new corpus is written (here: the swap's rename) leaves the old corpus as it was."""
-    import bricklm.prepare as prepare_module
+    import bricklm.text.prepare as prepare_module
 
     out = tmp_path / "corpus"
     assert main(["prepare", str(posts(tmp_path / "one")), "--out", str(out)]) == 0
@@ -261,8 +263,11 @@ def test_out_that_cannot_be_created_is_refused(tiny_corpus, afile, tmp_path, cap
     out = afile / "run" if where == "through-a-file" else Path("/proc/bricklm-test/run")
     if where == "proc" and not Path("/proc/self").is_dir():
         pytest.skip("no /proc here")
-    argv = ["train", "--data", tiny_corpus, "--out", out, *TINY_FLAGS] if command == "train" else [
-        "prepare", posts(tmp_path / "src"), "--out", out]  # fmt: skip
+    argv = (
+        ["train", "--data", tiny_corpus, "--out", out, *TINY_FLAGS]
+        if command == "train"
+        else ["prepare", posts(tmp_path / "src"), "--out", out]
+    )
     refused(capsys, argv, f"--out {out}", "cannot be", keep=(afile,))
 
 
@@ -311,8 +316,13 @@ def read_only(monkeypatch):
             raise erofs(dst)
         return real_replace(src, dst, *a, **k)
 
-    for name, fake in [("access", access), ("statvfs", statvfs), ("open", os_open), ("mkdir", mkdir),
-                       ("replace", replace)]:  # fmt: skip
+    for name, fake in [
+        ("access", access),
+        ("statvfs", statvfs),
+        ("open", os_open),
+        ("mkdir", mkdir),
+        ("replace", replace),
+    ]:
         monkeypatch.setattr(os, name, fake)
     monkeypatch.setattr("builtins.open", builtin_open)
     monkeypatch.setattr("io.open", builtin_open)
@@ -336,12 +346,12 @@ def test_a_read_only_file_system_is_one_line(tiny_corpus, tiny_run, tmp_path, ca
 
 def test_an_os_error_deep_inside_a_command_is_one_line(tiny_corpus, tmp_path, capsys, monkeypatch):
     """What the early checks can't foresee (a file system that turns read-only mid-run) still ends in one line."""
-    from bricklm.runs import RunLog
+    from bricklm.training.console import Console
 
     def read_only_now(self, record):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self.run_dir / "metrics.jsonl"))
 
-    monkeypatch.setattr(RunLog, "append", read_only_now)
+    monkeypatch.setattr(Console, "append", read_only_now)
     run = tmp_path / "run"
     assert main(["train", "--data", str(tiny_corpus), "--out", str(run), *TINY_FLAGS]) == 1
     one_line_error(capsys.readouterr().err, f"{run / 'metrics.jsonl'}: Read-only file system")
@@ -498,12 +508,11 @@ SNAPSHOT_DAMAGE = {
     "snapshot.json truncated": ("snapshot.json", lambda b: b[:5]),
     "snapshot.json a list": ("snapshot.json", lambda b: b"[]"),
     "snapshot.json without step": ("snapshot.json", lambda b: json.dumps({"level": 9.0, "val_loss": 3}).encode()),
-    "snapshot.json step a string": (
-        "snapshot.json", lambda b: json.dumps({**json.loads(b), "step": "3"}).encode()),
+    "snapshot.json step a string": ("snapshot.json", lambda b: json.dumps({**json.loads(b), "step": "3"}).encode()),
     "model.safetensors garbage": ("model.safetensors", lambda b: b"\x00" * 64),
     "model.safetensors a pickle": ("model.safetensors", lambda b: b"\x80\x04K\x01."),
     "model.safetensors wrong shapes": ("model.safetensors", None),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("damage", list(SNAPSHOT_DAMAGE))
@@ -556,8 +565,10 @@ def test_a_damaged_summary_is_named(tiny_run, tmp_path, capsys, damage):
 def test_ctrl_c_while_importing_is_quiet(tmp_path, delay):
     proc = subprocess.Popen(
         [sys.executable, "-m", "bricklm", "train", "--out", str(tmp_path / "run")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(delay)  # PyTorch takes a second or more to import
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -572,8 +583,9 @@ def test_the_console_script_entry_is_quiet_too(tmp_path):
     target = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     module, function = target["project"]["scripts"]["bricklm"].split(":")
     script = f"import sys; from {module} import {function}; sys.exit({function}())"
-    proc = subprocess.Popen([sys.executable, "-c", script, "train"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, "train"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -584,8 +596,10 @@ def test_the_console_script_entry_is_quiet_too(tmp_path):
 def test_ctrl_c_during_sample_says_interrupted(tiny_run):
     proc = subprocess.Popen(
         [sys.executable, "-m", "bricklm", "sample", "--run", str(tiny_run), "--max-new-tokens", "100000000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     proc.stdout.read(10)  # sampling has started
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -607,8 +621,9 @@ def failing_spec(tmp_path: Path, runs: str) -> Path:
 
 @pytest.mark.parametrize("which", ["every run fails", "one of two fails"])
 def test_sweep_exits_non_zero_and_names_the_failed_runs(tiny_corpus, tmp_path, capsys, which):
-    runs = "[[runs]]\nblock_size = 1000000\n" + ("[[runs]]\nblock_size = 2000000\n" if which.startswith("every") else
-                                                 "[[runs]]\nn_embd = 8\n")  # fmt: skip
+    runs = "[[runs]]\nblock_size = 1000000\n" + (
+        "[[runs]]\nblock_size = 2000000\n" if which.startswith("every") else "[[runs]]\nn_embd = 8\n"
+    )
     out = tmp_path / "sweep"
     assert main(["sweep", str(failing_spec(tmp_path, runs)), "--data", str(tiny_corpus), "--out", str(out)]) == 1
     err = capsys.readouterr().err
@@ -636,15 +651,17 @@ def test_info_refuses_flags_it_would_ignore(tiny_run, capsys, flag):
     [
         (lambda c, r, o: ["train", "--data", c, "--out", o, *tiny_flags(min_lr=0.5)], "train.min_lr (0.5) is above"),
         (lambda c, r, o: ["train", "--data", c, "--out", o, *tiny_flags(seed=-1)], "train.seed"),
-        (lambda c, r, o: ["finetune", "--from", r, "--out", o, "--lora-rank", "4", "--lora-alpha", "nan"],
-         "--lora-alpha must be a finite number"),
+        (
+            lambda c, r, o: ["finetune", "--from", r, "--out", o, "--lora-rank", "4", "--lora-alpha", "nan"],
+            "--lora-alpha must be a finite number",
+        ),
         (lambda c, r, o: ["finetune", "--from", r, "--out", o, "--lora-rank", "100000"], "--lora-rank 100000 is more"),
         (lambda c, r, o: ["finetune", "--from", r, "--out", o, "--lora-alpha", "16"], "--lora-alpha applies only"),
         (lambda c, r, o: ["finetune", "--resume", r, "--lora-rank", "4"], "--lora-rank cannot be used with --resume"),
         (lambda c, r, o: ["inspect", "--run", r, "--config", "x.toml"], "--config describes an untrained model"),
     ],
     ids=["min-lr", "seed", "lora-alpha-nan", "lora-rank-too-big", "alpha-without-rank", "resume-lora", "inspect"],
-)  # fmt: skip
+)
 def test_settings_are_checked_together(tiny_corpus, tiny_run, tmp_path, capsys, argv, needle):
     out = tmp_path / "out"
     refused(capsys, argv(tiny_corpus, tiny_run, out), needle, keep=(tiny_run,), absent=(out,))
@@ -659,8 +676,10 @@ def test_a_missing_manifest_is_one_warning_line(tiny_run, tmp_path):
     (run / "checkpoints" / "step-000000006" / "manifest.json").unlink()
     done = cli("sample", "--run", run, "--checkpoint", "last", "--max-new-tokens", "3")
     assert done.returncode == 0
-    assert done.stderr == f"bricklm: warning: ignoring incomplete checkpoint {run}/checkpoints/step-000000006 " \
-        "(no manifest.json)\n", done.stderr  # fmt: skip
+    assert (
+        done.stderr == f"bricklm: warning: ignoring incomplete checkpoint {run}/checkpoints/step-000000006 "
+        "(no manifest.json)\n"
+    ), done.stderr
 
 
 def test_overfit_says_the_plot_name_it_wrote(tiny_run, tmp_path, capsys):
@@ -674,8 +693,16 @@ def test_no_text_names_the_skipped_files(tmp_path, capsys):
     src.mkdir()
     for name in ("a.md", "b.txt"):
         (src / name).write_bytes(b"\x00\x01\x02binary" * 50)
-    refused(capsys, ["prepare", src, "--out", tmp_path / "c"], "no text found", "skipped: ", "a.md (binary", "b.txt",
-            keep=(src,), absent=(tmp_path / "c",))  # fmt: skip
+    refused(
+        capsys,
+        ["prepare", src, "--out", tmp_path / "c"],
+        "no text found",
+        "skipped: ",
+        "a.md (binary",
+        "b.txt",
+        keep=(src,),
+        absent=(tmp_path / "c",),
+    )
 
 
 def test_prepare_into_its_own_source_is_refused(tmp_path, capsys):

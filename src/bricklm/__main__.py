@@ -21,7 +21,7 @@ def run() -> int:
         signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         from bricklm.cli import main
-        from bricklm.distributed import end_process
+        from bricklm.training.distributed import end_process
     finally:
         signal.signal(signal.SIGINT, default)
     try:

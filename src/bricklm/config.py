@@ -381,8 +381,9 @@ def read_toml(path: str | Path, extra_tables: tuple[str, ...] = ()) -> dict[str,
     return raw
 
 
-def merge(base: dict[str, Any] | None = None, recipe: str | Path | None = None, *flat: dict[str, Any],
-          where: str = "flags") -> dict[str, dict[str, Any]]:  # fmt: skip
+def merge(
+    base: dict[str, Any] | None = None, recipe: str | Path | None = None, *flat: dict[str, Any], where: str = "flags"
+) -> dict[str, dict[str, Any]]:
     """THE settings merge: base tables, then a recipe file's tables, then each flat dict of overrides.
 
     base: {"model": {...}, "train": {...}} (a saved config.json, a sweep's shared settings, a
@@ -409,8 +410,9 @@ def build_configs(tables: dict[str, dict[str, Any]]) -> tuple[ModelConfig, Train
     return build(ModelConfig, tables.get("model", {}), "model"), build(TrainConfig, tables.get("train", {}), "train")
 
 
-def resolve(base: dict[str, Any] | None = None, recipe: str | Path | None = None, *flat: dict[str, Any],
-            where: str = "flags") -> tuple[ModelConfig, TrainConfig]:  # fmt: skip
+def resolve(
+    base: dict[str, Any] | None = None, recipe: str | Path | None = None, *flat: dict[str, Any], where: str = "flags"
+) -> tuple[ModelConfig, TrainConfig]:
     """merge() then build both configs: defaults < base < recipe < each flat dict in turn."""
     return build_configs(merge(base, recipe, *flat, where=where))
 

@@ -33,7 +33,7 @@ from bricklm.experiments.report import (
 )
 from bricklm.experiments.tables import write_ablation_outputs, write_sweep_outputs
 from bricklm.files import atomic_write_json, atomic_write_text, check_out_dir, check_out_file, make_dir
-from bricklm.plots import plot_path
+from bricklm.storage.plots import plot_path
 
 
 def register(sub) -> None:

@@ -11,10 +11,10 @@ from bricklm.config import ModelConfig, TrainConfig
 from bricklm.errors import UserError
 from bricklm.finetune.chat import Chat
 from bricklm.finetune.trainer import FINETUNE_DEFAULTS, LORA_DEFAULTS, UNKNOWN_CHARS, finetune
-from bricklm.generate import check_sampling_settings
-from bricklm.hardware import resolve_device
-from bricklm.runs import format_summary, load_run
-from bricklm.tokenizer import ChatTokenizer
+from bricklm.model.generate import check_sampling_settings
+from bricklm.storage.runs import format_summary, load_run
+from bricklm.text.tokenizer import ChatTokenizer
+from bricklm.training.hardware import resolve_device
 
 HELP = "commands: /reset (forget the conversation), /quit (leave)"
 
@@ -37,18 +37,38 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="RUN2", help="run directory to create (default: RUN-chat)")
     p.add_argument("--resume", metavar="RUN2", help="continue the fine-tuning run in RUN2")
     p.add_argument("--config", metavar="FILE.toml", help="a recipe; only its [train] table is used")
-    p.add_argument("--lora-rank", "--lora_rank", dest="lora_rank", type=int,
-                   help="train LoRA adapters of this rank, at most n_embd, instead of all weights "
-                   f"(default 0: a full fine-tune); the learning rate then defaults to "
-                   f"{LORA_DEFAULTS['learning_rate']:g}")  # fmt: skip
-    p.add_argument("--lora-alpha", "--lora_alpha", dest="lora_alpha", type=float, default=None,
-                   help="LoRA scale numerator: updates are scaled by alpha/rank (default: 2 x rank)")  # fmt: skip
-    p.add_argument("--unknown-chars", "--unknown_chars", dest="unknown_chars", choices=UNKNOWN_CHARS,
-                   help="characters of the conversations the pretrained vocabulary lacks: "
-                   "add them as new tokens (default) or drop them")  # fmt: skip
-    p.add_argument("--heldout-fraction", "--heldout_fraction", dest="heldout_fraction", type=float,
-                   help="share of a --data file held out for the val loss, default 0.1 (the built-in set has "
-                   "its own)")  # fmt: skip
+    p.add_argument(
+        "--lora-rank",
+        "--lora_rank",
+        dest="lora_rank",
+        type=int,
+        help="train LoRA adapters of this rank, at most n_embd, instead of all weights "
+        f"(default 0: a full fine-tune); the learning rate then defaults to "
+        f"{LORA_DEFAULTS['learning_rate']:g}",
+    )
+    p.add_argument(
+        "--lora-alpha",
+        "--lora_alpha",
+        dest="lora_alpha",
+        type=float,
+        default=None,
+        help="LoRA scale numerator: updates are scaled by alpha/rank (default: 2 x rank)",
+    )
+    p.add_argument(
+        "--unknown-chars",
+        "--unknown_chars",
+        dest="unknown_chars",
+        choices=UNKNOWN_CHARS,
+        help="characters of the conversations the pretrained vocabulary lacks: "
+        "add them as new tokens (default) or drop them",
+    )
+    p.add_argument(
+        "--heldout-fraction",
+        "--heldout_fraction",
+        dest="heldout_fraction",
+        type=float,
+        help="share of a --data file held out for the val loss, default 0.1 (the built-in set has its own)",
+    )
     add_config_flags(p, (TrainConfig,), defaults=FINETUNE_DEFAULTS)  # with --lora-rank: LORA_DEFAULTS on top
     p.set_defaults(func=cmd_finetune)
 
@@ -60,8 +80,14 @@ def register(sub) -> None:
     p.add_argument("--run", required=True, metavar="RUN", help="fine-tuned run directory")
     p.add_argument("--checkpoint", default="best", help="best (lowest val loss), last, or a step-... directory name")
     p.add_argument("--system", default=None, help="a system message placed before the conversation")
-    p.add_argument("--max-new-tokens", "--max_new_tokens", type=int, default=200, dest="max_new_tokens",
-                   help="longest reply, in tokens")  # fmt: skip
+    p.add_argument(
+        "--max-new-tokens",
+        "--max_new_tokens",
+        type=int,
+        default=200,
+        dest="max_new_tokens",
+        help="longest reply, in tokens",
+    )
     p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy; higher = more random")
     p.add_argument("--top-k", "--top_k", type=int, default=None, dest="top_k", help="sample from the k likeliest")
     p.add_argument("--top-p", "--top_p", type=float, default=None, dest="top_p", help="nucleus sampling mass")
@@ -73,13 +99,19 @@ def register(sub) -> None:
 def cmd_finetune(args) -> int:
     """`bricklm finetune`; also `bricklm train --resume RUN2` of a fine-tuning run lands here."""
     result, run_dir = finetune(
-        source=getattr(args, "source", None), checkpoint=getattr(args, "checkpoint", None), data=args.data,
-        out=getattr(args, "out", None), resume=args.resume, recipe=args.config,
+        source=getattr(args, "source", None),
+        checkpoint=getattr(args, "checkpoint", None),
+        data=args.data,
+        out=getattr(args, "out", None),
+        resume=args.resume,
+        recipe=args.config,
         overrides=overrides_from_args(args, (TrainConfig,)),
         model_overrides=overrides_from_args(args, (ModelConfig,)),  # only `train --resume` has these flags
-        lora_rank=getattr(args, "lora_rank", None), lora_alpha=getattr(args, "lora_alpha", None),
-        unknown_chars=getattr(args, "unknown_chars", None), heldout_fraction=getattr(args, "heldout_fraction", None),
-    )  # fmt: skip
+        lora_rank=getattr(args, "lora_rank", None),
+        lora_alpha=getattr(args, "lora_alpha", None),
+        unknown_chars=getattr(args, "unknown_chars", None),
+        heldout_fraction=getattr(args, "heldout_fraction", None),
+    )
     print(format_summary(result))
     print(f"chat with it: bricklm chat --run {run_dir}")
     return 0
@@ -98,8 +130,16 @@ def cmd_chat(args) -> int:
         print(message, file=sys.stderr if interactive else sys.stdout, flush=True)
 
     sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
-    chat = Chat(run.model, run.tokenizer, system=args.system, max_new_tokens=args.max_new_tokens, device=device,
-                generator=gen, notify=notify, **sampling)  # fmt: skip
+    chat = Chat(
+        run.model,
+        run.tokenizer,
+        system=args.system,
+        max_new_tokens=args.max_new_tokens,
+        device=device,
+        generator=gen,
+        notify=notify,
+        **sampling,
+    )
     print(f"chatting with {args.run} ({run.model_cfg.block_size}-token window). {HELP}", flush=True)
     while True:
         if interactive:

@@ -29,8 +29,13 @@ LEGACY = "_legacy_residual"  # where --no-residual / --residual-bug put their va
 _RECIPE: contextvars.ContextVar[tuple[dict[str, Any], str]] = contextvars.ContextVar("recipe", default=({}, ""))
 
 
-def add_config_flags(parser: argparse.ArgumentParser, classes=(ModelConfig, TrainConfig), skip=(), only=None,
-                     defaults: dict[str, Any] | None = None) -> None:  # fmt: skip
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    classes=(ModelConfig, TrainConfig),
+    skip=(),
+    only=None,
+    defaults: dict[str, Any] | None = None,
+) -> None:
     """One flag per field of classes; a bool field gets --x and --no-x.
 
     skip: fields to leave out; only: if given, the only fields to offer; defaults: the defaults a command
@@ -101,7 +106,10 @@ def overrides_from_args(args: argparse.Namespace, classes=(ModelConfig, TrainCon
     out = {k: v for k, v in vars(args).items() if k in names}
     legacy = getattr(args, LEGACY, None)
     if legacy is not None and "residual" in names:
-        warnings.warn(f"--no-residual and --residual-bug are the old spellings of --residual {legacy}", FutureWarning,
-                      stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"--no-residual and --residual-bug are the old spellings of --residual {legacy}",
+            FutureWarning,
+            stacklevel=2,
+        )
         out.setdefault("residual", legacy)
     return out

@@ -24,10 +24,12 @@ def register(sub) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="an untrained model from this recipe (flags override it)")
     p.add_argument("--data", metavar="DIR", help="corpus for health batches and --steps (default: the run's corpus)")
     p.add_argument(
-        "--steps", type=int, default=0,
+        "--steps",
+        type=int,
+        default=0,
         help="train a copy of the model this many steps and measure health along the way (default: 0, or the "
         "run's logged health records when it has them)",
-    )  # fmt: skip
+    )
     p.add_argument("--prompt", help="text whose attention maps to plot (default: the start of a training window)")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots here (default with --run: RUN/inspect)")
     p.add_argument("--diagnose", action="store_true", help="turn the figures into plain sentences")
@@ -39,8 +41,16 @@ def register(sub) -> None:
 
 def cmd_inspect(args) -> int:
     inspect_model(
-        run=args.run, checkpoint=args.checkpoint, config=args.config, data=args.data,
-        overrides=overrides_from_args(args), steps=args.steps, prompt=args.prompt, plots=args.plots,
-        diagnose_it=args.diagnose, all_blocks=args.all_blocks, json_path=args.json,
-    )  # fmt: skip
+        run=args.run,
+        checkpoint=args.checkpoint,
+        config=args.config,
+        data=args.data,
+        overrides=overrides_from_args(args),
+        steps=args.steps,
+        prompt=args.prompt,
+        plots=args.plots,
+        diagnose_it=args.diagnose,
+        all_blocks=args.all_blocks,
+        json_path=args.json,
+    )
     return 0

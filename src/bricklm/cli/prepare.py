@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bricklm.corpus import BUILTINS, explain
 from bricklm.errors import UserError
-from bricklm.markup import CODE_MODES, IMAGE_MODES, TABLE_MODES
-from bricklm.prepare import SPLITS, prepare
-from bricklm.streaming import TOKENIZERS
+from bricklm.text.corpus import BUILTINS, explain
+from bricklm.text.markup import CODE_MODES, IMAGE_MODES, TABLE_MODES
+from bricklm.text.prepare import SPLITS, prepare
+from bricklm.text.streaming import TOKENIZERS
 
 
 def register(sub) -> None:
@@ -47,9 +47,11 @@ def register(sub) -> None:
         "--images", choices=IMAGE_MODES, default="drop", help="drop images (default) or keep their alt text"
     )
     parser.add_argument(
-        "--tables", choices=TABLE_MODES, default="keep",
+        "--tables",
+        choices=TABLE_MODES,
+        default="keep",
         help="keep tables as one line per row, cells separated by commas (default), or drop them",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--tokenizer",
         choices=TOKENIZERS,
@@ -58,9 +60,13 @@ def register(sub) -> None:
         "bpe: byte-level BPE trained on the corpus with Hugging Face tokenizers",
     )
     parser.add_argument(
-        "--vocab-size", "--vocab_size", type=int, default=4096, dest="vocab_size",
+        "--vocab-size",
+        "--vocab_size",
+        type=int,
+        default=4096,
+        dest="vocab_size",
         help="most tokens the BPE vocabulary may have, at least 256 (default 4096; --tokenizer bpe only)",
-    )  # fmt: skip
+    )
     parser.set_defaults(func=cmd_prepare)
 
 

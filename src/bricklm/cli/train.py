@@ -13,20 +13,32 @@ from bricklm.cli.finetune import cmd_finetune
 from bricklm.cli.flags import add_config_flags, overrides_from_args
 from bricklm.config import ModelConfig, TrainConfig, load_config, resolve
 from bricklm.errors import UserError
-from bricklm.generate import TextStream, check_sampling_settings, encode_prompt, generate
-from bricklm.hardware import resolve_device
 from bricklm.inspect.health import HealthCallback
-from bricklm.model import count_params
-from bricklm.runs import format_summary, load_run, read_run_config
-from bricklm.train import Trainer
+from bricklm.model.generate import TextStream, check_sampling_settings, encode_prompt, generate
+from bricklm.model.gpt import count_params
+from bricklm.storage.runs import format_summary, load_run, read_run_config
+from bricklm.training.hardware import resolve_device
+from bricklm.training.trainer import Trainer
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # What `info` prints depends on these alone: the model settings that change the parameter count or the
-# head width, and the two train settings of the GPT-3 table (tests/test_cli.py checks that no other does).
+# head width, and the two train settings of the GPT-3 table (tests/cli/test_cli.py checks that no other does).
 INFO_FIELDS = (
-    "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "bias", "attention", "positional", "norm",
-    "tie_weights", "ffn_bias", "head_bias", "batch_size", "learning_rate",
-)  # fmt: skip
+    "vocab_size",
+    "block_size",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "bias",
+    "attention",
+    "positional",
+    "norm",
+    "tie_weights",
+    "ffn_bias",
+    "head_bias",
+    "batch_size",
+    "learning_rate",
+)
 
 
 def register(sub) -> None:
@@ -97,8 +109,9 @@ def cmd_train(args) -> int:
         run_dir = Path(args.out or f"runs/run-{time.strftime('%Y%m%d-%H%M%S')}")
         model_cfg, train_cfg = load_config(args.config, overrides)
         data = args.data
-    trainer = Trainer(model_cfg, train_cfg, data, run_dir, resume=bool(args.resume),
-                      callbacks=standard_callbacks(train_cfg))  # fmt: skip
+    trainer = Trainer(
+        model_cfg, train_cfg, data, run_dir, resume=bool(args.resume), callbacks=standard_callbacks(train_cfg)
+    )
     result = trainer.run()
     if trainer.dist.is_main:  # under torchrun, one summary, not one per process
         print(format_summary(result))
@@ -119,9 +132,15 @@ def cmd_sample(args) -> int:
         sys.stdout.write(args.prompt)
         stream = TextStream(run.tokenizer)
         for token in generate(
-            run.model, idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-            top_p=args.top_p, generator=gen, use_cache=not args.no_cache,
-        ):  # fmt: skip
+            run.model,
+            idx,
+            args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            generator=gen,
+            use_cache=not args.no_cache,
+        ):
             sys.stdout.write(stream.push(int(token[0])))
             sys.stdout.flush()
         sys.stdout.write(stream.flush() + "\n")

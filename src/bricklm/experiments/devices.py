@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bricklm.hardware import device_list, device_name
-from bricklm.train import Trainer
+from bricklm.training.hardware import device_list, device_name
+from bricklm.training.trainer import Trainer
 
 
 def bench_devices(model_cfg, train_cfg, data, iters: int, devices: list[str] | None, log=print) -> list[dict]:
@@ -28,17 +28,30 @@ def bench_devices(model_cfg, train_cfg, data, iters: int, devices: list[str] | N
             rows.append({"device": device, "status": why_not})
             continue
         t = dataclasses.replace(
-            train_cfg, device=device, max_iters=iters, eval_interval=max(iters, 1), eval_iters=1,
-            sample_chars=0, loss_levels="", early_stop=0,
-        )  # fmt: skip
+            train_cfg,
+            device=device,
+            max_iters=iters,
+            eval_interval=max(iters, 1),
+            eval_iters=1,
+            sample_chars=0,
+            loss_levels="",
+            early_stop=0,
+        )
         with tempfile.TemporaryDirectory(prefix="bricklm-bench-") as tmp:
             log(f"{device}: training {iters} steps")
             result = Trainer(dataclasses.replace(model_cfg), t, data, Path(tmp) / "run", log=lambda *a: None).run()
-        rows.append({
-            "device": device, "status": "ok", "name": device_name(device), "parameters": result["parameters"],
-            "iterations": iters, "training_time_s": result["training_time_s"],
-            "tokens_per_s": result["tokens_per_s"], "final_train_loss": result["train_loss"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "device": device,
+                "status": "ok",
+                "name": device_name(device),
+                "parameters": result["parameters"],
+                "iterations": iters,
+                "training_time_s": result["training_time_s"],
+                "tokens_per_s": result["tokens_per_s"],
+                "final_train_loss": result["train_loss"],
+            }
+        )
     cpu = next((r for r in rows if r["device"] == "cpu" and r["status"] == "ok"), None)
     for r in rows:
         if r["status"] == "ok" and cpu:

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bricklm import checkpoint as ckpt
 from bricklm.config import ModelConfig, TrainConfig, merge, read_toml, resolve
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_bytes, atomic_write_json, check_out_dir, make_dir
-from bricklm.runs import read_run_config, read_summary
-from bricklm.train import Trainer
+from bricklm.storage import checkpoint as ckpt
+from bricklm.storage.runs import read_run_config, read_summary
+from bricklm.training.trainer import Trainer
 
 EXPERIMENT = "experiment.json"
 RESULTS_JSONL = "results.jsonl"
@@ -141,8 +141,17 @@ def with_seeds(plan: list[PlannedRun], seeds: int) -> list[PlannedRun]:
                 out.append(run)
                 continue
             train = dataclasses.replace(run.train, seed=run.train.seed + k - 1)
-            out.append(PlannedRun(f"{run.name}-s{k}", run.label, run.overrides, dataclasses.replace(run.model), train,
-                                  group=run.name, replica=k))  # fmt: skip
+            out.append(
+                PlannedRun(
+                    f"{run.name}-s{k}",
+                    run.label,
+                    run.overrides,
+                    dataclasses.replace(run.model),
+                    train,
+                    group=run.name,
+                    replica=k,
+                )
+            )
     return out
 
 
@@ -185,8 +194,9 @@ def write_experiment(out: Path, kind: str, plan: list[PlannedRun], data: str, me
     atomic_write_json(path, {"kind": kind, "data": str(data), "meta": meta, "runs": planned})
 
 
-def run_plan(plan: list[PlannedRun], data: str | Path, out: Path, log=print, progress=None,
-             make_callbacks=None) -> list[dict]:  # fmt: skip
+def run_plan(
+    plan: list[PlannedRun], data: str | Path, out: Path, log=print, progress=None, make_callbacks=None
+) -> list[dict]:
     """Train each planned run that hasn't finished; return every finished run's result.
 
     make_callbacks(train_cfg) -> list: callbacks for each run beyond what its config switches on
@@ -215,8 +225,9 @@ def run_plan(plan: list[PlannedRun], data: str | Path, out: Path, log=print, pro
         model_cfg, train_cfg = dataclasses.replace(run.model), dataclasses.replace(run.train)
         try:
             callbacks = make_callbacks(train_cfg) if make_callbacks else []
-            Trainer(model_cfg, train_cfg, data, run_dir, resume=resume, log=log, progress=progress,
-                    callbacks=callbacks).run()  # fmt: skip
+            Trainer(
+                model_cfg, train_cfg, data, run_dir, resume=resume, log=log, progress=progress, callbacks=callbacks
+            ).run()
         except UserError as exc:
             # One run that can't train here (e.g. too big for memory) must not cost the others.
             failures[run.name] = {"status": "refused", "reason": str(exc)}
@@ -286,8 +297,15 @@ def collect_results(out: Path, plan: list[PlannedRun]) -> list[dict[str, Any]]:
         summary = read_summary(out / run.name)
         config = read_run_config(out / run.name)
         record = {k: v for k, v in summary.items() if k != "sample"}
-        record.update(index=index, name=run.name, label=run.label, overrides=run.overrides, group=run.group,
-                      replica=run.replica, seed=config["train"].get("seed"))  # fmt: skip
+        record.update(
+            index=index,
+            name=run.name,
+            label=run.label,
+            overrides=run.overrides,
+            group=run.group,
+            replica=run.replica,
+            seed=config["train"].get("seed"),
+        )
         record.update(model=config["model"], train=config["train"], run_dir=run.name, sample=summary.get("sample"))
         results.append(record)
     lines = "".join(json.dumps(r) + "\n" for r in results)

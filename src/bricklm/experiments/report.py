@@ -20,17 +20,12 @@ from bricklm.errors import UserError
 from bricklm.experiments import tables
 from bricklm.experiments.plan import PlannedRun, collect_results, read_experiment
 from bricklm.experiments.stats import missing_runs
-from bricklm.generate import check_sampling_settings, generate_text
-from bricklm.plots import finish_loss_axes, plot_loss, plt
-from bricklm.runs import (
-    eval_records,
-    list_snapshots,
-    load_snapshot_model,
-    read_metrics,
-    read_run_config,
-    read_summary,
-)
-from bricklm.tokenizer import load_tokenizer
+from bricklm.model.generate import check_sampling_settings, generate_text
+from bricklm.storage.metrics import eval_records, read_metrics
+from bricklm.storage.plots import finish_loss_axes, plot_loss, plt
+from bricklm.storage.runs import read_run_config, read_summary
+from bricklm.storage.snapshots import list_snapshots, load_snapshot_model
+from bricklm.text.tokenizer import load_tokenizer
 
 BLOG_ITERATIONS = (500, 1500, 3000)
 
@@ -86,11 +81,22 @@ def plot_overfit(evals: list[dict[str, Any]], path: Path, title: str = "overfitt
     after = [i for i, s in enumerate(steps) if s >= best["step"]]
     if len(after) > 1:
         xs = [steps[i] for i in after]
-        ax.fill_between(xs, [train[i] for i in after], [val[i] for i in after], color="tab:red", alpha=0.15,
-                        label="gap after the best val step")  # fmt: skip
+        ax.fill_between(
+            xs,
+            [train[i] for i in after],
+            [val[i] for i in after],
+            color="tab:red",
+            alpha=0.15,
+            label="gap after the best val step",
+        )
     ax.axvline(best["step"], color="grey", linestyle="--", linewidth=1)
-    ax.annotate(f"best val {best['val_loss']:.3f}\nat step {best['step']:,}", (best["step"], best["val_loss"]),
-                textcoords="offset points", xytext=(8, 12), fontsize=8)  # fmt: skip
+    ax.annotate(
+        f"best val {best['val_loss']:.3f}\nat step {best['step']:,}",
+        (best["step"], best["val_loss"]),
+        textcoords="offset points",
+        xytext=(8, 12),
+        fontsize=8,
+    )
     return finish_loss_axes(fig, ax, title, path)
 
 
@@ -197,8 +203,21 @@ def run_report(run: Path) -> str:
         parts.append("No summary.json: the run has not finished (numbers below are from its metrics so far).\n")
     if config:
         m, t = config.get("model", {}), config.get("train", {})
-        keys = [("model", k) for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout", "attention",
-                                       "positional", "norm", "residual", "activation")]  # fmt: skip
+        keys = [
+            ("model", k)
+            for k in (
+                "n_layer",
+                "n_head",
+                "n_embd",
+                "block_size",
+                "dropout",
+                "attention",
+                "positional",
+                "norm",
+                "residual",
+                "activation",
+            )
+        ]
         keys += [("train", k) for k in ("batch_size", "learning_rate", "schedule", "max_iters", "seed")]
         rows = "\n".join(f"| {s}.{k} | {(m if s == 'model' else t).get(k)} |" for s, k in keys)
         parts.append(f"## Settings\n\n| Setting | Value |\n|---|---|\n{rows}\n")

@@ -26,8 +26,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bricklm import checkpoint as ckpt
 from bricklm.experiments.plan import read_failures
+from bricklm.storage import checkpoint as ckpt
 
 SPREAD_FACTOR = 2.0  # |Δ| within this many (larger) standard deviations is seed noise
 MEAN_KEYS = ("val_loss", "train_loss", "best_val_loss", "training_time_s", "tokens_per_s")
@@ -50,8 +50,13 @@ def group_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in MEAN_KEYS:
             record[key] = statistics.fmean(r[key] for r in runs)
         losses = [r["val_loss"] for r in runs]
-        record.update(seeds=len(runs), val_losses=losses, val_std=statistics.stdev(losses) if len(runs) > 1 else None,
-                      best_steps=[r["best_step"] for r in runs], run_dirs=[r["run_dir"] for r in runs])  # fmt: skip
+        record.update(
+            seeds=len(runs),
+            val_losses=losses,
+            val_std=statistics.stdev(losses) if len(runs) > 1 else None,
+            best_steps=[r["best_step"] for r in runs],
+            run_dirs=[r["run_dir"] for r in runs],
+        )
         out.append(record)
     return sorted(out, key=lambda r: r["index"])
 

@@ -17,8 +17,8 @@ from typing import Any
 from bricklm.experiments.plan import EXPERIMENT, RESULTS_MD, read_experiment, too_short_warning
 from bricklm.experiments.stats import format_delta, format_loss, group_results, missing_runs, spread_note
 from bricklm.files import atomic_write_bytes
-from bricklm.plots import plt, save
-from bricklm.runs import read_metrics
+from bricklm.storage.metrics import read_metrics
+from bricklm.storage.plots import plt, save
 
 # The blog's sweep table, top to bottom: (row label, how to read it from a result, kind). A run without a
 # result shows its planned settings ("setting" rows), why it has none ("status") and a dash ("result").
@@ -100,8 +100,10 @@ def ablation_table(results: list[dict[str, Any]], missing: list[dict[str, Any]] 
     original = next((g for g in groups if g["name"] == "original"), None)
     seeded = any(g["seeds"] > 1 for g in groups)
     if seeded:
-        lines = ["| Variant | Parameters | Val loss (mean ± std) | Δ vs original | Per seed | Best val (steps) |",
-                 "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines = [
+            "| Variant | Parameters | Val loss (mean ± std) | Δ vs original | Per seed | Best val (steps) |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
     else:
         lines = ["| Variant | Parameters | Val loss | Δ vs original | Best val (step) |", "|---|---:|---:|---:|---:|"]
     for g in sorted([*groups, *missing], key=lambda r: r["index"]):
@@ -136,8 +138,13 @@ def plot_val_curves(out: Path, results: list[dict[str, Any]], path: Path, title:
         curves = [{m["step"]: m["val_loss"] for m in read_metrics(out / d) if m.get("eval")} for d in g["run_dirs"]]
         steps = sorted(set.intersection(*(set(c) for c in curves)))
         seeds = f", mean of {g['seeds']} seeds" if g["seeds"] > 1 else ""
-        ax.plot(steps, [sum(c[s] for c in curves) / len(curves) for s in steps], "o-", markersize=3,
-                label=f"#{g['index']} {g['name']}: {g['parameters']:,} params{seeds}")  # fmt: skip
+        ax.plot(
+            steps,
+            [sum(c[s] for c in curves) / len(curves) for s in steps],
+            "o-",
+            markersize=3,
+            label=f"#{g['index']} {g['name']}: {g['parameters']:,} params{seeds}",
+        )
     # Runs still training (or interrupted) are drawn dashed, so a running sweep can be watched.
     done = {r["name"] for r in results}
     for run in planned_runs(out):
@@ -146,8 +153,14 @@ def plot_val_curves(out: Path, results: list[dict[str, Any]], path: Path, title:
             continue
         evals = [m for m in read_metrics(out / run["name"]) if m.get("eval")]
         if evals:
-            ax.plot([m["step"] for m in evals], [m["val_loss"] for m in evals], "o--", markersize=3, alpha=0.7,
-                    label=f"{run['name']}: unfinished")  # fmt: skip
+            ax.plot(
+                [m["step"] for m in evals],
+                [m["val_loss"] for m in evals],
+                "o--",
+                markersize=3,
+                alpha=0.7,
+                label=f"{run['name']}: unfinished",
+            )
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss")
     ax.set_title(title)

@@ -24,7 +24,7 @@ import numpy as np
 
 import bricklm.export.vocab as vocab
 from bricklm.export.weights import LAYER_NORM_EPS, check_gpt2_layout, gpt2_weights
-from bricklm.tokenizer import END
+from bricklm.text.tokenizer import END
 
 ENDOFTEXT = "<|endoftext|>"
 NEVER = -1e4  # the constant logit of the appended <|endoftext|> token

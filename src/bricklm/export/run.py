@@ -25,8 +25,8 @@ from bricklm.errors import UserError
 from bricklm.export.hf import write_hf
 from bricklm.export.vocab import chat_template
 from bricklm.export.weights import check_gpt2_layout
-from bricklm.runs import load_run
-from bricklm.tokenizer import ChatTokenizer
+from bricklm.storage.runs import load_run
+from bricklm.text.tokenizer import ChatTokenizer
 
 FORMATS = ("hf", "gguf")
 GGUF_MAGIC = b"GGUF"

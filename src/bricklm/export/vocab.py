@@ -22,7 +22,7 @@ import json
 from tokenizers import AddedToken, Tokenizer, decoders, models
 
 from bricklm.errors import UserError
-from bricklm.tokenizer import ASSISTANT, END, ROLE_TOKEN, BPETokenizer, CharTokenizer, ChatTokenizer
+from bricklm.text.tokenizer import ASSISTANT, END, ROLE_TOKEN, BPETokenizer, CharTokenizer, ChatTokenizer
 
 # llama.cpp's token types (gguf.TokenType): plain, user-defined (matched in text), control (special).
 NORMAL, CONTROL, USER_DEFINED = 1, 3, 4

@@ -29,7 +29,7 @@ import torch
 
 from bricklm.config import ModelConfig
 from bricklm.errors import UserError
-from bricklm.model import GPT
+from bricklm.model.gpt import GPT
 
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, which bricklm uses; GPT-2's layer_norm_epsilon default too
 

@@ -15,15 +15,25 @@ from __future__ import annotations
 import torch
 
 from bricklm.finetune.conversations import render
-from bricklm.generate import TextStream, generate
-from bricklm.tokenizer import ChatTokenizer
+from bricklm.model.generate import TextStream, generate
+from bricklm.text.tokenizer import ChatTokenizer
 
 
 class Chat:
     """The conversation state and one reply at a time; `say` yields the reply's text piece by piece."""
 
-    def __init__(self, model, tokenizer: ChatTokenizer, *, system=None, max_new_tokens=200, device="cpu",
-                 generator=None, notify=print, **sampling):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        tokenizer: ChatTokenizer,
+        *,
+        system=None,
+        max_new_tokens=200,
+        device="cpu",
+        generator=None,
+        notify=print,
+        **sampling,
+    ):
         self.model, self.tok, self.system = model, tokenizer, system
         self.max_new_tokens, self.device, self.generator = max_new_tokens, device, generator
         self.sampling, self.notify = sampling, notify
@@ -65,8 +75,9 @@ class Chat:
         """Yield the reply as it is generated; once it ends, it joins the history."""
         specials = set(self.tok.special_ids.values())
         stream, reply, ended = TextStream(self.tok), [], False
-        for token in generate(self.model, idx, self.max_new_tokens, generator=self.generator,
-                              stop_token=self.tok.end_id, **self.sampling):  # fmt: skip
+        for token in generate(
+            self.model, idx, self.max_new_tokens, generator=self.generator, stop_token=self.tok.end_id, **self.sampling
+        ):
             t = int(token[0])
             if t in specials:  # <|end|>, or a role token: either way the turn is over
                 ended = True

@@ -27,9 +27,9 @@ import random
 import re
 from pathlib import Path
 
-from bricklm.corpus import builtin_documents
 from bricklm.errors import UserError
-from bricklm.tokenizer import ASSISTANT, END, ROLE_TOKEN, ChatTokenizer, can_encode
+from bricklm.text.corpus import builtin_documents
+from bricklm.text.tokenizer import ASSISTANT, END, ROLE_TOKEN, ChatTokenizer, can_encode
 
 
 def missing_chars(base, conversations) -> list[str]:

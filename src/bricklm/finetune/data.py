@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from bricklm.config import TrainConfig
 from bricklm.errors import UserError
 from bricklm.finetune.conversations import render
-from bricklm.model import evaluating
+from bricklm.model.gpt import evaluating
 
 IGNORE = -100  # F.cross_entropy's default ignore_index, which GPT.forward relies on
 
@@ -83,8 +83,9 @@ def encode_conversations(tokenizer, conversations, block_size: int, unknown: str
 
 
 @torch.no_grad()
-def masked_loss_sum(model, examples: Examples, device, batch_size: int = 32, exclude=(),
-                    on_batch=None) -> tuple[float, int]:  # fmt: skip
+def masked_loss_sum(
+    model, examples: Examples, device, batch_size: int = 32, exclude=(), on_batch=None
+) -> tuple[float, int]:
     """Summed cross-entropy over every target token of examples, and the number of those tokens.
 
     exclude: target ids not to score (e.g. the special tokens, for a content-only comparison);
@@ -134,8 +135,9 @@ class ConversationDataset:
         return self.train.batch(index, device)
 
     @torch.no_grad()
-    def losses(self, model, cfg: TrainConfig, block_size: int, device, dist=None, autocast=None,
-               forward=None, progress=None) -> dict[str, float]:  # fmt: skip
+    def losses(
+        self, model, cfg: TrainConfig, block_size: int, device, dist=None, autocast=None, forward=None, progress=None
+    ) -> dict[str, float]:
         """Token-weighted loss over all held-out conversations, and over the same sample of training ones;
         progress(done, total) hears of every batch scored."""
         n = min(len(self.train), cfg.eval_iters * cfg.batch_size)
@@ -148,7 +150,8 @@ class ConversationDataset:
         out = {}
         for name, data in splits:
             with (autocast or contextlib.nullcontext)():
-                loss_sum, count = masked_loss_sum(model, data, device, cfg.batch_size,
-                                                  on_batch=lambda: progress(next(batches), total))  # fmt: skip
+                loss_sum, count = masked_loss_sum(
+                    model, data, device, cfg.batch_size, on_batch=lambda: progress(next(batches), total)
+                )
             out[name] = loss_sum / max(count, 1)
         return out

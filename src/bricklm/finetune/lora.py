@@ -18,8 +18,8 @@ import math
 import torch
 import torch.nn as nn
 
-from bricklm import checkpoint as ckpt
 from bricklm.errors import UserError
+from bricklm.storage import checkpoint as ckpt
 
 TARGETS = ("attn.c_attn", "attn.c_proj", "ffn.fc", "ffn.proj")
 # Trained in full beside the adapters: finetune adds rows for special tokens to both, and new rows

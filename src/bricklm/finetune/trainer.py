@@ -30,7 +30,6 @@ from typing import Any
 
 import torch
 
-from bricklm.callbacks import sample_seed
 from bricklm.config import ModelConfig, TrainConfig, build, field_names, merge
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_json
@@ -43,10 +42,11 @@ from bricklm.finetune.conversations import (
 )
 from bricklm.finetune.data import ConversationDataset
 from bricklm.finetune.lora import LoRAWeights, apply_lora
-from bricklm.model import GPT
-from bricklm.runs import load_run, read_run_config
-from bricklm.tokenizer import SPECIALS, ChatTokenizer, load_tokenizer
-from bricklm.train import Trainer
+from bricklm.model.gpt import GPT
+from bricklm.storage.runs import load_run, read_run_config
+from bricklm.text.tokenizer import SPECIALS, ChatTokenizer, load_tokenizer
+from bricklm.training.callbacks import sample_seed
+from bricklm.training.trainer import Trainer
 
 BUILTIN_DATA = "builtin:python-docs-qa"
 # Fine-tuning defaults that differ from pretraining's: fewer steps, a gentler rate, smaller batches,
@@ -102,12 +102,23 @@ def chat_tokenizer(source_tok, conversations, unknown_chars: str, log=print) -> 
     return ChatTokenizer(base, specials, added)
 
 
-def finetune(*, source: str | Path | None = None, checkpoint: str | None = None, data: str | Path | None = None,
-             out: str | Path | None = None, resume: str | Path | None = None, recipe: str | Path | None = None,
-             overrides: dict[str, Any] | None = None, model_overrides: dict[str, Any] | None = None,
-             lora_rank: int | None = None, lora_alpha: float | None = None, unknown_chars: str | None = None,
-             heldout_fraction: float | None = None, log=print, progress=None,
-             ) -> tuple[dict[str, Any], Path]:  # fmt: skip
+def finetune(
+    *,
+    source: str | Path | None = None,
+    checkpoint: str | None = None,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    recipe: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    model_overrides: dict[str, Any] | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    unknown_chars: str | None = None,
+    heldout_fraction: float | None = None,
+    log=print,
+    progress=None,
+) -> tuple[dict[str, Any], Path]:
     """Fine-tune `source` (a run directory) into `out` (default SOURCE-chat), or continue `resume`.
 
     Train settings: the fine-tuning defaults (the source's device, threads and dtype carry over), then
@@ -119,8 +130,14 @@ def finetune(*, source: str | Path | None = None, checkpoint: str | None = None,
         raise UserError(f"--{next(iter(model_overrides))}: a fine-tuned model keeps its pretrained run's shape")
     if resume:
         run_dir = Path(resume)
-        given = {"--from": source, "--checkpoint": checkpoint, "--lora-rank": lora_rank, "--lora-alpha": lora_alpha,
-                 "--unknown-chars": unknown_chars, "--heldout-fraction": heldout_fraction}  # fmt: skip
+        given = {
+            "--from": source,
+            "--checkpoint": checkpoint,
+            "--lora-rank": lora_rank,
+            "--lora-alpha": lora_alpha,
+            "--unknown-chars": unknown_chars,
+            "--heldout-fraction": heldout_fraction,
+        }
         if out is not None and Path(out).resolve() != run_dir.resolve():
             given["--out"] = out
         ignored = [flag for flag, value in given.items() if value is not None]
@@ -196,9 +213,18 @@ def finetune(*, source: str | Path | None = None, checkpoint: str | None = None,
             log(f"LoRA rank {rank} on {len(names)} layers; {trainable:,} trainable parameters")
         return model
 
-    trainer = Trainer(model_cfg, train_cfg, dataset, run_dir, resume=bool(resume), log=log, progress=progress,
-                      build_model=build_model, weights=LoRAWeights() if rank else None,
-                      extra_config={"finetune": settings})  # fmt: skip
+    trainer = Trainer(
+        model_cfg,
+        train_cfg,
+        dataset,
+        run_dir,
+        resume=bool(resume),
+        log=log,
+        progress=progress,
+        build_model=build_model,
+        weights=LoRAWeights() if rank else None,
+        extra_config={"finetune": settings},
+    )
     result = trainer.run()
     if trainer.dist.is_main and heldout:  # what the model learned, shown the way it will be used: a reply
         result["heldout_reply"] = heldout_reply(run_dir, heldout[0], train_cfg.seed)
@@ -215,8 +241,15 @@ def heldout_reply(run_dir: Path, conversation: list[dict[str, str]], seed: int, 
     question = conversation[turn]["content"]
     expected = next((m["content"] for m in conversation[turn + 1 :] if m["role"] == "assistant"), "")
     generator = torch.Generator().manual_seed(sample_seed(seed, run_dir))
-    chat = Chat(run.model, run.tokenizer, system=system, max_new_tokens=max_new_tokens, generator=generator,
-                notify=lambda message: None, temperature=0.7)  # fmt: skip
+    chat = Chat(
+        run.model,
+        run.tokenizer,
+        system=system,
+        max_new_tokens=max_new_tokens,
+        generator=generator,
+        notify=lambda message: None,
+        temperature=0.7,
+    )
     return {"question": question, "reply": "".join(chat.say(question)), "expected": expected}
 
 
@@ -234,8 +267,13 @@ def check_lora(rank: int, alpha: float | None, width: int) -> None:
 
 def _saved_settings(table: dict[str, Any], path: Path, width: int) -> dict[str, Any]:
     """A fine-tuning run's saved settings (config.json's finetune table), checked; damage names the file."""
-    kinds = {"data": str, "lora_rank": int, "lora_alpha": (int, float), "unknown_chars": str,
-             "heldout_fraction": (int, float)}  # fmt: skip
+    kinds = {
+        "data": str,
+        "lora_rank": int,
+        "lora_alpha": (int, float),
+        "unknown_chars": str,
+        "heldout_fraction": (int, float),
+    }
     for key, kind in kinds.items():
         value = table.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):

@@ -76,11 +76,12 @@ def _residual(r, t) -> list[Finding]:
     if not broken:
         return [
             Finding(
-                "ok", "residual stream",
+                "ok",
+                "residual stream",
                 f"every block passes its input through (doubling a block's input x moves its output along x by "
                 f"{_fmt(min(passes))}–{_fmt(max(passes))} × x; a residual path gives ≈ 1)",
             )
-        ]  # fmt: skip
+        ]
     cos = [r["embed_cos"][i] for i in broken if i < len(r.get("embed_cos", []))]
     stds = [r["act_std"][i + 1] for i in broken]
     where = _blocks(broken, len(passes))
@@ -91,22 +92,24 @@ def _residual(r, t) -> list[Finding]:
     if cos and statistics.median(cos) >= t["overwritten_cos_min"]:
         return [
             Finding(
-                "warning", "residual stream",
+                "warning",
+                "residual stream",
                 f"the residual stream is overwritten at each block: {detail}; it keeps its direction "
                 f"(cosine with the embedding {_fmt(min(cos))}–{_fmt(max(cos))}) but its size is reset "
                 f"(std after those blocks {_fmt(min(stds))}–{_fmt(max(stds))}), which is what a normalised copy "
                 "replacing the stream looks like: the blog's `x = ln1(x)` bug (residual = 'bug'). "
                 "Add the sub-layer's output to x instead of reassigning x.",
             )
-        ]  # fmt: skip
+        ]
     return [
         Finding(
-            "warning", "residual stream",
+            "warning",
+            "residual stream",
             f"no residual connection: {detail}, and the stream after them is unrelated to the embedding "
             f"(cosine {_fmt(statistics.median(cos)) if cos else 'n/a'}). Each block's output replaces its input "
             "(residual = 'off'); deep stacks like this train badly.",
         )
-    ]  # fmt: skip
+    ]
 
 
 def _blocks(idx: list[int], n: int) -> str:
@@ -129,11 +132,12 @@ def _gradients(r, t) -> list[Finding]:
     if ratio < t["grad_vanish_ratio"]:
         return [
             Finding(
-                "warning", "gradients",
+                "warning",
+                "gradients",
                 f"vanishing gradients toward the first layers: {said} (< {_fmt(t['grad_vanish_ratio'])}); "
                 "the early blocks barely learn. Usually a missing residual path.",
             )
-        ]  # fmt: skip
+        ]
     if ratio > t["grad_explode_ratio"]:
         return [
             Finding(
@@ -144,11 +148,12 @@ def _gradients(r, t) -> list[Finding]:
         ]
     return [
         Finding(
-            "ok", "gradients",
+            "ok",
+            "gradients",
             f"gradients reach the first layers: {said} "
             f"(healthy between {_fmt(t['grad_vanish_ratio'])} and {_fmt(t['grad_explode_ratio'])})",
         )
-    ]  # fmt: skip
+    ]
 
 
 def _stream_scale(r, t) -> list[Finding]:
@@ -160,11 +165,12 @@ def _stream_scale(r, t) -> list[Finding]:
     if not math.isfinite(peak) or peak > t["stream_std_max"]:
         out.append(
             Finding(
-                "warning", "activations",
+                "warning",
+                "activations",
                 f"the residual stream is huge (std up to {_fmt(peak)}, > {_fmt(t['stream_std_max'])}): "
                 "activations are exploding; a learning rate far too high, or normalisation missing.",
             )
-        )  # fmt: skip
+        )
     after = std[1:]  # after each block
     growth = ""
     if len(after) >= 2 and after[0] > 0:
@@ -179,21 +185,23 @@ def _stream_scale(r, t) -> list[Finding]:
         if raw:
             out.append(
                 Finding(
-                    "warning", "normalisation",
+                    "warning",
+                    "normalisation",
                     f"no normalisation in front of the sub-layers: when the input of {_blocks(raw, len(sens))} "
                     f"doubles, what the first sub-layer receives changes by {_fmt(min(sens[i] for i in raw))}–"
                     f"{_fmt(max(sens[i] for i in raw))} × (a LayerNorm in front would make it ≈ 0){growth}. "
                     "Without LayerNorm the sub-layers see a stream whose scale drifts with depth and training.",
                 )
-            )  # fmt: skip
+            )
         elif not out:
             out.append(
                 Finding(
-                    "ok", "normalisation",
+                    "ok",
+                    "normalisation",
                     f"each block's sub-layers see a normalised input (insensitive to the stream's scale: "
                     f"≤ {_fmt(max(sens))}){growth}",
                 )
-            )  # fmt: skip
+            )
     return out
 
 
@@ -207,24 +215,27 @@ def _learning_rate(records, t) -> list[Finding]:
     if peak < t["update_ratio_low"]:
         return [
             Finding(
-                "warning", "learning rate",
+                "warning",
+                "learning rate",
                 f"learning rate far too low: {said}, under {_fmt(t['update_ratio_low'])}; the weights hardly move.",
             )
-        ]  # fmt: skip
+        ]
     if peak > t["update_ratio_high"]:
         return [
             Finding(
-                "warning", "learning rate",
+                "warning",
+                "learning rate",
                 f"learning rate far too high: {said}, over {_fmt(t['update_ratio_high'])}; "
                 "each step rewrites a tenth of the weights.",
             )
-        ]  # fmt: skip
+        ]
     return [
         Finding(
-            "ok", "learning rate",
+            "ok",
+            "learning rate",
             f"{said}, within {_fmt(t['update_ratio_low'])}–{_fmt(t['update_ratio_high'])}",
         )
-    ]  # fmt: skip
+    ]
 
 
 def _heads(r, t) -> list[Finding]:
@@ -247,19 +258,21 @@ def _heads(r, t) -> list[Finding]:
         )
         out.append(
             Finding(
-                level, "attention heads",
+                level,
+                "attention heads",
                 f"{len(uniform)} of {len(heads)} heads attend near-uniformly (entropy > {t['head_uniform_entropy']} "
                 f"of the maximum; block.head {names(uniform)}): they average the context; {phase}",
             )
-        )  # fmt: skip
+        )
     if collapsed:
         out.append(
             Finding(
-                "note", "attention heads",
+                "note",
+                "attention heads",
                 f"{len(collapsed)} heads put over {t['head_first_token']:.0%} of their weight on the first position "
                 f"({names(collapsed)}): collapsed or used as a resting place",
             )
-        )  # fmt: skip
+        )
     if not out:
         out.append(
             Finding("ok", "attention heads", f"all {len(heads)} heads attend selectively (none uniform or collapsed)")

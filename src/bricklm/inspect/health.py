@@ -33,13 +33,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from bricklm.callbacks import Callback, Context
 from bricklm.config import TrainConfig
-from bricklm.data import get_batch
 from bricklm.errors import UserError
-from bricklm.model import evaluating, split_heads
-from bricklm.optim import learning_rate, make_optimizer
-from bricklm.train import train_step
+from bricklm.model.gpt import evaluating, split_heads
+from bricklm.text.data import get_batch
+from bricklm.training.callbacks import Callback, Context
+from bricklm.training.optim import learning_rate, make_optimizer
+from bricklm.training.trainer import train_step
 
 
 def layer_of(param_name: str) -> str:
@@ -234,8 +234,9 @@ def probe_training(
     for i in range(steps):
         step = start_step + i
         before = snapshot(model)  # the weights train_step's update starts from
-        train_step(model, optimizer, lambda: get_batch(data, train_cfg.batch_size, block_size, gen, device),
-                   train_cfg, step)  # fmt: skip
+        train_step(
+            model, optimizer, lambda: get_batch(data, train_cfg.batch_size, block_size, gen, device), train_cfg, step
+        )
         if (i + 1) % every == 0 or i + 1 == steps:
             ratios = update_ratios(before, model)
             lr = learning_rate(step, train_cfg)
@@ -276,10 +277,18 @@ class HealthCallback(Callback):
 
 # The shape of each health value: "table" {layer: number}, "list" [number], "lists" [[number]], "number".
 HEALTH_SHAPES = {
-    "grad_norm": "table", "update_ratio": "table", "act_mean": "list", "act_std": "list", "embed_cos": "list",
-    "passthrough": "list", "input_sensitivity": "list", "attn_entropy": "lists", "attn_first": "lists",
-    "loss": "number", "lr": "number",
-}  # fmt: skip
+    "grad_norm": "table",
+    "update_ratio": "table",
+    "act_mean": "list",
+    "act_std": "list",
+    "embed_cos": "list",
+    "passthrough": "list",
+    "input_sensitivity": "list",
+    "attn_entropy": "lists",
+    "attn_first": "lists",
+    "loss": "number",
+    "lr": "number",
+}
 
 
 def health_records(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,10 +18,8 @@ from typing import Any
 import torch
 
 from bricklm.config import ModelConfig, TrainConfig, load_config, resolve, section_of, to_dict
-from bricklm.data import check_split_length, load_corpus
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_json, check_out_dir, check_out_file
-from bricklm.generate import encode_prompt
 from bricklm.inspect.diagnosis import THRESHOLDS, diagnose, format_findings
 from bricklm.inspect.health import (
     StreamRecorder,
@@ -31,10 +29,13 @@ from bricklm.inspect.health import (
     probe_batch,
     probe_training,
 )
-from bricklm.model import GPT, evaluating
-from bricklm.plots import plt, save
-from bricklm.runs import load_run, read_metrics, read_run_config
-from bricklm.tokenizer import load_tokenizer
+from bricklm.model.generate import encode_prompt
+from bricklm.model.gpt import GPT, evaluating
+from bricklm.storage.metrics import read_metrics
+from bricklm.storage.plots import plt, save
+from bricklm.storage.runs import load_run, read_run_config
+from bricklm.text.data import check_split_length, load_corpus
+from bricklm.text.tokenizer import load_tokenizer
 
 BLOG_VOCAB = 107  # the blog corpus's vocabulary, for shape tables with neither a run nor a corpus
 
@@ -138,7 +139,7 @@ def health_table(record: dict[str, Any]) -> str:
         + ")",
         f"{'layer':<8} {'grad norm':>10} {'update/w':>9} {'act mean':>9} {'act std':>9} {'passthru':>9}  "
         "attention entropy per head",
-    ]  # fmt: skip
+    ]
     for layer in g:
         b = int(layer[5:]) if layer.startswith("block") else None
         act_i = 0 if layer == "embed" else (b + 1 if b is not None else None)
@@ -233,11 +234,14 @@ def write_plots(records, out_dir: Path, model=None, idx=None, tokens=None) -> li
         if any(r.get("update_ratio") for r in records):
             paths.append(
                 plot_by_layer(
-                    [r for r in records if r.get("update_ratio")], "update_ratio", out_dir / "update_ratio.png",
-                    "‖Δw‖ / ‖w‖ per step", "update-to-weight ratio by layer",
+                    [r for r in records if r.get("update_ratio")],
+                    "update_ratio",
+                    out_dir / "update_ratio.png",
+                    "‖Δw‖ / ‖w‖ per step",
+                    "update-to-weight ratio by layer",
                     band=(THRESHOLDS["update_ratio_low"], THRESHOLDS["update_ratio_high"]),
                 )
-            )  # fmt: skip
+            )
     if model is not None and idx is not None and model.config.attention != "none":
         paths.append(plot_attention(attention_maps(model, idx), tokens, out_dir / "attention.png"))
     return paths
@@ -260,8 +264,9 @@ class Target:
     block_size: int  # the window the shape table and the probes use
 
 
-def load_target(run: str | None, checkpoint: str, config: str | None, data: str | None,
-                overrides: dict[str, Any], say=print) -> Target:  # fmt: skip
+def load_target(
+    run: str | None, checkpoint: str, config: str | None, data: str | None, overrides: dict[str, Any], say=print
+) -> Target:
     """A trained run (run) or an untrained model (config + overrides, vocabulary from data or the blog's)."""
     if run:
         if config:
@@ -299,10 +304,21 @@ def load_target(run: str | None, checkpoint: str, config: str | None, data: str 
     return Target(GPT(model_cfg), model_cfg, train_cfg, tokenizer, data, 0, [], model_cfg.block_size)
 
 
-def inspect_model(*, run: str | None = None, checkpoint: str = "best", config: str | None = None,
-                  data: str | None = None, overrides: dict[str, Any] | None = None, steps: int = 0,
-                  prompt: str | None = None, plots: str | None = None, diagnose_it: bool = False,
-                  all_blocks: bool = False, json_path: str | None = None, say=print) -> list[dict]:  # fmt: skip
+def inspect_model(
+    *,
+    run: str | None = None,
+    checkpoint: str = "best",
+    config: str | None = None,
+    data: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    steps: int = 0,
+    prompt: str | None = None,
+    plots: str | None = None,
+    diagnose_it: bool = False,
+    all_blocks: bool = False,
+    json_path: str | None = None,
+    say=print,
+) -> list[dict]:
     """`bricklm inspect`: print the tables, health and (diagnose_it) the findings; return the health records."""
     if steps < 0:
         raise UserError(f"--steps must be >= 0, got {steps}")

@@ -274,8 +274,13 @@ def router(studio) -> APIRouter:
     async def chat_completions(req: ChatRequest):
         served = await studio.served(req.model)
         if not served.chat:
-            raise ApiError(400, f"{req.model!r} is a base model, not fine-tuned for chat (make one with "
-                           "`bricklm finetune`); use /v1/completions for it", "model", "not_a_chat_model")  # fmt: skip
+            raise ApiError(
+                400,
+                f"{req.model!r} is a base model, not fine-tuned for chat (make one with "
+                "`bricklm finetune`); use /v1/completions for it",
+                "model",
+                "not_a_chat_model",
+            )
         # A reply longer than the context window would no longer see the question it answers.
         s = req.settings(served.block_size, served.block_size)
         messages = req.conversation()

@@ -76,11 +76,16 @@ class Studio:
                 continue
             config = run_config(self.runs, run)
             path = self.runs.file(run, "config.json")
-            out.append({
-                "id": run.id, "object": "model", "created": int(mtime(path)) if path else 0,
-                "owned_by": "bricklm", "context_length": config.get("model", {}).get("block_size"),
-                "chat": "finetune" in config,
-            })  # fmt: skip
+            out.append(
+                {
+                    "id": run.id,
+                    "object": "model",
+                    "created": int(mtime(path)) if path else 0,
+                    "owned_by": "bricklm",
+                    "context_length": config.get("model", {}).get("block_size"),
+                    "chat": "finetune" in config,
+                }
+            )
         return out
 
     async def served(self, model_id: str) -> Served:
@@ -120,8 +125,13 @@ class Studio:
                 cursors[run.id], update = await run_in_threadpool(self.live_update, run, cursors[run.id])
                 row = update["row"]
                 now = (row["status"], row["step"], row["best_val_loss"], tuple(row["checkpoints"]))
-                if update["reset"] or update.get("evals") or update.get("steps") or update.get("samples") \
-                        or seen.get(run.id) != now:  # fmt: skip
+                if (
+                    update["reset"]
+                    or update.get("evals")
+                    or update.get("steps")
+                    or update.get("samples")
+                    or seen.get(run.id) != now
+                ):
                     seen[run.id] = now
                     quiet_since = time.monotonic()
                     yield f"event: run\n{sse(update)}"
@@ -141,8 +151,14 @@ class InsideRequest(BaseModel):
     position: int = Field(ge=1)
 
 
-def create_app(runs_dir: str | Path, single_run: bool = False, allowed_hosts: list[str] | None = None,
-               cache_size: int = 4, workers: int = 4, max_jobs: int = 68) -> Guard:  # fmt: skip
+def create_app(
+    runs_dir: str | Path,
+    single_run: bool = False,
+    allowed_hosts: list[str] | None = None,
+    cache_size: int = 4,
+    workers: int = 4,
+    max_jobs: int = 68,
+) -> Guard:
     """The studio over `runs_dir` (one run with single_run). allowed_hosts: the Host headers to answer
     (None: any, for a server that listens beyond loopback). UserError if the folder is missing."""
     studio = Studio(RunsDir(runs_dir, single_run), cache_size, workers, max_jobs)
@@ -153,8 +169,9 @@ def create_app(runs_dir: str | Path, single_run: bool = False, allowed_hosts: li
         studio.closing.set()  # live streams end
         studio.engine.shutdown()
 
-    app = FastAPI(title="bricklm studio", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)  # fmt: skip
+    app = FastAPI(
+        title="bricklm studio", version=__version__, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.state.studio = studio
     app.include_router(api.router(studio))
     install_errors(app)
@@ -172,8 +189,12 @@ def create_app(runs_dir: str | Path, single_run: bool = False, allowed_hosts: li
 
     @app.get("/api/info")
     async def info():
-        return {"folder": studio.runs.root.name, "single_run": single_run, "version": __version__,
-                "limits": {"max_tokens": MAX_TOKENS, "max_prompt_chars": api.MAX_PROMPT_CHARS}}  # fmt: skip
+        return {
+            "folder": studio.runs.root.name,
+            "single_run": single_run,
+            "version": __version__,
+            "limits": {"max_tokens": MAX_TOKENS, "max_prompt_chars": api.MAX_PROMPT_CHARS},
+        }
 
     @app.get("/api/runs")
     async def runs():
@@ -210,8 +231,9 @@ def install_errors(app: FastAPI) -> None:
     async def _invalid(request, exc: RequestValidationError):
         err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         if err.get("type") == "json_invalid":
-            return ApiError(400, f"malformed JSON in the request body: {err.get('ctx', {}).get('error', '')}",
-                            code="invalid_json").response()  # fmt: skip
+            return ApiError(
+                400, f"malformed JSON in the request body: {err.get('ctx', {}).get('error', '')}", code="invalid_json"
+            ).response()
         where = ".".join(str(p) for p in err["loc"] if p != "body")
         return ApiError(400, f"{where}: {err['msg']}" if where else err["msg"], where or None).response()
 

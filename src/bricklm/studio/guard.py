@@ -22,9 +22,11 @@ HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     # The page loads only its own files; uPlot sets element styles from JS, which 'unsafe-inline' allows.
-    (b"content-security-policy",
-     b"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"),
-]  # fmt: skip
+    (
+        b"content-security-policy",
+        b"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+    ),
+]
 
 
 def host_name(header: str) -> str:
@@ -49,8 +51,11 @@ class Guard:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.allowed is not None and host_name(headers.get("host", "")).lower() not in self.allowed:
-            return await reply(send, 400, "this server answers only requests addressed to "
-                               f"{' or '.join(sorted(self.allowed))} (Host header)")  # fmt: skip
+            return await reply(
+                send,
+                400,
+                f"this server answers only requests addressed to {' or '.join(sorted(self.allowed))} (Host header)",
+            )
         length = headers.get("content-length", "0")
         if not length.isdigit() or int(length) > self.max_body:
             return await reply(send, 413, f"request body over {self.max_body} bytes")
@@ -81,9 +86,14 @@ class Guard:
 
 async def reply(send, status: int, message: str) -> None:
     """An error in the API's shape, sent before the app sees the request."""
-    body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
-                                 "code": None}}).encode()  # fmt: skip
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *HEADERS]})  # fmt: skip
+    body = json.dumps(
+        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *HEADERS],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -69,8 +69,9 @@ def look_inside(served: Served, ids: list[int], prompt_len: int, position: int) 
     context = ids[start:position]
     streams, weights = forward_by_layer(model, torch.tensor([context], dtype=torch.long))
     chosen = ids[position]
-    attention = [None if w is None else [[round(float(v), 5) for v in head] for head in w[0, :, -1, :]]
-                 for w in weights]  # fmt: skip
+    attention = [
+        None if w is None else [[round(float(v), 5) for v in head] for head in w[0, :, -1, :]] for w in weights
+    ]
     names = ["embedding"] + [f"layer {i + 1}" for i in range(len(model.blocks))]
     lens = []
     for name, stream in zip(names, streams, strict=True):

@@ -24,8 +24,8 @@ from typing import Any
 
 from bricklm.config import ModelConfig, build, upgrade_model_table
 from bricklm.errors import UserError
-from bricklm.model import count_params
-from bricklm.runs import METRICS, SAMPLES
+from bricklm.model.gpt import count_params
+from bricklm.storage.metrics import METRICS, SAMPLES
 from bricklm.studio.runsdir import Run, RunsDir
 
 READ_CHUNK = 4 << 20  # bytes read per refresh: a long run's log arrives over a few refreshes
@@ -209,8 +209,12 @@ def _number(x) -> float | None:
 
 def _sample(rec: dict[str, Any]) -> dict[str, Any]:
     text = rec.get("text")
-    return {"step": int(rec["step"]), "val_loss": _number(rec.get("val_loss")),
-            "train_loss": _number(rec.get("train_loss")), "text": text if isinstance(text, str) else ""}  # fmt: skip
+    return {
+        "step": int(rec["step"]),
+        "val_loss": _number(rec.get("val_loss")),
+        "train_loss": _number(rec.get("train_loss")),
+        "text": text if isinstance(text, str) else "",
+    }
 
 
 # --- the runs table's row ------------------------------------------------------------------------

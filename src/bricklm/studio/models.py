@@ -17,10 +17,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from bricklm.errors import UserError
-from bricklm.model import GPT
-from bricklm.runs import list_snapshots, load_run, load_snapshot_model
+from bricklm.model.gpt import GPT
+from bricklm.storage.runs import load_run
+from bricklm.storage.snapshots import list_snapshots, load_snapshot_model
 from bricklm.studio.runsdir import Run, RunsDir
-from bricklm.tokenizer import ChatTokenizer, Tokenizer, load_tokenizer
+from bricklm.text.tokenizer import ChatTokenizer, Tokenizer, load_tokenizer
 
 NAMED = ("best", "last")
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bricklm import checkpoint as ckpt
 from bricklm.errors import UserError
 from bricklm.files import LOCK_NAME
+from bricklm.storage import checkpoint as ckpt
 
 RUN_MARKER = "config.json"
 EXPERIMENT = "experiment.json"  # what `bricklm sweep` and `bricklm ablate` write at the top of their folder
@@ -58,8 +58,10 @@ class RunsDir:
         if not root.is_dir() and single_run:
             raise UserError(f"run directory not found: {root}")
         if not root.is_dir():
-            raise UserError(f"runs folder not found: {root} (train one first, e.g. `bricklm train --out "
-                            f"{root / 'NAME'}`, or pass --runs DIR)")  # fmt: skip
+            raise UserError(
+                f"runs folder not found: {root} (train one first, e.g. `bricklm train --out "
+                f"{root / 'NAME'}`, or pass --runs DIR)"
+            )
         if single_run and not (root / RUN_MARKER).is_file():
             raise UserError(f"{root} has no {RUN_MARKER}; is it a bricklm run directory?")
         self.root = root.resolve()

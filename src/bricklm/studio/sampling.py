@@ -20,7 +20,7 @@ import torch
 
 from bricklm.finetune.chat import Chat
 from bricklm.finetune.conversations import render
-from bricklm.generate import TextStream, encode_prompt, generate
+from bricklm.model.generate import TextStream, encode_prompt, generate
 from bricklm.studio.models import Served
 
 
@@ -108,8 +108,15 @@ def chat_reply(served: Served, messages: list[dict[str, str]], s: Settings) -> I
     """
     system = messages[0]["content"] if messages[0]["role"] == "system" else None
     turns = messages[1:] if system is not None else messages
-    chat = Chat(served.model, served.tokenizer, system=system, max_new_tokens=s.max_tokens,
-                generator=s.generator(), notify=lambda note: None, **s.sampling())  # fmt: skip
+    chat = Chat(
+        served.model,
+        served.tokenizer,
+        system=system,
+        max_new_tokens=s.max_tokens,
+        generator=s.generator(),
+        notify=lambda note: None,
+        **s.sampling(),
+    )
     chat.history = [dict(m) for m in turns[:-1]]
     stop = StopText(s.stop)
     for piece in chat.say(turns[-1]["content"]):

@@ -69,8 +69,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, single_run: bool = False,
-          log=print) -> None:  # fmt: skip
+def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, single_run: bool = False, log=print) -> None:
     """Serve the studio for `runs_dir` (or one run) until Ctrl-C. Blocks."""
     loopback = is_loopback(host)
     hosts = sorted({*LOOPBACK_NAMES, host}) if loopback else None

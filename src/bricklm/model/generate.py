@@ -1,0 +1,152 @@
+"""Sampling from a trained GPT: temperature, top-k, top-p, a KV cache, streaming.
+
+    for token_ids in generate(model, prompt_ids, max_new_tokens=200, temperature=0.8, generator=g):
+        print(tokenizer.decode(token_ids[0]), end="", flush=True)
+
+Context policy (the same for the cached and the plain path, so they agree token for token):
+the model sees at most `block_size` tokens; when the context is full, the oldest half is
+dropped and the rest re-read. Re-reading half a window every block_size/2 tokens keeps
+a KV cache useful past the window, which sliding by one token each step would not.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+
+import torch
+
+from bricklm.errors import UserError
+from bricklm.model.decode import DecodeStep
+from bricklm.model.gpt import GPT, evaluating
+from bricklm.text.tokenizer import can_encode
+
+
+def check_sampling_settings(
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float | None,
+    least: int = 0,
+    length_flag: str = "--max-new-tokens",
+    seed: int | None = None,
+) -> None:
+    """User-facing checks shared by every command that samples: one clear error instead of a torch traceback
+    or a blank sample. length_flag: what the command calls max_new_tokens (samples-by-loss: --chars)."""
+    if max_new_tokens < least:
+        raise UserError(f"{length_flag} must be >= {least}, got {max_new_tokens}")
+    if seed is not None and not 0 <= seed < 2**64:  # a torch.Generator seed is 64-bit
+        raise UserError(f"--seed must be in 0..{2**64 - 1}, got {seed}")
+    if not temperature >= 0:  # also refuses nan, which every comparison fails
+        raise UserError(f"--temperature must be a number >= 0, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UserError(f"--top-p must be in (0, 1], got {top_p}")
+
+
+def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """(B, V) logits → (B, V) logits with everything outside top-k / the top-p nucleus set to -inf."""
+    logits = logits / max(temperature, 1e-8)
+    if top_k is not None and 0 < top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and 0.0 < top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        # Drop a token when the tokens ranked above it already cover top_p; the first always stays.
+        drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def pick(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -> torch.Tensor:
+    """Choose the next token for each row: greedy at temperature 0, else sample from the filtered softmax."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = torch.softmax(filter_logits(logits.float(), temperature, top_k, top_p), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+@torch.no_grad()
+def generate(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+    fast: bool = True,
+    stop_token: int | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield each new token as a (B, 1) tensor. idx (B, T) is the prompt (at least one token).
+
+    use_cache keeps keys and values (KV cache) instead of re-reading the context for every token;
+    fast then decodes each token with the fused step (decode.py) rather than the modules' forward.
+    """
+    if idx.size(1) == 0:
+        raise ValueError("generation needs at least one prompt token")
+    block = model.config.block_size
+    context = idx[:, -block:]
+    caches = step = None
+    with evaluating(model):
+        for _ in range(max_new_tokens):
+            if use_cache and caches is not None and caches[0].length < block:
+                logits = step(context[:, -1:]) if fast else model(context[:, -1:], caches=caches)[0][:, -1]
+            elif use_cache:
+                caches = model.new_caches(idx.size(0), idx.device)
+                logits = model(context, caches=caches)[0][:, -1]  # the prompt (or a re-read window) at once
+                step = DecodeStep(model, caches)
+            else:
+                logits = model(context)[0][:, -1]
+            nxt = pick(logits, temperature, top_k, top_p, generator)
+            yield nxt
+            if stop_token is not None and bool((nxt == stop_token).all()):
+                return
+            context = torch.cat([context, nxt], dim=1)
+            if context.size(1) > block:
+                context = context[:, -(block // 2 + 1) :]  # drop the oldest half; the cache is rebuilt from this
+                caches = None
+
+
+def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int, device="cpu", **kwargs) -> str:
+    """Convenience: prompt string → the generated continuation (not including the prompt)."""
+    ids = encode_prompt(tokenizer, prompt, device)
+    out = [int(t[0]) for t in generate(model, ids, max_new_tokens, **kwargs)]
+    return tokenizer.decode(out)
+
+
+def sample_text(model: GPT, tokenizer, chars: int, device="cpu", seed: int = 1337, temperature: float = 0.8) -> str:
+    """What training shows of a model: `chars` tokens from a newline (token 0 if the vocabulary has none),
+    at `bricklm sample`'s default temperature, from a generator of its own (training's RNG is untouched)."""
+    prompt = "\n" if can_encode(tokenizer, "\n") else ""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return generate_text(model, tokenizer, prompt, chars, device, generator=gen, temperature=temperature)
+
+
+def encode_prompt(tokenizer, prompt: str, device="cpu") -> torch.Tensor:
+    """The prompt's ids as (1, T); an empty prompt starts from token 0, like the blog."""
+    prompt = unicodedata.normalize("NFC", prompt)  # the corpus was NFC-normalised, so "é" typed as e + U+0301 fits
+    ids = tokenizer.encode(prompt) if prompt else [0]
+    return torch.tensor([ids], dtype=torch.long, device=device)
+
+
+class TextStream:
+    """Turns token ids into text as they arrive; holds back an incomplete multi-byte character."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.ids, self.shown = tokenizer, [], 0
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids)
+        if text.endswith("\ufffd"):
+            return ""
+        new, self.shown = text[self.shown :], len(text)
+        return new
+
+    def flush(self) -> str:
+        text = self.tokenizer.decode(self.ids)
+        new, self.shown = text[self.shown :], len(text)
+        return new

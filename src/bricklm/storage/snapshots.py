@@ -1,0 +1,73 @@
+"""Loss-level snapshots: the weights the moment val loss first fell below each level.
+
+    write_snapshot(run_dir / SNAPSHOTS / level_name(2.0), model, {"level": 2.0, "step": 300, "val_loss": 1.98})
+    for snap in list_snapshots("runs/blog"):         # highest level first, each with its "path"
+        model = load_snapshot_model("runs/blog", snap)
+
+RUN/snapshots/loss-X.XX/ holds model.safetensors and snapshot.json (written last: a folder without it
+is incomplete and skipped).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from bricklm.config import ModelConfig, build
+from bricklm.errors import UserError
+from bricklm.files import atomic_write_bytes, atomic_write_json
+from bricklm.model.gpt import GPT
+from bricklm.storage import checkpoint as ckpt
+from bricklm.storage.metrics import has_type
+from bricklm.storage.runs import read_run_config
+
+SNAPSHOTS = "snapshots"
+
+
+def level_name(level: float) -> str:
+    return f"loss-{level:.2f}"
+
+
+def write_snapshot(path: Path, model: torch.nn.Module, info: dict[str, Any]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    # Bytes through Python's files, not safetensors' own (it refuses a path that isn't UTF-8).
+    atomic_write_bytes(path / "model.safetensors", st_save(ckpt.model_tensors(model)))
+    atomic_write_json(path / "snapshot.json", info)  # last: a snapshot without it is incomplete
+
+
+def list_snapshots(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Complete snapshots of a run, highest level first, each with its 'path'; a damaged one is a UserError."""
+    root = Path(run_dir) / SNAPSHOTS
+    out = []
+    for d in sorted(root.glob("loss-*")) if root.is_dir() else []:
+        meta = d / "snapshot.json"
+        if meta.is_file() and (d / "model.safetensors").is_file():
+            try:
+                info = json.loads(meta.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                info = None
+            fields = {"level": "a number", "step": "an integer", "val_loss": "a number"}
+            if not isinstance(info, dict) or not all(has_type(info.get(k), kind) for k, kind in fields.items()):
+                raise UserError(f"{meta} is damaged (not a snapshot record); delete {d} to go on without it")
+            info["path"] = d
+            out.append(info)
+    return sorted(out, key=lambda i: -i["level"])
+
+
+def load_snapshot_model(run_dir: str | Path, snapshot: dict[str, Any], device="cpu") -> GPT:
+    """A GPT with a snapshot's weights, shaped by the run's config.json."""
+    config = read_run_config(run_dir)
+    model = GPT(build(ModelConfig, config.get("model", {}), "model"))
+    path = Path(snapshot["path"]) / "model.safetensors"
+    try:
+        tensors = st_load(path.read_bytes())
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable safetensors file ({exc})") from None
+    ckpt.load_model_tensors(model, tensors, str(path))
+    return model.to(device).eval()

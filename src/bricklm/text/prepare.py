@@ -1,0 +1,418 @@
+"""`bricklm prepare`: turn writing into a corpus folder that `bricklm train` reads.
+
+    bricklm prepare _posts notes/ --out data/blog          # your writing
+    bricklm prepare --out data/pydocs                       # built-in: Python's reference docs
+    bricklm prepare --explain _posts/2020-01-01-hello.md    # one file before and after cleaning
+    prepare(["_posts"], "data/blog", split="tail")          # the same from Python
+
+gather -> clean -> write corpus.txt -> build vocabulary -> split -> tokenize
+-> train.bin/val.bin -> meta.json. Documents are cleaned and written one at
+a time, then corpus.txt is read back one document (or chunk) at a time, so
+memory holds one document, not the corpus.
+
+The folder is built under a hidden name beside --out and swapped in whole (files.swap_in), under
+a lock beside it (files.RunLock), like a checkpoint: two prepares into one folder can't mix their
+files, and a crash leaves the old corpus or the new one. --out must be new, empty, or a corpus
+prepare wrote (replaced only with overwrite=True); a folder holding anything else is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from bricklm.errors import UserError
+from bricklm.files import (
+    RunLock,
+    atomic_write_json,
+    check_out_dir,
+    clean_swap,
+    fsync_tree,
+    make_dir,
+    sha256_file,
+    swap_in,
+    temp_sibling,
+)
+from bricklm.text.corpus import (
+    BUILTINS,
+    KINDS,
+    Document,
+    Skipped,
+    builtin_documents,
+    display_path,
+    read_documents,
+    scan_sources,
+)
+from bricklm.text.data import CORPUS_NAMES, TokenWriter, split_documents, tail_split_index
+from bricklm.text.markup import check_options
+from bricklm.text.streaming import TOKENIZERS, build_tokenizer, char_progress, with_progress
+from bricklm.text.tokenizer import CharTokenizer
+
+SPLITS = ("documents", "tail")
+SEPARATOR = "\n\n"  # between documents, so one post never runs into the next
+CHUNK_CHARS = 1 << 20
+LIST_LIMIT = 20  # files listed by name in the printed report; meta.json has them all
+MOST_CLEANED = 3  # documents that lost the most characters to cleaning, named in the report to check by eye
+MAX_BPE_VOCAB = 1 << 20  # a vocabulary of 2**32 made the BPE trainer abort the process allocating it
+
+
+@dataclass
+class PrepareReport:
+    """What prepare read, skipped and wrote. to_dict() is what meta.json holds (plus "out")."""
+
+    out: str
+    sources: list[str]
+    builtin: str | None
+    code: str
+    split: str  # the split used; differs from split_requested when one document forces "tail"
+    split_requested: str
+    val_fraction: float
+    seed: int
+    images: str = "drop"
+    tables: str = "keep"
+    files_read: list[dict] = field(default_factory=list)  # {"path", "characters"[, "note"]}
+    files_skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    files_ignored: dict = field(default_factory=dict)  # reason -> count
+    ignored_extensions: dict = field(default_factory=dict)  # ".jpg" -> count
+    documents: int = 0
+    characters: int = 0
+    tokenizer: str = CharTokenizer.kind
+    vocab_size: int = 0
+    dtype: str = ""
+    split_note: str | None = None
+    val_documents: list[str] = field(default_factory=list)
+    train_tokens: int = 0
+    val_tokens: int = 0
+    sha256: dict = field(default_factory=dict)
+    markup: dict = field(default_factory=dict)  # "links reduced to their text" -> count, over all documents
+    most_cleaned: list[dict] = field(default_factory=list)  # {"path", "characters_before", "characters_after"}
+    bricklm_version: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def format(self) -> str:
+        lines = [f"prepared {self.out}"]
+        if self.builtin:
+            lines.append(f"source: built-in corpus {self.builtin} ({len(self.files_read)} documents)")
+        else:
+            notes = [f for f in self.files_read if f.get("note")]
+            extra = f" ({len(notes)} decoded with a fallback encoding)" if notes else ""
+            lines.append(f"files read: {len(self.files_read)}{extra}")
+            lines += _listed([f"{f['path']}: {f['note']}" for f in notes])
+        if self.files_skipped:
+            lines.append(f"files skipped: {len(self.files_skipped)}")
+            lines += _listed([f"{f['path']}: {f['reason']}" for f in self.files_skipped])
+        if self.files_ignored:
+            lines.append(f"files ignored: {sum(self.files_ignored.values())} ({self._ignored_summary()})")
+        lines += [
+            f"documents: {self.documents:,}",
+            f"characters: {self.characters:,}",
+            f"vocabulary: {self.vocab_size} {'BPE tokens' if self.tokenizer == 'bpe' else 'characters'} "
+            f"({self.dtype} token files)",
+            f"split: {self._split_summary()}",
+            f"train tokens: {self.train_tokens:,}",
+            f"val tokens: {self.val_tokens:,}",
+        ]
+        return "\n".join(lines + self._cleaning_summary())
+
+    def _cleaning_summary(self) -> list[str]:
+        lines = []
+        if self.markup:
+            lines.append("markup removed or converted:")
+            lines += [f"  {what}: {n:,}" for what, n in sorted(self.markup.items(), key=lambda kv: (-kv[1], kv[0]))]
+        if self.most_cleaned:
+            lines.append("most text removed by cleaning (see one with: bricklm prepare --explain FILE):")
+            for doc in self.most_cleaned:
+                before, after = doc["characters_before"], doc["characters_after"]
+                lines.append(f"  {doc['path']}: {before - after:,} of {before:,} characters ({1 - after / before:.0%})")
+        return lines
+
+    def _ignored_summary(self) -> str:
+        parts = []
+        for reason, count in sorted(self.files_ignored.items()):
+            if reason == "extension":
+                by_ext = ", ".join(f"{ext} {n}" for ext, n in sorted(self.ignored_extensions.items()))
+                parts.append(f"extension: {by_ext}")
+            else:
+                parts.append(f"{reason}: {count}")
+        return "; ".join(parts)
+
+    def _split_summary(self) -> str:
+        tokens = self.train_tokens + self.val_tokens
+        share = f"{self.val_tokens / tokens:.1%}" if tokens else "0%"
+        if self.split == "documents":
+            text = (
+                f"documents, seed {self.seed}: {len(self.val_documents)} of {self.documents} "
+                f"documents held out ({share} of the tokens)"
+            )
+        else:
+            text = f"tail: the last {share} of the text held out"
+        return text + (f"; {self.split_note}" if self.split_note else "")
+
+
+def _listed(items: list[str]) -> list[str]:
+    shown = [f"  {item}" for item in items[:LIST_LIMIT]]
+    if len(items) > LIST_LIMIT:
+        shown.append(f"  ... and {len(items) - LIST_LIMIT} more (see meta.json)")
+    return shown
+
+
+def prepare(
+    sources: list[str | Path],
+    out: str | Path,
+    *,
+    builtin: str | None = None,
+    split="documents",
+    val_fraction=0.1,
+    seed=1337,
+    code="drop",
+    images="drop",
+    tables="keep",
+    tokenizer="char",
+    vocab_size=4096,
+    overwrite=False,
+    log=print,
+) -> PrepareReport:
+    """Build a corpus folder at out from sources (files and folders), or from a built-in corpus.
+
+    No sources and no builtin means builtin="python-docs". Writes corpus.txt,
+    tokenizer.json, train.bin, val.bin and meta.json; returns the report. tokenizer: "char"
+    (one token per character) or "bpe" (byte-level BPE with up to vocab_size tokens).
+    code, images and tables say what cleaning does with code blocks ("drop"/"keep"),
+    images ("drop"/"alt": their alt text) and tables ("keep" a line per row/"drop").
+    overwrite: replace the corpus already in out (never anything else).
+    """
+    sources = [str(s) for s in sources]
+    if sources and builtin:
+        raise UserError("give SRC paths or --builtin, not both")
+    if not sources and builtin is None:
+        builtin = "python-docs"
+    if builtin is not None and builtin not in BUILTINS:
+        raise UserError(f"unknown built-in corpus {builtin!r}; choose from: {', '.join(BUILTINS)}")
+    if split not in SPLITS:
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if not 0 < val_fraction <= 0.5:
+        raise UserError(f"val_fraction must be more than 0 and at most 0.5, not {val_fraction}")
+    check_options(code, images, tables)
+    if tokenizer not in TOKENIZERS:
+        raise UserError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, not {tokenizer!r}")
+    if tokenizer == "bpe" and vocab_size < 256:
+        raise UserError(f"--vocab-size must be at least 256 for byte-level BPE (one token per byte), not {vocab_size}")
+    if tokenizer == "bpe" and vocab_size > MAX_BPE_VOCAB:  # the BPE trainer allocates the whole vocabulary up front
+        raise UserError(f"--vocab-size must be at most {MAX_BPE_VOCAB:,} for byte-level BPE, not {vocab_size}")
+    out = Path(out)
+    check_out_dir(out)
+    _check_apart(out, sources)
+    report = PrepareReport(
+        out=str(out),
+        sources=[display_path(s) for s in sources] or [f"builtin:{builtin}"],
+        builtin=builtin,
+        code=code,
+        images=images,
+        tables=tables,
+        split=split,
+        split_requested=split,
+        val_fraction=val_fraction,
+        seed=seed,
+        tokenizer=tokenizer,
+        bricklm_version=_version(),
+    )
+    if builtin:
+        items = with_progress(builtin_documents(builtin))
+    else:  # listed before the lock and temp folder exist beside out, which may be inside a source
+        scan = scan_sources(sources, exclude=[out])
+        report.files_skipped = [asdict(s) for s in scan.skipped]
+        report.files_ignored = dict(scan.ignored)
+        report.ignored_extensions = dict(scan.ignored_extensions)
+        items = with_progress(read_documents(scan.files, code, images=images, tables=tables), scan.files)
+    make_dir(out.parent, f"--out {out}: its parent")
+    # The lock and the folder being built sit beside out, not in it: out is replaced whole at the end.
+    with RunLock(out.parent, name=f".{out.name}.lock", doing="prepared", subject=out):
+        for what in clean_swap(out, complete=lambda p: (p / "meta.json").is_file()):
+            log(f"note: {out}: {what} (left by a prepare that was cut short)")
+        replacing = _existing_corpus(out)
+        if replacing and not overwrite:
+            raise UserError(f"{out} already holds a corpus; add --overwrite to replace it, or pick a new --out")
+        if not builtin:
+            log(f"reading {len(scan.files)} files from {', '.join(report.sources)}")
+        _build(items, out, tokenizer, vocab_size, report)
+    replaced = " (replacing the corpus that was there: --overwrite)" if replacing else ""
+    log(f"wrote {out}/: {', '.join(CORPUS_NAMES)}{replaced}")
+    return report
+
+
+def _build(items, out: Path, tokenizer: str, vocab_size: int, report: PrepareReport) -> None:
+    """Write the corpus into a hidden folder beside out, then swap it in whole: a crash leaves the old or the new."""
+    tmp = temp_sibling(out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        names, lengths, chars = _write_corpus(items, tmp / "corpus.txt", report)
+        if not lengths:
+            raise UserError(_no_text_message(report))
+        tok = build_tokenizer(tokenizer, chars, tmp / "corpus.txt", vocab_size)
+        tok.save(tmp / "tokenizer.json")
+        report.vocab_size = tok.vocab_size
+        _write_splits(tok, tmp / "corpus.txt", tmp / "train.bin", tmp / "val.bin", names, lengths, report)
+        report.sha256["corpus.txt"] = sha256_file(tmp / "corpus.txt")
+        report.sha256["tokenizer.json"] = sha256_file(tmp / "tokenizer.json")
+        meta = {k: v for k, v in report.to_dict().items() if k != "out"}
+        atomic_write_json(tmp / "meta.json", meta)
+        fsync_tree(tmp)
+        swap_in(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a swap; what a failure left otherwise
+
+
+def _check_apart(out: Path, sources: list[str]) -> None:
+    """out is replaced whole: it must not be, or hold, a source or the folder we run in."""
+    target = os.path.realpath(out)
+    named = [(f"the source {display_path(s)}", s) for s in sources] + [("the current folder", ".")]
+    for what, path in named:
+        real = os.path.realpath(path)
+        if real == target or real.startswith(target.rstrip(os.sep) + os.sep):
+            raise UserError(
+                f"--out {out} {'is' if real == target else 'holds'} {what}; prepare replaces --out whole, "
+                "so give it a folder of its own"
+            )
+
+
+def _existing_corpus(out: Path) -> bool:
+    """True if out holds a corpus prepare wrote; False if it is absent or empty; a UserError if it holds
+    anything else (a user's files must never be replaced, even with --overwrite)."""
+    if not out.is_dir():
+        return False
+    names = {p.name for p in out.iterdir()}
+    if not names:
+        return False
+    foreign = sorted(names - set(CORPUS_NAMES))
+    if foreign or "meta.json" not in names or not _looks_like_meta(out / "meta.json"):
+        shown = ", ".join(display_path(n) for n in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        why = f"it holds {shown}" if foreign else "it has no meta.json that prepare wrote"
+        raise UserError(
+            f"--out {out} is not empty and is not a bricklm corpus ({why}); prepare replaces --out whole, "
+            "so give a new or empty folder"
+        )
+    return True
+
+
+def _looks_like_meta(path: Path) -> bool:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and isinstance(meta.get("sha256"), dict) and "vocab_size" in meta
+
+
+def _write_corpus(items, path: Path, report: PrepareReport) -> tuple[list[str], list[int], set[str]]:
+    """Write the documents to corpus.txt one at a time; return their names, lengths and the character set."""
+    names, lengths, chars = [], [], set()
+    with open(path, "w", encoding="utf-8", newline="") as f:  # newline="": "\n" stays "\n" on every OS
+        for item in items:
+            if isinstance(item, Skipped):
+                report.files_skipped.append(asdict(item))
+                continue
+            assert isinstance(item, Document)
+            _count_cleaning(item, report)
+            if not item.text:
+                report.files_skipped.append({"path": item.name, "reason": "no text after cleaning"})
+                continue
+            record = {"path": item.name, "characters": len(item.text)}
+            if item.note:
+                record["note"] = item.note
+            report.files_read.append(record)
+            if lengths:
+                f.write(SEPARATOR)
+                chars.update(SEPARATOR)
+            f.write(item.text)
+            chars.update(item.text)
+            names.append(item.name)
+            lengths.append(len(item.text))
+    report.documents = len(lengths)
+    report.characters = sum(lengths) + len(SEPARATOR) * max(len(lengths) - 1, 0)
+    return names, lengths, chars
+
+
+def _count_cleaning(doc: Document, report: PrepareReport) -> None:
+    """Add a document's markup counts to the report, and keep the MOST_CLEANED that lost the most characters."""
+    for what, n in doc.markup.items():
+        report.markup[what] = report.markup.get(what, 0) + n
+    if doc.source_characters > len(doc.text):
+        record = {"path": doc.name, "characters_before": doc.source_characters, "characters_after": len(doc.text)}
+        ranked = report.most_cleaned + [record]
+        ranked.sort(key=lambda d: d["characters_after"] - d["characters_before"])
+        report.most_cleaned = ranked[:MOST_CLEANED]
+
+
+def _write_splits(tokenizer, corpus_path: Path, train_path, val_path, names, lengths, report: PrepareReport) -> None:
+    """Read corpus.txt back piece by piece and write the train and val token files."""
+    held_out = set()
+    if report.split == "documents":
+        held_out = set(split_documents(lengths, report.val_fraction, report.seed))
+        if not held_out:
+            report.split = "tail"
+            report.split_note = (
+                "only one document, so its end is held out instead"
+                if len(lengths) == 1
+                else "no document could be held out, so the end of the text is instead"
+            )
+    train = TokenWriter(train_path, tokenizer.vocab_size)
+    val = TokenWriter(val_path, tokenizer.vocab_size)
+    ok = False
+    bar = char_progress(report.characters)
+    try:
+        with open(corpus_path, encoding="utf-8", newline="") as f:
+            if report.split == "tail":
+                # The cut is in characters, so a BPE token never straddles it; each side is encoded apart.
+                cut, pos = tail_split_index(report.characters, report.val_fraction), 0
+                while chunk := f.read(CHUNK_CHARS):
+                    chunk += f.readline(CHUNK_CHARS)  # end chunks at a line end: BPE merges don't span them
+                    k = min(max(cut - pos, 0), len(chunk))
+                    train.write(tokenizer.encode_array(chunk[:k]))
+                    val.write(tokenizer.encode_array(chunk[k:]))
+                    pos += len(chunk)
+                    bar.update(len(chunk))
+            else:
+                separator = tokenizer.encode_array(SEPARATOR)
+                for i, length in enumerate(lengths):
+                    if i:
+                        f.read(len(SEPARATOR))
+                    writer = val if i in held_out else train
+                    if writer.count:
+                        writer.write(separator)
+                    writer.write(tokenizer.encode_array(f.read(length)))
+                    bar.update(length)
+                report.val_documents = [names[i] for i in sorted(held_out)]
+        ok = True
+    finally:
+        bar.close()
+        train.close(keep=ok)
+        val.close(keep=ok)
+    report.train_tokens, report.val_tokens = train.count, val.count
+    report.dtype = train.dtype.name
+    report.sha256.update({"train.bin": train.sha256, "val.bin": val.sha256})
+
+
+def _no_text_message(report: PrepareReport) -> str:
+    where = ", ".join(report.sources)
+    details = []
+    if report.files_skipped:
+        details.append(f"{len(report.files_skipped)} files skipped")
+    if report.files_ignored.get("extension"):
+        details.append(f"{report.files_ignored['extension']} ignored for their extension")
+    tail = f" ({', '.join(details)})" if details else ""
+    skipped = [f"{f['path']} ({f['reason']})" for f in report.files_skipped]
+    named = f"; skipped: {', '.join(skipped[:3])}" + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+    return f"no text found in {where}{tail}; bricklm reads {', '.join(KINDS)} files" + (named if skipped else "")
+
+
+def _version() -> str | None:
+    try:
+        return metadata.version("bricklm")
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,119 @@
+"""Sampling: the KV cache gives the same tokens as recomputing, filters do what they say."""
+
+import pytest
+import torch
+
+from bricklm.config import ModelConfig
+from bricklm.model.generate import filter_logits, generate
+from bricklm.model.gpt import GPT
+
+
+def model_with(attention: str, positional: str = "learned") -> GPT:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=16, attention=attention, positional=positional
+    )
+    return GPT(cfg).eval()
+
+
+def tokens(model, use_cache: bool, n: int, prompt_len: int = 3, **kw) -> list[int]:
+    g = torch.Generator().manual_seed(42)
+    idx = torch.arange(prompt_len).view(1, -1) % 13
+    return [int(t) for t in generate(model, idx, n, generator=g, use_cache=use_cache, **kw)]
+
+
+@pytest.mark.parametrize(
+    "attention, positional",
+    [(a, p) for a in ("sdpa", "manual", "torch_mha") for p in ("learned", "sinusoidal")]
+    + [("sdpa", "rope"), ("manual", "rope"), ("none", "learned")],
+)
+def test_cache_gives_the_same_tokens_as_recomputing(attention, positional):
+    model = model_with(attention, positional)
+    # 50 tokens with block_size 16: crosses the window several times, so the slide is covered too.
+    plain = tokens(model, False, 50)
+    assert tokens(model, True, 50) == plain  # the fused decode step
+    assert tokens(model, True, 50, fast=False) == plain  # the modules' own forward with the cache
+    sampled = tokens(model, False, 50, top_k=3, temperature=0.7)
+    assert tokens(model, True, 50, top_k=3, temperature=0.7) == sampled
+    assert tokens(model, True, 50, top_k=3, temperature=0.7, fast=False) == sampled
+
+
+DECODE_SWITCHES = [
+    {},
+    {"attention": "torch_mha", "bias": True},
+    {"attention": "manual"},
+    {"positional": "rope", "qk_norm": True},
+    {"positional": "sinusoidal", "norm": "rmsnorm"},
+    {"positional": "none", "norm": "none"},
+    {"residual": "bug"},
+    {"residual": "off"},
+    {"attention": "none"},
+    {"activation": "relu2", "ffn_bias": False, "head_bias": False},
+    {"tie_weights": True},
+]
+
+
+@pytest.mark.parametrize(
+    "switch", DECODE_SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default"
+)
+def test_the_fused_decode_step_matches_the_forward_for_every_switch(switch):
+    from bricklm.model.decode import DecodeStep
+
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=16)
+    model = GPT(ModelConfig(**{**cfg, **switch})).eval()
+    idx = torch.randint(0, 13, (2, 12))
+    full, _ = model(idx)
+    caches = model.new_caches(2, "cpu")
+    model(idx[:, :5], caches=caches)
+    step = DecodeStep(model, caches)
+    fused = torch.stack([step(idx[:, t : t + 1]) for t in range(5, 12)], dim=1)
+    torch.testing.assert_close(fused, full[:, 5:], atol=1e-5, rtol=1e-5)
+    assert caches[0].length == 12
+
+
+def test_cached_logits_match_full_forward():
+    model = model_with("sdpa")
+    idx = torch.randint(0, 13, (2, 10))
+    full, _ = model(idx)
+    caches = model.new_caches(2, "cpu")
+    first, _ = model(idx[:, :6], caches=caches)
+    rest = [model(idx[:, t : t + 1], caches=caches)[0] for t in range(6, 10)]
+    torch.testing.assert_close(torch.cat([first] + rest, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_a_prompt_longer_than_the_window_slides():
+    model = model_with("sdpa")
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 13, (1, 40))  # longer than block_size 16
+    out = list(generate(model, idx, 5, generator=g))
+    assert len(out) == 5
+
+
+def test_top_k_keeps_only_k():
+    logits = torch.tensor([[1.0, 5.0, 3.0, 4.0]])
+    kept = torch.isfinite(filter_logits(logits, 1.0, 2, None))
+    assert kept.tolist() == [[False, True, False, True]]
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    kept = torch.isfinite(filter_logits(probs.log(), 1.0, None, 0.7))
+    assert kept.tolist() == [[True, True, False, False]]
+    kept = torch.isfinite(filter_logits(probs.log(), 1.0, None, 0.1))
+    assert kept.tolist() == [[True, False, False, False]]  # the top token always stays
+
+
+def test_temperature_zero_is_greedy():
+    model = model_with("sdpa")
+    a = tokens(model, True, 10, temperature=0)
+    b = tokens(model, True, 10, temperature=0)
+    assert a == b
+    idx = torch.arange(3).view(1, -1)
+    logits, _ = model(idx)
+    assert a[0] == int(logits[0, -1].argmax())
+
+
+def test_seed_controls_sampling():
+    model = model_with("sdpa")
+    assert tokens(model, True, 30) == tokens(model, True, 30)

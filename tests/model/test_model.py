@@ -1,0 +1,197 @@
+"""The GPT: parameter formula, causality, attention variants agreeing, positions, switches."""
+
+import pytest
+import torch
+
+from bricklm.config import ModelConfig
+from bricklm.model.gpt import GPT, count_params
+
+BLOG = dict(vocab_size=107, activation="relu", attention="torch_mha")
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        (dict(n_layer=4, n_embd=8, n_head=4, block_size=32), 5_451),
+        (dict(n_layer=8, n_embd=16, n_head=8, block_size=128), 31_339),
+        (dict(n_layer=16, n_embd=32, n_head=16, block_size=128), 212_331),
+        (dict(n_layer=32, n_embd=64, n_head=32, block_size=256), 1_621_611),
+        (dict(n_layer=52, n_embd=128, n_head=4, block_size=128), 10_327_659),
+    ],
+)
+def test_blog_parameter_counts(shape, expected):
+    cfg = ModelConfig(**BLOG, **shape)
+    assert count_params(cfg) == expected
+    if expected < 2_000_000:  # building the 10M model is slow-ish; the formula is checked below
+        assert GPT(cfg).n_params() == expected
+
+
+SWITCHES = [
+    {},
+    {"attention": "manual"},
+    {"attention": "torch_mha"},
+    {"attention": "none"},
+    {"positional": "sinusoidal"},
+    {"positional": "none"},
+    {"norm": "none"},
+    {"residual": "off"},
+    {"residual": "bug"},
+    {"tie_weights": True},
+    {"bias": True},
+    {"bias": True, "attention": "torch_mha"},
+    {"activation": "relu"},
+    {"positional": "rope"},
+    {"positional": "rope", "attention": "manual"},
+    {"norm": "rmsnorm"},
+    {"qk_norm": True},
+    {"activation": "relu2"},
+    {"ffn_bias": False, "head_bias": False},
+    {
+        "positional": "rope",
+        "norm": "rmsnorm",
+        "qk_norm": True,
+        "activation": "relu2",
+        "zero_init": True,
+        "ffn_bias": False,
+        "head_bias": False,
+        "tie_weights": True,
+    },  # modded-nanogpt's set, all at once
+]
+
+
+def tiny(**kw) -> ModelConfig:
+    base = dict(vocab_size=11, block_size=16, n_layer=2, n_head=4, n_embd=32)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+@pytest.mark.parametrize("switch", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default")
+def test_formula_matches_built_model(switch):
+    cfg = tiny(**switch)
+    assert GPT(cfg).n_params() == count_params(cfg)
+
+
+@pytest.mark.parametrize("switch", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default")
+def test_every_variant_is_causal(switch):
+    torch.manual_seed(0)
+    model = GPT(tiny(**switch)).eval()
+    idx = torch.randint(0, 11, (2, 16))
+    changed = idx.clone()
+    changed[:, 10:] = (changed[:, 10:] + 1) % 11
+    a, _ = model(idx)
+    b, _ = model(changed)
+    torch.testing.assert_close(a[:, :10], b[:, :10])
+    assert not torch.allclose(a[:, 10:], b[:, 10:])
+
+
+def test_attention_variants_agree_given_the_same_weights():
+    torch.manual_seed(0)
+    sdpa = GPT(tiny(attention="sdpa", bias=True)).eval()
+    manual = GPT(tiny(attention="manual", bias=True)).eval()
+    manual.load_state_dict(sdpa.state_dict())
+    mha = GPT(tiny(attention="torch_mha", bias=True)).eval()
+    mapped = {}
+    for k, v in sdpa.state_dict().items():
+        k = k.replace("attn.c_attn.weight", "attn.mha.in_proj_weight").replace(
+            "attn.c_attn.bias", "attn.mha.in_proj_bias"
+        )
+        k = k.replace("attn.c_proj.", "attn.mha.out_proj.")
+        mapped[k] = v
+    mha.load_state_dict(mapped)
+    idx = torch.randint(0, 11, (3, 16))
+    ref, _ = sdpa(idx)
+    torch.testing.assert_close(manual(idx)[0], ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mha(idx)[0], ref, atol=1e-5, rtol=1e-5)
+
+
+def position_sensitivity(positional: str) -> float:
+    """How much the logit at the last position changes when the same tokens sit at shifted positions."""
+    torch.manual_seed(0)
+    model = GPT(tiny(positional=positional, n_layer=1)).eval()
+    idx = torch.full((1, 8), 3)  # identical tokens: only positions can tell them apart
+    logits, _ = model(idx)
+    return (logits[0, 0] - logits[0, -1]).abs().max().item()
+
+
+def test_sinusoidal_positions_make_the_model_position_aware():
+    # With identical tokens everywhere, a position-blind model (and the blog's broken sinusoidal
+    # table) gives nearly the same output at every position after attention averages them.
+    assert position_sensitivity("none") < 1e-5
+    assert position_sensitivity("sinusoidal") > 1e-3
+    assert position_sensitivity("learned") > 1e-3
+
+
+def test_sinusoidal_table_is_indexed_by_position():
+    from bricklm.model.gpt import sinusoidal_table
+
+    t = sinusoidal_table(10, 8)
+    assert t.shape == (10, 8)
+    torch.testing.assert_close(t[0, 0::2], torch.zeros(4))  # sin(0) = 0
+    torch.testing.assert_close(t[0, 1::2], torch.ones(4))  # cos(0) = 1
+    assert abs(t[3, 0].item() - torch.sin(torch.tensor(3.0)).item()) < 1e-6
+
+
+def test_residual_bug_changes_the_computation():
+    torch.manual_seed(0)
+    good = GPT(tiny()).eval()
+    bug = GPT(tiny(residual="bug")).eval()
+    bug.load_state_dict(good.state_dict())
+    idx = torch.randint(0, 11, (1, 16))
+    assert not torch.allclose(good(idx)[0], bug(idx)[0])
+
+
+def test_loss_at_init_is_near_uniform():
+    torch.manual_seed(0)
+    model = GPT(tiny())
+    idx = torch.randint(0, 11, (4, 16))
+    _, loss = model(idx, idx)
+    assert abs(loss.item() - torch.log(torch.tensor(11.0)).item()) < 0.3
+
+
+def test_tied_weights_share_storage():
+    model = GPT(tiny(tie_weights=True))
+    assert model.head.weight.data_ptr() == model.tok_emb.weight.data_ptr()
+
+
+def test_rope_and_qk_norm_attention_paths_agree():
+    torch.manual_seed(0)
+    sdpa = GPT(tiny(positional="rope", qk_norm=True)).eval()
+    manual = GPT(tiny(positional="rope", qk_norm=True, attention="manual")).eval()
+    manual.load_state_dict(sdpa.state_dict())
+    idx = torch.randint(0, 11, (2, 16))
+    torch.testing.assert_close(sdpa(idx)[0], manual(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_rope_sees_relative_positions_only():
+    """Shifting a whole sequence by a few positions rotates q and k alike: their dot products stay the same."""
+    from bricklm.model.gpt import apply_rope, rope_tables
+
+    cos, sin = rope_tables(32, 8)
+    q, k = torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8)
+    at0 = apply_rope(q, cos[:4], sin[:4]) @ apply_rope(k, cos[:4], sin[:4]).transpose(-1, -2)
+    at9 = apply_rope(q, cos[9:13], sin[9:13]) @ apply_rope(k, cos[9:13], sin[9:13]).transpose(-1, -2)
+    torch.testing.assert_close(at0, at9, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(apply_rope(q, cos[:4], sin[:4]), q)  # but the vectors themselves did turn
+
+
+def test_zero_init_makes_every_block_the_identity_at_the_start():
+    torch.manual_seed(0)
+    model = GPT(tiny(zero_init=True)).eval()
+    x = torch.randn(2, 16, 32)
+    for block in model.blocks:
+        torch.testing.assert_close(block(x), x)
+
+
+REFUSED = [
+    {"positional": "rope", "attention": "torch_mha"},
+    {"qk_norm": True, "attention": "none"},
+    {"positional": "rope", "n_embd": 12, "n_head": 4},  # head size 3: rope rotates pairs
+]
+
+
+@pytest.mark.parametrize("bad", REFUSED)
+def test_switches_that_cannot_combine_are_refused(bad):
+    from bricklm.errors import UserError
+
+    with pytest.raises(UserError):
+        tiny(**bad).validate()

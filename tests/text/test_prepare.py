@@ -1,0 +1,356 @@
+"""The prepare pipeline end to end (bricklm.text.prepare)."""
+
+import argparse
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from bricklm.cli import prepare as prepare_command
+from bricklm.errors import UserError
+from bricklm.text.data import load_corpus
+from bricklm.text.prepare import prepare
+
+
+def quiet(*_):
+    pass
+
+
+FIRST_POST = """---
+layout: post
+title: "First post"
+tags: [a, b]
+---
+Welcome to my **blog**. I wrote about [Jekyll](https://jekyllrb.com) and
+[other things][other] on my site{% if site.comments %} with comments{% endif %}.
+Posted in {{ page.category }}
+
+![screenshot](/assets/shot.png)
+
+{% highlight ruby %}
+def hello
+  puts "hi"
+end
+{% endhighlight %}
+
+<div class="note">A note with <em>emphasis</em> &amp; an entity.</div>
+<!-- TODO: finish this -->
+
+---
+
+After the rule, the post goes on.\r
+{% include footer.html %}
+
+
+
+[other]: https://example.com/other
+"""
+
+FIRST_POST_CLEAN = """Welcome to my blog. I wrote about Jekyll and
+other things on my site with comments.
+Posted in
+
+A note with emphasis & an entity.
+
+---
+
+After the rule, the post goes on."""
+
+
+def make_jekyll_site(root):
+    """A small Jekyll _posts folder with the usual mess; returns the folder."""
+    posts = root / "_posts"
+    (posts / "drafts").mkdir(parents=True)
+    (posts / "images").mkdir()
+    (posts / "2020-01-01-first.md").write_text(FIRST_POST, encoding="utf-8", newline="")
+    (posts / "2020-02-01-second.markdown").write_bytes(
+        "---\ntitle: Old\n---\nIt’s an “old” post — café.\n".encode("cp1252")
+    )
+    (posts / "2020-03-01-third.html").write_text(
+        '---\nlayout: page\n---\n<h1>About</h1>\n<p>I write <a href="/x">here</a>.</p>\n'
+    )
+    (posts / "binary.md").write_bytes(b"\x00\x01\x02 not text")
+    os.symlink(posts / "missing.md", posts / "dead.md")
+    (posts / "drafts" / "draft.md").write_text("Draft text.\n")
+    (posts / "images" / "logo.png").write_bytes(b"\x89PNG")
+    (posts / "notes.txt").write_text("Plain notes <kept> as written.\r\n")
+    return posts
+
+
+EXPECTED_CORPUS = "\n\n".join(
+    [
+        FIRST_POST_CLEAN,
+        "It’s an “old” post — café.",
+        "About\n\nI write here.",
+        "Draft text.",
+        "Plain notes <kept> as written.",
+    ]
+)
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_jekyll_folder_end_to_end(tmp_path):
+    posts = make_jekyll_site(tmp_path)
+    out = tmp_path / "data"
+    report = prepare([posts], out, split="tail", log=quiet)
+
+    corpus = (out / "corpus.txt").read_text(encoding="utf-8")
+    assert corpus == EXPECTED_CORPUS
+
+    assert [f["path"] for f in report.files_read] == [
+        str(posts / name)
+        for name in [
+            "2020-01-01-first.md",
+            "2020-02-01-second.markdown",
+            "2020-03-01-third.html",
+            "drafts/draft.md",
+            "notes.txt",
+        ]
+    ]
+    assert report.files_read[1]["note"] == "decoded as cp1252 (not valid UTF-8)"
+    assert report.files_skipped == [
+        {"path": str(posts / "dead.md"), "reason": "broken symlink"},
+        {"path": str(posts / "binary.md"), "reason": "binary (NUL byte in the first 8 KB)"},
+    ]
+    assert report.files_ignored == {"extension": 1} and report.ignored_extensions == {".png": 1}
+    assert report.documents == 5
+    assert report.characters == len(corpus)
+    assert report.vocab_size == len(set(corpus))
+    assert report.train_tokens + report.val_tokens == len(corpus)
+
+    train, val, tok, meta = load_corpus(out)
+    assert tok.decode(train) + tok.decode(val) == corpus
+    hashed = ["corpus.txt", "tokenizer.json", "train.bin", "val.bin"]
+    assert meta["sha256"] == {name: sha256(out / name) for name in hashed}
+    assert meta["dtype"] == "uint16" and meta["code"] == "drop" and meta["split"] == "tail"
+    assert meta["sources"] == [str(posts)] and meta["seed"] == 1337 and meta["val_fraction"] == 0.1
+    assert "bricklm_version" in meta and "out" not in meta
+    assert sorted(os.listdir(out)) == ["corpus.txt", "meta.json", "tokenizer.json", "train.bin", "val.bin"]
+
+    text = report.format()
+    for line in [
+        "files read: 5 (1 decoded with a fallback encoding)",
+        "2020-02-01-second.markdown: decoded as cp1252 (not valid UTF-8)",
+        "files skipped: 2",
+        "binary.md: binary (NUL byte in the first 8 KB)",
+        "dead.md: broken symlink",
+        "files ignored: 1 (extension: .png 1)",
+        f"characters: {len(corpus):,}",
+        f"vocabulary: {len(set(corpus))} characters",
+        f"train tokens: {report.train_tokens:,}",
+    ]:
+        assert line in text
+
+
+def test_code_keep_keeps_fenced_code(tmp_path):
+    (tmp_path / "post.md").write_text("Text.\n\n```\ncode here\n```\n")
+    prepare([tmp_path / "post.md"], tmp_path / "keep", code="keep", log=quiet)
+    prepare([tmp_path / "post.md"], tmp_path / "drop", log=quiet)
+    assert (tmp_path / "keep" / "corpus.txt").read_text() == "Text.\n\n```\ncode here\n```"
+    assert (tmp_path / "drop" / "corpus.txt").read_text() == "Text."
+
+
+def make_posts(root, n=30):
+    """n documents of different lengths, each recognisable."""
+    root.mkdir()
+    docs = []
+    for i in range(n):
+        doc = f"Post {i:02d}. " + "words " * (i % 7 + 1) + "end"
+        (root / f"post{i:02d}.md").write_text(doc)
+        docs.append(doc)
+    return docs
+
+
+def test_documents_split_holds_out_whole_documents(tmp_path):
+    docs = make_posts(tmp_path / "posts")
+    report = prepare([tmp_path / "posts"], tmp_path / "data", log=quiet)
+    train, val, tok, meta = load_corpus(tmp_path / "data")
+    assert report.split == meta["split"] == "documents"
+
+    held = [int(name[-5:-3]) for name in meta["val_documents"]]  # ".../post07.md" -> 7
+    kept = [i for i in range(len(docs)) if i not in held]
+    assert held and kept
+    assert tok.decode(val) == "\n\n".join(docs[i] for i in held)
+    assert tok.decode(train) == "\n\n".join(docs[i] for i in kept)
+    held_chars = sum(len(docs[i]) for i in held)
+    assert held_chars >= 0.1 * sum(map(len, docs))
+    # It stops once the fraction is reached, so without its last pick (at most the longest) it was short.
+    assert held_chars - max(len(docs[i]) for i in held) < 0.1 * sum(map(len, docs))
+    assert f"{len(held)} of 30 documents held out" in report.format()
+
+
+def test_documents_split_is_seeded(tmp_path):
+    make_posts(tmp_path / "posts")
+
+    def val_docs(seed, name):
+        prepare([tmp_path / "posts"], tmp_path / name, seed=seed, overwrite=True, log=quiet)  # "a" is made twice
+        return json.loads((tmp_path / name / "meta.json").read_text())["val_documents"]
+
+    assert val_docs(1, "a") == val_docs(1, "b")
+    assert (tmp_path / "a" / "val.bin").read_bytes() == (tmp_path / "b" / "val.bin").read_bytes()
+    assert val_docs(1, "a") != val_docs(2, "c")
+
+
+def test_vocabulary_covers_the_whole_corpus_with_documents_split(tmp_path):
+    (tmp_path / "posts").mkdir()
+    (tmp_path / "posts" / "a.md").write_text("only in a: ÄÖ " * 20)
+    (tmp_path / "posts" / "b.md").write_text("only in b: 🙂 " * 20)
+    report = prepare([tmp_path / "posts"], tmp_path / "data", log=quiet)
+    corpus = (tmp_path / "data" / "corpus.txt").read_text(encoding="utf-8")
+    assert report.vocab_size == len(set(corpus))
+    assert "🙂" in json.loads((tmp_path / "data" / "tokenizer.json").read_text(encoding="utf-8"))["chars"]
+
+
+def test_tail_split_holds_out_the_last_tenth(tmp_path):
+    make_posts(tmp_path / "posts")
+    report = prepare([tmp_path / "posts"], tmp_path / "data", split="tail", log=quiet)
+    train, val, tok, meta = load_corpus(tmp_path / "data")
+    corpus = (tmp_path / "data" / "corpus.txt").read_text()
+    cut = int(0.9 * len(corpus))
+    assert tok.decode(train) == corpus[:cut]
+    assert tok.decode(val) == corpus[cut:]
+    assert report.split == "tail" and meta["val_documents"] == []
+
+
+def test_single_document_falls_back_to_tail_split(tmp_path):
+    (tmp_path / "only.md").write_text("abcdefghij" * 10)
+    report = prepare([tmp_path / "only.md"], tmp_path / "data", log=quiet)
+    assert report.split == "tail" and report.split_requested == "documents"
+    assert (report.train_tokens, report.val_tokens) == (90, 10)
+    assert "only one document" in report.format()
+
+
+def test_large_vocabulary_writes_uint32(tmp_path):
+    # 20,992 CJK + 11,172 Hangul + 42,720 CJK Extension B characters: a vocabulary past 65,535.
+    ranges = [(0x4E00, 0xA000), (0xAC00, 0xD7A4), (0x20000, 0x2A6E0)]
+    text = "".join(chr(c) for lo, hi in ranges for c in range(lo, hi))
+    (tmp_path / "wide.txt").write_text(text, encoding="utf-8")
+    report = prepare([tmp_path / "wide.txt"], tmp_path / "data", split="tail", log=quiet)
+    assert report.vocab_size == len(text) > 65535
+    assert report.dtype == "uint32"
+    assert (tmp_path / "data" / "train.bin").stat().st_size == 4 * report.train_tokens
+    train, val, tok, _ = load_corpus(tmp_path / "data")
+    assert tok.decode(val) == text[int(0.9 * len(text)) :]
+
+
+def test_rerun_does_not_read_its_own_output(tmp_path):
+    (tmp_path / "post.md").write_text("Hello there.")
+    prepare([tmp_path], tmp_path / "data", log=quiet)
+    report = prepare([tmp_path], tmp_path / "data", overwrite=True, log=quiet)  # replacing a corpus needs overwrite
+    assert (tmp_path / "data" / "corpus.txt").read_text() == "Hello there."
+    assert report.files_ignored == {"output folder": 1}
+    assert not [p for p in os.listdir(tmp_path / "data") if p.endswith(".tmp")]
+
+
+def test_empty_folder_is_a_user_error_and_writes_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no text found in .*empty"):
+        prepare([tmp_path / "empty"], tmp_path / "data", log=quiet)
+    assert not (tmp_path / "data").exists()
+
+
+def test_folder_without_usable_text_is_a_user_error(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "photo.jpg").write_bytes(b"\xff\xd8")
+    (tmp_path / "src" / "blank.md").write_text("---\ntitle: x\n---\n\n   \n{% include x %}\n")
+    with pytest.raises(UserError, match=r"no text found in .*src \(1 files skipped, 1 ignored for their extension\)"):
+        prepare([tmp_path / "src"], tmp_path / "out", log=quiet)
+    assert not (tmp_path / "out").exists()
+    # An --out holding other files is refused before any reading (a folder of a user's files is never replaced).
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("pre-existing")
+    with pytest.raises(UserError, match=r"--out .*out is not empty and is not a bricklm corpus \(it holds keep.txt\)"):
+        prepare([tmp_path / "src"], tmp_path / "out", log=quiet)
+    assert os.listdir(tmp_path / "out") == ["keep.txt"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"val_fraction": 0.0}, "val_fraction must be more than 0 and at most 0.5"),
+        ({"val_fraction": 0.6}, "val_fraction must be"),
+        ({"split": "random"}, "split must be one of documents, tail"),
+        ({"code": "maybe"}, "code must be one of"),
+        ({"builtin": "shakespeare"}, "unknown built-in corpus 'shakespeare'"),
+    ],
+)
+def test_bad_options_are_user_errors(tmp_path, kwargs, message):
+    with pytest.raises(UserError, match=message):
+        prepare([], tmp_path / "data", log=quiet, **kwargs)
+
+
+def test_missing_source_and_mixed_sources_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="no such file or folder"):
+        prepare([tmp_path / "nope"], tmp_path / "data", log=quiet)
+    (tmp_path / "a.md").write_text("x")
+    with pytest.raises(UserError, match="not both"):
+        prepare([tmp_path / "a.md"], tmp_path / "data", builtin="python-docs", log=quiet)
+
+
+def test_out_must_be_a_folder(tmp_path):
+    (tmp_path / "a.md").write_text("x")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="--out must be a folder"):
+        prepare([tmp_path / "a.md"], tmp_path / "file", log=quiet)
+
+
+def test_builtin_python_docs(tmp_path):
+    report = prepare([], tmp_path / "data", log=quiet)  # no sources: the built-in corpus
+    assert report.builtin == "python-docs" and report.sources == ["builtin:python-docs"]
+    assert 70 <= report.documents <= 100
+    assert 400_000 <= report.characters <= 530_000
+    assert 90 <= report.vocab_size <= 120
+    assert report.split == "documents" and report.val_documents
+    assert 0.1 <= report.val_tokens / (report.train_tokens + report.val_tokens) <= 0.5
+    train, val, tok, meta = load_corpus(tmp_path / "data")
+    assert len(train) == report.train_tokens and np.asarray(train).max() < tok.vocab_size
+    assert "source: built-in corpus python-docs" in report.format()
+
+
+def test_cli_arguments_and_run(tmp_path, capsys):
+    (tmp_path / "post.md").write_text("Hello [world](http://x).")
+    parser = argparse.ArgumentParser()
+    prepare_command.register(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "prepare",
+            str(tmp_path / "post.md"),
+            "--out",
+            str(tmp_path / "data"),
+            "--split",
+            "tail",
+            "--val-fraction",
+            "0.25",
+            "--seed",
+            "7",
+            "--code",
+            "keep",
+        ]
+    )
+    assert (args.sources, args.builtin, args.split, args.val_fraction, args.seed, args.code) == (
+        [str(tmp_path / "post.md")],
+        None,
+        "tail",
+        0.25,
+        7,
+        "keep",
+    )
+    assert args.func(args) == 0
+    assert "characters: 12" in capsys.readouterr().out
+    assert (tmp_path / "data" / "corpus.txt").read_text() == "Hello world."
+
+    defaults = parser.parse_args(["prepare", "--out", "x"])
+    assert (defaults.sources, defaults.split, defaults.val_fraction, defaults.seed, defaults.code) == (
+        [],
+        "documents",
+        0.1,
+        1337,
+        "drop",
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["prepare", "a.md"])  # --out is required
