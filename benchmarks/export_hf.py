@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from bricklm.config import PrepareConfig
 from bricklm.export import export_run
 from bricklm.storage.runs import load_run
 from bricklm.text.prepare import prepare
@@ -39,7 +40,13 @@ def prepare_corpora(workdir: Path) -> Path:
     """The built-in corpus, prepared twice: char and BPE (2,048 tokens)."""
     for kind in ("char", "bpe"):
         if not (workdir / kind / "meta.json").is_file():
-            prepare([], workdir / kind, builtin="python-docs", tokenizer=kind, vocab_size=2048, log=lambda *a: None)
+            prepare(
+                [],
+                workdir / kind,
+                PrepareConfig(tokenizer=kind, vocab_size=2048),
+                builtin="python-docs",
+                log=lambda *a: None,
+            )
     return workdir
 
 

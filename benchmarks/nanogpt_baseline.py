@@ -105,7 +105,7 @@ def score_nanogpt(result: dict, val_tokens) -> float:
 
 
 def run_bricklm(recipe: Path, corpus_dir: Path, target: float, seed: int, work: Path) -> dict:
-    from bricklm.config import load_config
+    from bricklm.recipes import load_config
     from bricklm.training.trainer import Trainer
 
     model_cfg, train_cfg = load_config(recipe, {"target_val_loss": target, "seed": seed, "device": "cpu"})
@@ -133,6 +133,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "nanogpt-baseline.json")
     args = p.parse_args()
     need(args.corpus)
+    from bricklm.config import PrepareConfig
     from bricklm.text.data import load_corpus
     from bricklm.text.prepare import prepare
 
@@ -140,7 +141,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bricklm-nanogpt-") as tmp:
         work = Path(tmp)
         nano = run_nanogpt(need(args.nanogpt), args.corpus, work)
-        prepare([args.corpus], work / "corpus", split="tail", log=lambda *a: None)
+        prepare([args.corpus], work / "corpus", PrepareConfig(split="tail"), log=lambda *a: None)
         _, val, _, _ = load_corpus(work / "corpus")
         nano["whole_split_val"] = round(score_nanogpt(nano, val), 4)
         print(f"nanoGPT: {nano['wall_s']} s, whole-split val {nano['whole_split_val']}", flush=True)

@@ -26,11 +26,13 @@ from common import machine, shared_data
 
 MEASURE = """
 import json, resource, sys, time
+from bricklm.config import PrepareConfig
 from bricklm.text.prepare import prepare
 import bricklm.text.tokenizer
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-r = prepare([sys.argv[1]], sys.argv[2], tokenizer=sys.argv[3], vocab_size=int(sys.argv[4]), log=lambda *a: None)
+cfg = PrepareConfig(tokenizer=sys.argv[3], vocab_size=int(sys.argv[4]))
+r = prepare([sys.argv[1]], sys.argv[2], cfg, log=lambda *a: None)
 seconds = time.perf_counter() - t0
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"seconds": seconds, "characters": r.characters, "tokens": r.train_tokens + r.val_tokens,

@@ -63,8 +63,9 @@ SHAPES = [  # (name, model fields, batch size)
 def checkpoint_cost(repeats: int = 3) -> dict:
     import torch
 
-    from bricklm.config import ModelConfig, TrainConfig, load_config
+    from bricklm.config import ModelConfig, TrainConfig
     from bricklm.model.gpt import GPT
+    from bricklm.recipes import load_config
     from bricklm.storage import checkpoint as ckpt
     from bricklm.training.optim import make_optimizer
 

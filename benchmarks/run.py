@@ -220,12 +220,13 @@ def worker_gen(args) -> dict:
 
 def worker_ttl(args) -> dict:
     """Train a recipe on the blog's corpus until its target or budget; report wall time to each evaluation."""
-    from bricklm.config import load_config
+    from bricklm.config import PrepareConfig
+    from bricklm.recipes import load_config
     from bricklm.text.prepare import prepare
     from bricklm.training.trainer import Trainer
 
     work = Path(tempfile.mkdtemp(prefix="bricklm-ttl-"))
-    prepare([args.corpus], work / "corpus", split="tail", log=lambda *a, **k: None)
+    prepare([args.corpus], work / "corpus", PrepareConfig(split="tail"), log=lambda *a, **k: None)
     overrides = {"device": args.device, "sample_chars": 0}
     model_cfg, train_cfg = load_config(REPO / args.recipe, overrides)
     trainer = Trainer(model_cfg, train_cfg, work / "corpus", work / "run", log=lambda *a, **k: None, progress=False)

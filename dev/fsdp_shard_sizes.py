@@ -10,8 +10,8 @@ values it holds against the model's total. Each rank should hold about 1/N of bo
 import torch
 import torch.distributed as dist
 
-from bricklm.config import load_config
 from bricklm.model.gpt import GPT
+from bricklm.recipes import load_config
 from bricklm.training.distributed import Dist
 from bricklm.training.optim import make_optimizer
 

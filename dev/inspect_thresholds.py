@@ -19,10 +19,10 @@ import time
 
 import torch
 
-from bricklm.config import load_config
 from bricklm.inspect.diagnosis import diagnose
 from bricklm.inspect.health import probe_training
 from bricklm.model.gpt import GPT
+from bricklm.recipes import load_config
 from bricklm.text.data import load_corpus
 
 SIZES = {

@@ -14,7 +14,7 @@ def configs(*flags: str):
     """(ModelConfig, TrainConfig) from TINY_FLAGS plus flags, parsed exactly as `bricklm train` parses them."""
     from bricklm.cli import build_parser
     from bricklm.cli.flags import overrides_from_args
-    from bricklm.config import load_config
+    from bricklm.recipes import load_config
 
     args = build_parser().parse_args(["train", *TINY_FLAGS, *flags])
     return load_config(None, overrides_from_args(args))

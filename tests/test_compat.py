@@ -16,7 +16,7 @@ import pytest
 
 from bricklm.cli import build_parser, main
 from bricklm.cli.flags import overrides_from_args
-from bricklm.config import load_config
+from bricklm.recipes import load_config
 from bricklm.storage.metrics import read_metrics
 from bricklm.storage.runs import load_run
 from conftest import TINY_FLAGS

@@ -1,34 +1,32 @@
-"""Configuration as data: dataclasses with defaults, a TOML recipe, flags that override it.
+"""Configuration as data: every setting a dataclass field with its default, help text and allowed values.
 
-A TOML recipe has up to two tables, `[model]` and `[train]` (and a free-form `[meta]`), whose
-keys are the field names below (the blog's and nanoGPT's names). The command line offers every
-field as a flag (cli/flags.py). Settings are merged in one place, `resolve`: a base (defaults,
-a saved run's config.json, or a feature's own defaults), then a recipe, then flat overrides.
-Unknown keys, wrong types and impossible values are `UserError`s that name the key.
+    ModelConfig    the GPT's shape and switches          [model] table, flags of `train`
+    TrainConfig    the optimiser, schedule, evaluation   [train] table, flags of `train`
+    PrepareConfig  how `prepare` cleans and splits       [prepare] table, flags of `prepare`
 
-    model, train = load_config("configs/seed/headline-10m.toml", overrides={"max_iters": 10})
-    model, train = resolve(saved_run_config, "more.toml", {"learning_rate": 3e-4})
+Field names are the blog's and nanoGPT's. Each config checks itself (`validate`): types, choices,
+ranges, and settings that make no sense together, as `UserError`s naming the key. They are merged
+from defaults, a saved run, a TOML recipe and flags in one place: recipes.py. The command line
+offers every field as a flag (cli/flags.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import warnings
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from bricklm.errors import UserError
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 RESIDUAL_MODES = ("on", "off", "bug")
 MAX_THREADS = 1024
 MAX_LEARNING_RATE = 10.0  # far past divergence; 1e300 overflowed float32 inside AdamW's step (a traceback)
+MAX_BPE_VOCAB = 1 << 20  # a vocabulary of 2**32 made the BPE trainer abort the process allocating it
+SPLITS = ("documents", "tail")
+CODE_MODES = ("drop", "keep")
+IMAGE_MODES = ("drop", "alt")
+TABLE_MODES = ("keep", "drop")
+TOKENIZERS = ("char", "bpe")
 
 
 def _opt(default, help: str, choices: tuple | None = None):
@@ -240,7 +238,41 @@ class TrainConfig:
             )
 
 
-SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig}
+@dataclass
+class PrepareConfig:
+    """How `bricklm prepare` cleans writing, holds some out and tokenizes it."""
+
+    split: str = _opt(
+        "documents",
+        "documents: hold out whole documents, picked by seed; tail: hold out the end of the text, like the blog",
+        SPLITS,
+    )
+    val_fraction: float = _opt(0.1, "share of the text held out for validation")
+    seed: int = _opt(1337, "seed for picking held-out documents")
+    code: str = _opt("drop", "drop or keep fenced code and highlight blocks", CODE_MODES)
+    images: str = _opt("drop", "drop images or keep their alt text", IMAGE_MODES)
+    tables: str = _opt("keep", "keep tables as one line per row, cells separated by commas, or drop them", TABLE_MODES)
+    tokenizer: str = _opt(
+        "char",
+        "char: one token per character, like the blog; bpe: byte-level BPE trained on the corpus",
+        TOKENIZERS,
+    )
+    vocab_size: int = _opt(4096, "most tokens the BPE vocabulary may have, at least 256 (tokenizer = bpe only)")
+
+    def validate(self) -> None:
+        _validate_fields(self, "prepare")
+        if not 0 < self.val_fraction <= 0.5:
+            raise UserError(f"prepare.val_fraction must be more than 0 and at most 0.5, not {self.val_fraction}")
+        if self.tokenizer == "bpe" and self.vocab_size < 256:
+            raise UserError(
+                f"--vocab-size must be at least 256 for byte-level BPE (one token per byte), not {self.vocab_size}"
+            )
+        if self.tokenizer == "bpe" and self.vocab_size > MAX_BPE_VOCAB:
+            raise UserError(f"--vocab-size must be at most {MAX_BPE_VOCAB:,} for byte-level BPE, not {self.vocab_size}")
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig}  # the tables `train`'s flat flags fill
+TABLES: dict[str, type] = {**SECTIONS, "prepare": PrepareConfig}  # every table a recipe may hold (and [meta])
 
 
 def parse_loss_levels(text: str) -> list[float]:
@@ -266,7 +298,7 @@ def _validate_fields(obj, section: str) -> None:
     """Type and choice checks shared by both configs (TOML gives us ints, floats, bools and strings)."""
     for f in fields(obj):
         value = getattr(obj, f.name)
-        _check_type(section, f.name, f.type, value)
+        check_type(section, f.name, f.type, value)
         if f.type == "float" and not math.isfinite(value):  # TOML and flags both accept nan and inf
             raise UserError(f"{section}.{f.name} must be a finite number, got {value}")
         choices = f.metadata.get("choices")
@@ -274,7 +306,7 @@ def _validate_fields(obj, section: str) -> None:
             raise UserError(f"{section}.{f.name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def _check_type(section: str, name: str, type_name: str, value: Any) -> None:
+def check_type(section: str, name: str, type_name: str, value: Any) -> None:
     # bool is a subclass of int in Python, so `n_layer = true` must be caught explicitly.
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
@@ -292,11 +324,14 @@ def check_types(cls, values: dict[str, Any], section: str) -> None:
     types = {f.name: f.type for f in fields(cls)}
     for key, value in values.items():
         if key in types:
-            _check_type(section, key, types[key], value)
+            check_type(section, key, types[key], value)
 
 
 def field_names(cls) -> set[str]:
     return {f.name for f in fields(cls)}
+
+
+LEGACY_MODEL_KEYS = ("residual_bug",)  # older spellings recipes.upgrade_model_table reads
 
 
 def section_of(key: str) -> str | None:
@@ -304,128 +339,3 @@ def section_of(key: str) -> str | None:
     if key in LEGACY_MODEL_KEYS:
         return "model"
     return next((name for name, cls in SECTIONS.items() if key in field_names(cls)), None)
-
-
-# --- older spellings ----------------------------------------------------------------------------
-
-LEGACY_MODEL_KEYS = ("residual_bug",)
-
-
-def upgrade_model_table(table: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
-    """A [model] table in today's terms: `residual = true/false` and `residual_bug = true` (the old
-    two switches) become `residual = "on" | "off" | "bug"`. Saved runs upgrade quietly; a recipe or
-    flag that still uses the old keys gets a FutureWarning (the CLI prints it as one line)."""
-    old_bug = table.get("residual_bug")
-    if "residual_bug" not in table and not isinstance(table.get("residual"), bool):
-        return table
-    table = dict(table)
-    bug = table.pop("residual_bug", False)
-    if not isinstance(bug, bool):
-        raise UserError(f"model.residual_bug must be a bool, got {bug!r} ({type(bug).__name__})")
-    on = table.get("residual", True)
-    if isinstance(on, bool):
-        table["residual"] = "bug" if bug else ("on" if on else "off")
-    elif bug:
-        table["residual"] = "bug"
-    if not quiet:
-        old = "residual_bug = true" if old_bug else f"residual = {str(on).lower()}"
-        warnings.warn(f'{old} is the old spelling of residual = "{table["residual"]}"', FutureWarning, stacklevel=3)
-    return table
-
-
-# --- building and merging ------------------------------------------------------------------------
-
-
-def build(cls, values: dict[str, Any], section: str):
-    """Make a config from a dict, naming any unknown key; floats given as ints become floats."""
-    if cls is ModelConfig:
-        values = upgrade_model_table(values, quiet=True)  # the caller decides whether to warn (resolve)
-    unknown = sorted(set(values) - field_names(cls))
-    if unknown:
-        raise UserError(f"unknown key {section}.{unknown[0]} (known: {', '.join(sorted(field_names(cls)))})")
-    types = {f.name: f.type for f in fields(cls)}
-    if cls is TrainConfig and values.get("threads") == "auto":
-        values = {**values, "threads": -1}
-    clean = {}
-    for key, value in values.items():
-        _check_type(section, key, types[key], value)
-        clean[key] = float(value) if types[key] == "float" else value
-    cfg = cls(**clean)
-    cfg.validate()
-    return cfg
-
-
-def read_toml(path: str | Path, extra_tables: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Read a recipe: {'model': {...}, 'train': {...}, 'meta': {...}}; any other table is an error naming it.
-
-    extra_tables: further top-level keys a caller accepts (a sweep spec's `grid` and `runs`).
-    """
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise UserError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: invalid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:  # TOML files are UTF-8; tomllib lets this one through
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise UserError(f"cannot read config {path}: {exc.strerror}") from None
-    known = (*SECTIONS, "meta", *extra_tables)
-    for key, value in raw.items():
-        if key not in known:
-            raise UserError(f"{path}: unknown table [{key}] (known: {', '.join(f'[{k}]' for k in known)})")
-        if key in (*SECTIONS, "meta") and not isinstance(value, dict):
-            raise UserError(f"{path}: '{key}' must be a table like [{key}]")
-    return raw
-
-
-def merge(
-    base: dict[str, Any] | None = None, recipe: str | Path | None = None, *flat: dict[str, Any], where: str = "flags"
-) -> dict[str, dict[str, Any]]:
-    """THE settings merge: base tables, then a recipe file's tables, then each flat dict of overrides.
-
-    base: {"model": {...}, "train": {...}} (a saved config.json, a sweep's shared settings, a
-    feature's defaults); flat: {"n_layer": 4, "batch_size": 8}, sorted into their sections here
-    (an unknown key is an error naming `where`). Returns the merged tables, not yet validated.
-    """
-    tables = {name: dict((base or {}).get(name) or {}) for name in SECTIONS}
-    tables["model"] = upgrade_model_table(tables["model"], quiet=True)  # saved runs: no warning
-    if recipe:
-        for name, table in read_toml(recipe).items():
-            if name in SECTIONS:
-                tables[name].update(upgrade_model_table(table) if name == "model" else table)
-    for overrides in flat:
-        for key, value in overrides.items():
-            section = section_of(key)
-            if section is None:
-                raise UserError(f"{where}: unknown setting {key!r}")
-            tables[section][key] = value
-        tables["model"] = upgrade_model_table(tables["model"])
-    return tables
-
-
-def build_configs(tables: dict[str, dict[str, Any]]) -> tuple[ModelConfig, TrainConfig]:
-    return build(ModelConfig, tables.get("model", {}), "model"), build(TrainConfig, tables.get("train", {}), "train")
-
-
-def resolve(
-    base: dict[str, Any] | None = None, recipe: str | Path | None = None, *flat: dict[str, Any], where: str = "flags"
-) -> tuple[ModelConfig, TrainConfig]:
-    """merge() then build both configs: defaults < base < recipe < each flat dict in turn."""
-    return build_configs(merge(base, recipe, *flat, where=where))
-
-
-def load_config(
-    path: str | Path | None = None, overrides: dict[str, Any] | None = None
-) -> tuple[ModelConfig, TrainConfig]:
-    """Defaults, then the TOML file, then `overrides` (flat field names, e.g. from flags)."""
-    return resolve(None, path, overrides or {})
-
-
-def to_dict(model: ModelConfig, train: TrainConfig | None = None) -> dict[str, dict[str, Any]]:
-    out = {"model": dataclasses.asdict(model)}
-    if train is not None:
-        out["train"] = dataclasses.asdict(train)
-    return out

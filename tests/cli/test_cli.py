@@ -113,7 +113,7 @@ def test_unknown_config_key_names_it(tmp_path, capsys):
 
 
 def test_flags_override_the_config_file(tmp_path):
-    from bricklm.config import load_config
+    from bricklm.recipes import load_config
 
     recipe = tmp_path / "r.toml"
     recipe.write_text("[model]\nn_layer = 3\nn_embd = 32\n[train]\nlearning_rate = 1\n")

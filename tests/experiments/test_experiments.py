@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from bricklm.cli import main
-from bricklm.config import load_config
 from bricklm.model.gpt import count_params
+from bricklm.recipes import load_config
 from conftest import TINY_FLAGS, tiny_flags
 
 SEED = Path(__file__).resolve().parents[2] / "configs" / "seed"
@@ -91,7 +91,7 @@ def test_seed_recipes_are_the_blogs_training_setup():
         assert (train.schedule, train.warmup_iters, train.grad_clip) == ("constant", 0, 0.0), path
         assert (train.weight_decay, train.beta1, train.beta2) == (0.01, 0.9, 0.999), path
         assert (train.eval_interval, train.eval_iters) == (100, 100), path
-        from bricklm.config import read_toml
+        from bricklm.recipes import read_toml
 
         assert "--split tail" in read_toml(path)["meta"]["corpus"]
 

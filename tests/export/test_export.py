@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import runhelp
 from bricklm.cli import main
-from bricklm.config import ModelConfig
+from bricklm.config import ModelConfig, PrepareConfig
 from bricklm.export import export_run
 from bricklm.export.vocab import byte_alphabet
 from bricklm.export.weights import fold_head_bias, gpt2_weights
@@ -54,7 +54,7 @@ def corpora(tmp_path_factory):
     for i in range(4):
         (root / "posts" / f"p{i}.md").write_text(f"# Post {i}\n\n" + TEXT, encoding="utf-8")
     prepare([root / "posts"], root / "char", log=quiet)
-    prepare([root / "posts"], root / "bpe", tokenizer="bpe", vocab_size=300, log=quiet)
+    prepare([root / "posts"], root / "bpe", PrepareConfig(tokenizer="bpe", vocab_size=300), log=quiet)
     return root
 
 

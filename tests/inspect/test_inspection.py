@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from bricklm.cli import main
-from bricklm.config import load_config
 from bricklm.inspect.diagnosis import diagnose, format_findings
 from bricklm.inspect.health import (
     attention_entropy,
@@ -19,6 +18,7 @@ from bricklm.inspect.health import (
 )
 from bricklm.inspect.inspection import layers_to_show, write_plots
 from bricklm.model.gpt import GPT, count_params, merge_heads
+from bricklm.recipes import load_config
 from bricklm.text.data import load_corpus
 from conftest import TINY_FLAGS
 

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from bricklm.config import ModelConfig, TrainConfig, load_config
+from bricklm.config import ModelConfig, TrainConfig
 from bricklm.model.fastpaths import compile_with_fallback
 from bricklm.model.generate import generate
 from bricklm.model.gpt import GPT
+from bricklm.recipes import load_config
 from bricklm.text.data import get_batch
 from bricklm.training.callbacks import Budget
 from bricklm.training.datasets import full_split_loss

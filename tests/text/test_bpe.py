@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bricklm.cli import main
+from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
 from bricklm.text.data import load_corpus
 from bricklm.text.prepare import prepare
@@ -72,7 +73,9 @@ def test_prepare_bpe_tokens_decode_to_the_corpus(tmp_path):
         (tmp_path / "posts" / f"p{i}.txt").write_text(f"Post {i} 🙂 漢字\n\n" + TINY_TEXT, encoding="utf-8")
     for split in ("documents", "tail"):
         out = tmp_path / split
-        report = prepare([tmp_path / "posts"], out, split=split, tokenizer="bpe", vocab_size=400, log=quiet)
+        report = prepare(
+            [tmp_path / "posts"], out, PrepareConfig(split=split, tokenizer="bpe", vocab_size=400), log=quiet
+        )
         train, val, tok, meta = load_corpus(out)
         assert isinstance(tok, BPETokenizer) and meta["tokenizer"] == "bpe" and meta["vocab_size"] == tok.vocab_size
         assert report.train_tokens + report.val_tokens < report.characters / 2  # merges happened
@@ -94,7 +97,7 @@ def test_char_stays_the_default(tmp_path):
 def test_vocab_size_below_the_byte_alphabet_is_a_user_error(tmp_path, capsys):
     (tmp_path / "a.txt").write_text(TINY_TEXT)
     with pytest.raises(UserError, match="at least 256"):
-        prepare([tmp_path / "a.txt"], tmp_path / "out", tokenizer="bpe", vocab_size=100, log=quiet)
+        prepare([tmp_path / "a.txt"], tmp_path / "out", PrepareConfig(tokenizer="bpe", vocab_size=100), log=quiet)
     assert not (tmp_path / "out").exists()
     assert (
         main(

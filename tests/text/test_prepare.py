@@ -8,8 +8,12 @@ import os
 import numpy as np
 import pytest
 
+from bricklm.cli import build_parser
 from bricklm.cli import prepare as prepare_command
+from bricklm.cli.prepare import prepare_config
+from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
+from bricklm.recipes import load_config
 from bricklm.text.data import load_corpus
 from bricklm.text.prepare import prepare
 
@@ -97,7 +101,7 @@ def sha256(path):
 def test_jekyll_folder_end_to_end(tmp_path):
     posts = make_jekyll_site(tmp_path)
     out = tmp_path / "data"
-    report = prepare([posts], out, split="tail", log=quiet)
+    report = prepare([posts], out, PrepareConfig(split="tail"), log=quiet)
 
     corpus = (out / "corpus.txt").read_text(encoding="utf-8")
     assert corpus == EXPECTED_CORPUS
@@ -149,7 +153,7 @@ def test_jekyll_folder_end_to_end(tmp_path):
 
 def test_code_keep_keeps_fenced_code(tmp_path):
     (tmp_path / "post.md").write_text("Text.\n\n```\ncode here\n```\n")
-    prepare([tmp_path / "post.md"], tmp_path / "keep", code="keep", log=quiet)
+    prepare([tmp_path / "post.md"], tmp_path / "keep", PrepareConfig(code="keep"), log=quiet)
     prepare([tmp_path / "post.md"], tmp_path / "drop", log=quiet)
     assert (tmp_path / "keep" / "corpus.txt").read_text() == "Text.\n\n```\ncode here\n```"
     assert (tmp_path / "drop" / "corpus.txt").read_text() == "Text."
@@ -188,7 +192,9 @@ def test_documents_split_is_seeded(tmp_path):
     make_posts(tmp_path / "posts")
 
     def val_docs(seed, name):
-        prepare([tmp_path / "posts"], tmp_path / name, seed=seed, overwrite=True, log=quiet)  # "a" is made twice
+        prepare(
+            [tmp_path / "posts"], tmp_path / name, PrepareConfig(seed=seed), overwrite=True, log=quiet
+        )  # "a" is made twice
         return json.loads((tmp_path / name / "meta.json").read_text())["val_documents"]
 
     assert val_docs(1, "a") == val_docs(1, "b")
@@ -208,7 +214,7 @@ def test_vocabulary_covers_the_whole_corpus_with_documents_split(tmp_path):
 
 def test_tail_split_holds_out_the_last_tenth(tmp_path):
     make_posts(tmp_path / "posts")
-    report = prepare([tmp_path / "posts"], tmp_path / "data", split="tail", log=quiet)
+    report = prepare([tmp_path / "posts"], tmp_path / "data", PrepareConfig(split="tail"), log=quiet)
     train, val, tok, meta = load_corpus(tmp_path / "data")
     corpus = (tmp_path / "data" / "corpus.txt").read_text()
     cut = int(0.9 * len(corpus))
@@ -230,7 +236,7 @@ def test_large_vocabulary_writes_uint32(tmp_path):
     ranges = [(0x4E00, 0xA000), (0xAC00, 0xD7A4), (0x20000, 0x2A6E0)]
     text = "".join(chr(c) for lo, hi in ranges for c in range(lo, hi))
     (tmp_path / "wide.txt").write_text(text, encoding="utf-8")
-    report = prepare([tmp_path / "wide.txt"], tmp_path / "data", split="tail", log=quiet)
+    report = prepare([tmp_path / "wide.txt"], tmp_path / "data", PrepareConfig(split="tail"), log=quiet)
     assert report.vocab_size == len(text) > 65535
     assert report.dtype == "uint32"
     assert (tmp_path / "data" / "train.bin").stat().st_size == 4 * report.train_tokens
@@ -280,8 +286,9 @@ def test_folder_without_usable_text_is_a_user_error(tmp_path):
     ],
 )
 def test_bad_options_are_user_errors(tmp_path, kwargs, message):
+    builtin = kwargs.pop("builtin", None)
     with pytest.raises(UserError, match=message):
-        prepare([], tmp_path / "data", log=quiet, **kwargs)
+        prepare([], tmp_path / "data", PrepareConfig(**kwargs), builtin=builtin, log=quiet)
 
 
 def test_missing_source_and_mixed_sources_are_user_errors(tmp_path):
@@ -332,7 +339,8 @@ def test_cli_arguments_and_run(tmp_path, capsys):
             "keep",
         ]
     )
-    assert (args.sources, args.builtin, args.split, args.val_fraction, args.seed, args.code) == (
+    cfg = prepare_config(args)
+    assert (args.sources, args.builtin, cfg.split, cfg.val_fraction, cfg.seed, cfg.code) == (
         [str(tmp_path / "post.md")],
         None,
         "tail",
@@ -345,7 +353,8 @@ def test_cli_arguments_and_run(tmp_path, capsys):
     assert (tmp_path / "data" / "corpus.txt").read_text() == "Hello world."
 
     defaults = parser.parse_args(["prepare", "--out", "x"])
-    assert (defaults.sources, defaults.split, defaults.val_fraction, defaults.seed, defaults.code) == (
+    cfg = prepare_config(defaults)
+    assert (defaults.sources, cfg.split, cfg.val_fraction, cfg.seed, cfg.code) == (
         [],
         "documents",
         0.1,
@@ -354,3 +363,20 @@ def test_cli_arguments_and_run(tmp_path, capsys):
     )
     with pytest.raises(SystemExit):
         parser.parse_args(["prepare", "a.md"])  # --out is required
+
+
+def test_prepare_settings_merge_defaults_then_recipe_then_flags(tmp_path, capsys):
+    """`prepare --config` reads the recipe's [prepare] table, flags win, and the same recipe trains ([prepare] is a
+    known table to every reader); an unknown key or value is one line naming it."""
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('[prepare]\nsplit = "tail"\nseed = 7\n\n[model]\nn_layer = 2\n')
+    parser = build_parser()
+    cfg = prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe), "--seed", "9"]))
+    assert (cfg.split, cfg.seed, cfg.code) == ("tail", 9, "drop")
+    assert load_config(recipe)[0].n_layer == 2
+    recipe.write_text("[prepare]\ncolour = 1\n")
+    with pytest.raises(UserError, match="unknown key prepare.colour"):
+        prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe)]))
+    recipe.write_text('[prepare]\nsplit = "random"\n')
+    with pytest.raises(UserError, match="prepare.split must be one of documents, tail"):
+        prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe)]))

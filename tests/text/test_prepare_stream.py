@@ -32,10 +32,11 @@ def make_corpus(root: Path, mb: int = 50, files: int = 250, seed: int = 0) -> in
 # first, so what grows is what prepare holds.
 MEASURE = """
 import json, resource, sys
+from bricklm.config import PrepareConfig
 from bricklm.text.prepare import prepare
 import bricklm.text.tokenizer
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-report = prepare([sys.argv[1]], sys.argv[2], tokenizer=sys.argv[3], log=lambda *a: None)
+report = prepare([sys.argv[1]], sys.argv[2], PrepareConfig(tokenizer=sys.argv[3]), log=lambda *a: None)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 tokens = report.train_tokens + report.val_tokens
 print(json.dumps({"growth": after - before, "characters": report.characters, "tokens": tokens}))

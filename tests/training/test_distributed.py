@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from bricklm.cli import main
-from bricklm.config import load_config
 from bricklm.model.generate import generate_text
+from bricklm.recipes import load_config
 from bricklm.storage.metrics import read_metrics
 from bricklm.storage.runs import load_run
 from bricklm.text.data import get_batch, load_corpus

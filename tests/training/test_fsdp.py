@@ -15,9 +15,9 @@ import torch.distributed as dist
 from test_distributed import TOLERANCE, child_env, failures, finish, flags, losses, spawn
 
 from bricklm.cli import main
-from bricklm.config import load_config
 from bricklm.errors import UserError
 from bricklm.model.generate import generate_text
+from bricklm.recipes import load_config
 from bricklm.storage.metrics import read_metrics
 from bricklm.storage.runs import load_run
 from bricklm.training.distributed import Dist

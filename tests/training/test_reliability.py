@@ -373,7 +373,7 @@ def test_disk_full_outside_a_checkpoint_is_one_line_too(tiny_corpus, tmp_path, c
 
 
 def test_recomputing_activations_brings_the_blogs_sweep_row_4_into_a_laptops_memory():
-    from bricklm.config import read_toml, resolve
+    from bricklm.recipes import read_toml, resolve
     from bricklm.training.hardware import estimate_memory_bytes
 
     spec = read_toml(ROOT / "configs" / "seed" / "sweep.toml", extra_tables=("runs",))

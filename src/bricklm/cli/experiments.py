@@ -7,7 +7,6 @@ from pathlib import Path
 
 from bricklm.cli.flags import add_config_flags, overrides_from_args
 from bricklm.cli.train import standard_callbacks
-from bricklm.config import load_config
 from bricklm.errors import UserError
 from bricklm.experiments.devices import bench_devices, bench_table
 from bricklm.experiments.plan import (
@@ -33,6 +32,7 @@ from bricklm.experiments.report import (
 )
 from bricklm.experiments.tables import write_ablation_outputs, write_sweep_outputs
 from bricklm.files import atomic_write_json, atomic_write_text, check_out_dir, check_out_file, make_dir
+from bricklm.recipes import load_config
 from bricklm.storage.plots import plot_path
 
 

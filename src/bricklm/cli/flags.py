@@ -22,7 +22,8 @@ import warnings
 from dataclasses import fields
 from typing import Any
 
-from bricklm.config import SECTIONS, ModelConfig, TrainConfig, build_configs, field_names, merge
+from bricklm.config import TABLES, ModelConfig, TrainConfig, field_names
+from bricklm.recipes import build_configs, merge
 
 LEGACY = "_legacy_residual"  # where --no-residual / --residual-bug put their value
 # (the recipe's settings, its path) while a parser is built for `--help --config FILE`; see recipe_help
@@ -43,7 +44,7 @@ def add_config_flags(
     """
     recipe, source = _RECIPE.get()
     for cls in classes:
-        section = next(name for name, c in SECTIONS.items() if c is cls)
+        section = next(name for name, c in TABLES.items() if c is cls)
         group = parser.add_argument_group(f"{cls.__name__} (also settable in the [{section}] table)")
         for f in fields(cls):
             if f.name in skip or (only is not None and f.name not in only):

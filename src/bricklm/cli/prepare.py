@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from bricklm.cli.flags import add_config_flags, overrides_from_args
+from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
+from bricklm.recipes import resolve_table
 from bricklm.text.corpus import BUILTINS, explain
-from bricklm.text.markup import CODE_MODES, IMAGE_MODES, TABLE_MODES
-from bricklm.text.prepare import SPLITS, prepare
-from bricklm.text.streaming import TOKENIZERS
+from bricklm.text.prepare import prepare
 
 
 def register(sub) -> None:
@@ -30,66 +31,25 @@ def register(sub) -> None:
     )
     parser.add_argument("--builtin", choices=BUILTINS, help="use a built-in corpus instead of SRC")
     parser.add_argument(
-        "--split",
-        choices=SPLITS,
-        default="documents",
-        help="documents: hold out whole documents, picked by --seed (default); "
-        "tail: hold out the end of the text, like the blog",
+        "--config", metavar="FILE.toml", help="a recipe whose [prepare] table sets the options below (flags win)"
     )
-    parser.add_argument(
-        "--val-fraction", type=float, default=0.1, help="share of the text held out for validation (default 0.1)"
-    )
-    parser.add_argument("--seed", type=int, default=1337, help="seed for picking held-out documents (default 1337)")
-    parser.add_argument(
-        "--code", choices=CODE_MODES, default="drop", help="drop (default) or keep fenced code and highlight blocks"
-    )
-    parser.add_argument(
-        "--images", choices=IMAGE_MODES, default="drop", help="drop images (default) or keep their alt text"
-    )
-    parser.add_argument(
-        "--tables",
-        choices=TABLE_MODES,
-        default="keep",
-        help="keep tables as one line per row, cells separated by commas (default), or drop them",
-    )
-    parser.add_argument(
-        "--tokenizer",
-        choices=TOKENIZERS,
-        default="char",
-        help="char: one token per character, like the blog (default); "
-        "bpe: byte-level BPE trained on the corpus with Hugging Face tokenizers",
-    )
-    parser.add_argument(
-        "--vocab-size",
-        "--vocab_size",
-        type=int,
-        default=4096,
-        dest="vocab_size",
-        help="most tokens the BPE vocabulary may have, at least 256 (default 4096; --tokenizer bpe only)",
-    )
+    add_config_flags(parser, (PrepareConfig,))
     parser.set_defaults(func=cmd_prepare)
+
+
+def prepare_config(args) -> PrepareConfig:
+    """PrepareConfig's defaults, then --config FILE's [prepare] table, then the flags given."""
+    return resolve_table(PrepareConfig, "prepare", None, args.config, overrides_from_args(args, (PrepareConfig,)))
 
 
 def cmd_prepare(args) -> int:
     """Run `bricklm prepare` from parsed arguments and print the report (or, with --explain, one file)."""
+    cfg = prepare_config(args)
     if args.explain:
         if args.sources or args.builtin:
             raise UserError("--explain shows one FILE; give it without SRC paths or --builtin")
-        print(explain(args.explain, args.code, images=args.images, tables=args.tables))
+        print(explain(args.explain, cfg.code, images=cfg.images, tables=cfg.tables))
         return 0
-    report = prepare(
-        args.sources,
-        args.out,
-        builtin=args.builtin,
-        split=args.split,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        code=args.code,
-        images=args.images,
-        tables=args.tables,
-        tokenizer=args.tokenizer,
-        vocab_size=args.vocab_size,
-        overwrite=args.overwrite,
-    )
+    report = prepare(args.sources, args.out, cfg, builtin=args.builtin, overwrite=args.overwrite)
     print(report.format())
     return 0

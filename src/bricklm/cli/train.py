@@ -11,11 +11,12 @@ import torch
 
 from bricklm.cli.finetune import cmd_finetune
 from bricklm.cli.flags import add_config_flags, overrides_from_args
-from bricklm.config import ModelConfig, TrainConfig, load_config, resolve
+from bricklm.config import ModelConfig, TrainConfig
 from bricklm.errors import UserError
 from bricklm.inspect.health import HealthCallback
 from bricklm.model.generate import TextStream, check_sampling_settings, encode_prompt, generate
 from bricklm.model.gpt import count_params
+from bricklm.recipes import load_config, resolve
 from bricklm.storage.runs import format_summary, load_run, read_run_config
 from bricklm.training.hardware import resolve_device
 from bricklm.training.trainer import Trainer

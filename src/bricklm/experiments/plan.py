@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bricklm.config import ModelConfig, TrainConfig, merge, read_toml, resolve
+from bricklm.config import ModelConfig, TrainConfig
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_bytes, atomic_write_json, check_out_dir, make_dir
+from bricklm.recipes import merge, read_toml, resolve
 from bricklm.storage import checkpoint as ckpt
 from bricklm.storage.runs import read_run_config, read_summary
 from bricklm.training.trainer import Trainer

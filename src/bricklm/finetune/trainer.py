@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from bricklm.config import ModelConfig, TrainConfig, build, field_names, merge
+from bricklm.config import ModelConfig, TrainConfig, field_names
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_json
 from bricklm.finetune.chat import Chat
@@ -43,6 +43,7 @@ from bricklm.finetune.conversations import (
 from bricklm.finetune.data import ConversationDataset
 from bricklm.finetune.lora import LoRAWeights, apply_lora
 from bricklm.model.gpt import GPT
+from bricklm.recipes import build, merge
 from bricklm.storage.runs import load_run, read_run_config
 from bricklm.text.tokenizer import SPECIALS, ChatTokenizer, load_tokenizer
 from bricklm.training.callbacks import sample_seed

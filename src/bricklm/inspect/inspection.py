@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from bricklm.config import ModelConfig, TrainConfig, load_config, resolve, section_of, to_dict
+from bricklm.config import ModelConfig, TrainConfig, section_of
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_json, check_out_dir, check_out_file
 from bricklm.inspect.diagnosis import THRESHOLDS, diagnose, format_findings
@@ -31,6 +31,7 @@ from bricklm.inspect.health import (
 )
 from bricklm.model.generate import encode_prompt
 from bricklm.model.gpt import GPT, evaluating
+from bricklm.recipes import load_config, resolve, to_dict
 from bricklm.storage.metrics import read_metrics
 from bricklm.storage.plots import plt, save
 from bricklm.storage.runs import load_run, read_run_config

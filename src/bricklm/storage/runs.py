@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 
-from bricklm.config import ModelConfig, TrainConfig, build, check_types, upgrade_model_table
+from bricklm.config import ModelConfig, TrainConfig, check_types
 from bricklm.errors import UserError
 from bricklm.model.gpt import GPT
+from bricklm.recipes import build, upgrade_model_table
 from bricklm.storage import checkpoint as ckpt
 from bricklm.storage.metrics import has_type
 from bricklm.text.tokenizer import Tokenizer, tokenizer_from_dict

@@ -19,10 +19,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from bricklm.config import ModelConfig, build
+from bricklm.config import ModelConfig
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_bytes, atomic_write_json
 from bricklm.model.gpt import GPT
+from bricklm.recipes import build
 from bricklm.storage import checkpoint as ckpt
 from bricklm.storage.metrics import has_type
 from bricklm.storage.runs import read_run_config

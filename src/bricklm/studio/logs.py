@@ -22,9 +22,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from bricklm.config import ModelConfig, build, upgrade_model_table
+from bricklm.config import ModelConfig
 from bricklm.errors import UserError
 from bricklm.model.gpt import count_params
+from bricklm.recipes import build, upgrade_model_table
 from bricklm.storage.metrics import METRICS, SAMPLES
 from bricklm.studio.runsdir import Run, RunsDir
 

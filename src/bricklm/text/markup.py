@@ -18,13 +18,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from bricklm.config import CODE_MODES, IMAGE_MODES, TABLE_MODES
 from bricklm.errors import UserError
 from bricklm.text.html_text import html_text
 from bricklm.text.markdown_text import CODE, PLACEHOLDER, drop_liquid_lines, markdown_text
 
-CODE_MODES = ("drop", "keep")
-IMAGE_MODES = ("drop", "alt")
-TABLE_MODES = ("keep", "drop")
 FRONT_MATTER = "front matter removed"
 LIQUID = "Liquid tags and blocks removed"
 

@@ -3,7 +3,7 @@
     bricklm prepare _posts notes/ --out data/blog          # your writing
     bricklm prepare --out data/pydocs                       # built-in: Python's reference docs
     bricklm prepare --explain _posts/2020-01-01-hello.md    # one file before and after cleaning
-    prepare(["_posts"], "data/blog", split="tail")          # the same from Python
+    prepare(["_posts"], "data/blog", PrepareConfig(split="tail"))   # the same from Python
 
 gather -> clean -> write corpus.txt -> build vocabulary -> split -> tokenize
 -> train.bin/val.bin -> meta.json. Documents are cleaned and written one at
@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
 from bricklm.files import (
     RunLock,
@@ -48,16 +49,13 @@ from bricklm.text.corpus import (
     scan_sources,
 )
 from bricklm.text.data import CORPUS_NAMES, TokenWriter, split_documents, tail_split_index
-from bricklm.text.markup import check_options
-from bricklm.text.streaming import TOKENIZERS, build_tokenizer, char_progress, with_progress
+from bricklm.text.streaming import build_tokenizer, char_progress, with_progress
 from bricklm.text.tokenizer import CharTokenizer
 
-SPLITS = ("documents", "tail")
 SEPARATOR = "\n\n"  # between documents, so one post never runs into the next
 CHUNK_CHARS = 1 << 20
 LIST_LIMIT = 20  # files listed by name in the printed report; meta.json has them all
 MOST_CLEANED = 3  # documents that lost the most characters to cleaning, named in the report to check by eye
-MAX_BPE_VOCAB = 1 << 20  # a vocabulary of 2**32 made the BPE trainer abort the process allocating it
 
 
 @dataclass
@@ -165,28 +163,21 @@ def _listed(items: list[str]) -> list[str]:
 def prepare(
     sources: list[str | Path],
     out: str | Path,
+    config: PrepareConfig | None = None,
     *,
     builtin: str | None = None,
-    split="documents",
-    val_fraction=0.1,
-    seed=1337,
-    code="drop",
-    images="drop",
-    tables="keep",
-    tokenizer="char",
-    vocab_size=4096,
-    overwrite=False,
+    overwrite: bool = False,
     log=print,
 ) -> PrepareReport:
     """Build a corpus folder at out from sources (files and folders), or from a built-in corpus.
 
-    No sources and no builtin means builtin="python-docs". Writes corpus.txt,
-    tokenizer.json, train.bin, val.bin and meta.json; returns the report. tokenizer: "char"
-    (one token per character) or "bpe" (byte-level BPE with up to vocab_size tokens).
-    code, images and tables say what cleaning does with code blocks ("drop"/"keep"),
-    images ("drop"/"alt": their alt text) and tables ("keep" a line per row/"drop").
+    No sources and no builtin means builtin="python-docs". Writes corpus.txt, tokenizer.json,
+    train.bin, val.bin and meta.json; returns the report. config: how to clean, split and tokenize
+    (PrepareConfig's defaults if None; recipes.resolve_table merges one from a recipe and flags).
     overwrite: replace the corpus already in out (never anything else).
     """
+    cfg = config or PrepareConfig()
+    cfg.validate()  # a config built by hand is checked as one built from a recipe is
     sources = [str(s) for s in sources]
     if sources and builtin:
         raise UserError("give SRC paths or --builtin, not both")
@@ -194,17 +185,6 @@ def prepare(
         builtin = "python-docs"
     if builtin is not None and builtin not in BUILTINS:
         raise UserError(f"unknown built-in corpus {builtin!r}; choose from: {', '.join(BUILTINS)}")
-    if split not in SPLITS:
-        raise UserError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
-    if not 0 < val_fraction <= 0.5:
-        raise UserError(f"val_fraction must be more than 0 and at most 0.5, not {val_fraction}")
-    check_options(code, images, tables)
-    if tokenizer not in TOKENIZERS:
-        raise UserError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, not {tokenizer!r}")
-    if tokenizer == "bpe" and vocab_size < 256:
-        raise UserError(f"--vocab-size must be at least 256 for byte-level BPE (one token per byte), not {vocab_size}")
-    if tokenizer == "bpe" and vocab_size > MAX_BPE_VOCAB:  # the BPE trainer allocates the whole vocabulary up front
-        raise UserError(f"--vocab-size must be at most {MAX_BPE_VOCAB:,} for byte-level BPE, not {vocab_size}")
     out = Path(out)
     check_out_dir(out)
     _check_apart(out, sources)
@@ -212,14 +192,14 @@ def prepare(
         out=str(out),
         sources=[display_path(s) for s in sources] or [f"builtin:{builtin}"],
         builtin=builtin,
-        code=code,
-        images=images,
-        tables=tables,
-        split=split,
-        split_requested=split,
-        val_fraction=val_fraction,
-        seed=seed,
-        tokenizer=tokenizer,
+        code=cfg.code,
+        images=cfg.images,
+        tables=cfg.tables,
+        split=cfg.split,
+        split_requested=cfg.split,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        tokenizer=cfg.tokenizer,
         bricklm_version=_version(),
     )
     if builtin:
@@ -229,7 +209,7 @@ def prepare(
         report.files_skipped = [asdict(s) for s in scan.skipped]
         report.files_ignored = dict(scan.ignored)
         report.ignored_extensions = dict(scan.ignored_extensions)
-        items = with_progress(read_documents(scan.files, code, images=images, tables=tables), scan.files)
+        items = with_progress(read_documents(scan.files, cfg.code, images=cfg.images, tables=cfg.tables), scan.files)
     make_dir(out.parent, f"--out {out}: its parent")
     # The lock and the folder being built sit beside out, not in it: out is replaced whole at the end.
     with RunLock(out.parent, name=f".{out.name}.lock", doing="prepared", subject=out):
@@ -240,13 +220,13 @@ def prepare(
             raise UserError(f"{out} already holds a corpus; add --overwrite to replace it, or pick a new --out")
         if not builtin:
             log(f"reading {len(scan.files)} files from {', '.join(report.sources)}")
-        _build(items, out, tokenizer, vocab_size, report)
+        _build(items, out, cfg, report)
     replaced = " (replacing the corpus that was there: --overwrite)" if replacing else ""
     log(f"wrote {out}/: {', '.join(CORPUS_NAMES)}{replaced}")
     return report
 
 
-def _build(items, out: Path, tokenizer: str, vocab_size: int, report: PrepareReport) -> None:
+def _build(items, out: Path, cfg: PrepareConfig, report: PrepareReport) -> None:
     """Write the corpus into a hidden folder beside out, then swap it in whole: a crash leaves the old or the new."""
     tmp = temp_sibling(out)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -255,10 +235,10 @@ def _build(items, out: Path, tokenizer: str, vocab_size: int, report: PrepareRep
         names, lengths, chars = _write_corpus(items, tmp / "corpus.txt", report)
         if not lengths:
             raise UserError(_no_text_message(report))
-        tok = build_tokenizer(tokenizer, chars, tmp / "corpus.txt", vocab_size)
+        tok = build_tokenizer(cfg.tokenizer, chars, tmp / "corpus.txt", cfg.vocab_size)
         tok.save(tmp / "tokenizer.json")
         report.vocab_size = tok.vocab_size
-        _write_splits(tok, tmp / "corpus.txt", tmp / "train.bin", tmp / "val.bin", names, lengths, report)
+        _write_splits(tok, tmp / "corpus.txt", tmp / "train.bin", tmp / "val.bin", names, lengths, cfg, report)
         report.sha256["corpus.txt"] = sha256_file(tmp / "corpus.txt")
         report.sha256["tokenizer.json"] = sha256_file(tmp / "tokenizer.json")
         meta = {k: v for k, v in report.to_dict().items() if k != "out"}
@@ -349,11 +329,14 @@ def _count_cleaning(doc: Document, report: PrepareReport) -> None:
         report.most_cleaned = ranked[:MOST_CLEANED]
 
 
-def _write_splits(tokenizer, corpus_path: Path, train_path, val_path, names, lengths, report: PrepareReport) -> None:
-    """Read corpus.txt back piece by piece and write the train and val token files."""
+def _write_splits(
+    tokenizer, corpus_path: Path, train_path, val_path, names, lengths, cfg: PrepareConfig, report: PrepareReport
+) -> None:
+    """Read corpus.txt back piece by piece and write the train and val token files. The split asked for is
+    cfg.split; the report records the one used (one document forces "tail")."""
     held_out = set()
-    if report.split == "documents":
-        held_out = set(split_documents(lengths, report.val_fraction, report.seed))
+    if cfg.split == "documents":
+        held_out = set(split_documents(lengths, cfg.val_fraction, cfg.seed))
         if not held_out:
             report.split = "tail"
             report.split_note = (
@@ -369,7 +352,7 @@ def _write_splits(tokenizer, corpus_path: Path, train_path, val_path, names, len
         with open(corpus_path, encoding="utf-8", newline="") as f:
             if report.split == "tail":
                 # The cut is in characters, so a BPE token never straddles it; each side is encoded apart.
-                cut, pos = tail_split_index(report.characters, report.val_fraction), 0
+                cut, pos = tail_split_index(report.characters, cfg.val_fraction), 0
                 while chunk := f.read(CHUNK_CHARS):
                     chunk += f.readline(CHUNK_CHARS)  # end chunks at a line end: BPE merges don't span them
                     k = min(max(cut - pos, 0), len(chunk))

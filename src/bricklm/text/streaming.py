@@ -17,10 +17,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bricklm.config import TOKENIZERS
 from bricklm.errors import UserError
 from bricklm.text.tokenizer import BPETokenizer, CharTokenizer
 
-TOKENIZERS = ("char", "bpe")
 CHUNK_CHARS = 1 << 20
 # tokenizers' train_from_iterator pulls a buffer of items (256) ahead, so its chunks must stay small.
 TRAIN_CHUNK_CHARS = 1 << 16

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from bricklm.config import ModelConfig, TrainConfig, build, upgrade_model_table
+from bricklm.config import ModelConfig, TrainConfig
 from bricklm.errors import UserError
 from bricklm.files import RunLock
+from bricklm.recipes import build, upgrade_model_table
 from bricklm.storage import checkpoint as ckpt
 from bricklm.storage.metrics import truncate_logs
 from bricklm.training.callbacks import TrainState

@@ -25,12 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from bricklm.config import ModelConfig, TrainConfig, to_dict
+from bricklm.config import ModelConfig, TrainConfig
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_json, check_out_dir, make_dir
 from bricklm.model.fastpaths import compile_with_fallback
 from bricklm.model.generate import sample_text
 from bricklm.model.gpt import GPT
+from bricklm.recipes import to_dict
 from bricklm.storage import checkpoint as ckpt
 from bricklm.storage.metrics import METRICS, SAMPLES
 from bricklm.training import distributed
