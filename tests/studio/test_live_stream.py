@@ -7,7 +7,7 @@ import time
 
 from bricklm.files import RunLock
 from bricklm.storage.metrics import truncate_logs
-from bricklm.studio.logs import REFRESH_S, Cursor, RunLogs
+from bricklm.studio.logs import REFRESH_S, Cursor, LiveRuns
 from bricklm.studio.runsdir import RunsDir
 from studiohelp import read_events
 
@@ -44,7 +44,7 @@ def test_logs_start_over_when_resume_rewrites_them(tiny_run, tmp_path):
     run_dir = tmp_path / "runs" / "r"
     shutil.copytree(tiny_run, run_dir)
     runs = RunsDir(tmp_path / "runs")
-    logs = RunLogs(runs)
+    logs = LiveRuns(runs)
     cursor, first = logs.get(runs.get("r")).since(Cursor())
     assert first["reset"] and len(first["evals"]) == 3
     # --resume from step 3 keeps the log up to that step, written anew and renamed into place.
