@@ -1,6 +1,8 @@
-"""Shared fixtures: a tiny corpus and a tiny trained run, built once per test session."""
+"""Shared fixtures: a tiny corpus and a tiny trained run, built once per test session; the studio's runs folder
+and server, built once per test module that asks for them."""
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,105 @@ def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "tiny"
     assert main(["train", "--data", str(tiny_corpus), "--out", str(run), *TINY_FLAGS]) == 0
     return run
+
+
+# --- the studio's tests (tests/studio/): a runs folder with traps, and a server over it ----------------------
+
+CHATS = [
+    {"prompt": "fox?", "response": "the dog."},
+    {"prompt": "a dog", "response": "a fox."},
+    {"prompt": "lazy?", "response": "brown."},
+]
+SECRET = "TOP-SECRET-OUTSIDE-THE-RUNS-FOLDER"
+
+
+@pytest.fixture(scope="module")
+def runs_root(tiny_run, tmp_path_factory):
+    """A runs folder with a finished run, a fine-tuned run, a sweep, and traps; one per test module."""
+    import json
+    import shutil
+
+    from bricklm.cli import main
+
+    base = tmp_path_factory.mktemp("studio")
+    root = base / "runs"
+    root.mkdir()
+    shutil.copytree(tiny_run, root / "tiny")
+    data = base / "chats.jsonl"
+    data.write_text("".join(json.dumps(c) + "\n" for c in CHATS))
+    flags = ["--max-iters", "2", "--eval-interval", "2", "--batch-size", "2", "--eval-iters", "1", "--device", "cpu"]
+    assert (
+        main(["finetune", "--from", str(tiny_run), "--data", str(data), "--out", str(root / "tiny-chat"), *flags]) == 0
+    )
+    for name in ("run-01", "run-02"):
+        shutil.copytree(tiny_run, root / "sweep" / name)
+    (root / "sweep" / "experiment.json").write_text(json.dumps({"kind": "sweep", "data": "", "meta": {}, "runs": []}))
+    # Traps: a complete run outside the folder reached by a symlink, a metrics.jsonl and a best.json that
+    # point outside, and a run stopped without a summary (interrupted).
+    outside = base / "outside"
+    shutil.copytree(tiny_run, outside / "stolen")
+    (outside / "secret.jsonl").write_text(
+        json.dumps({"step": 1, "eval": True, "train_loss": 1, "val_loss": 1, "note": SECRET}) + "\n"
+    )
+    (root / "escape").symlink_to(outside / "stolen", target_is_directory=True)
+    shutil.copytree(tiny_run, root / "trap")
+    (root / "trap" / "metrics.jsonl").unlink()
+    (root / "trap" / "metrics.jsonl").symlink_to(outside / "secret.jsonl")
+    (root / "trap" / "checkpoints" / "best.json").write_text(
+        json.dumps({"dir": "../../../outside/stolen/checkpoints/step-000000006"})
+    )
+    (root / "trap" / "summary.json").unlink()
+    return root
+
+
+@contextmanager
+def serving(app):
+    """Run an ASGI app with uvicorn on a thread, on a free loopback port; yields its base URL.
+
+    Every server the tests start listens on 127.0.0.1 at a free port, and every request goes there.
+    """
+    import threading
+    import time
+
+    import uvicorn
+
+    from bricklm.studio.server import bind
+
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+    app.state.studio.exiting = lambda: server.should_exit
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(runs_root):
+    """The studio over runs_root, answering only loopback Host names; yields its base URL."""
+    from bricklm.studio import create_app
+
+    app = create_app(runs_root, allowed_hosts=["127.0.0.1", "localhost"])
+    with serving(app) as url:
+        yield url
+
+
+@pytest.fixture
+def http(server):
+    import httpx
+
+    with httpx.Client(base_url=server, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def client(server):
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=server + "/v1", api_key="not-needed", max_retries=0, timeout=30)

@@ -578,7 +578,7 @@ def test_ctrl_c_while_importing_is_quiet(tmp_path, delay):
 @pytest.mark.slow
 def test_the_console_script_entry_is_quiet_too(tmp_path):
     """pyproject's [project.scripts] target, run as pip's generated script runs it."""
-    from bricklm.config import tomllib
+    from bricklm.recipes import tomllib
 
     target = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     module, function = target["project"]["scripts"]["bricklm"].split(":")

@@ -17,7 +17,7 @@ from bricklm.inspect.health import HealthCallback
 from bricklm.model.generate import TextStream, check_sampling_settings, encode_prompt, generate
 from bricklm.model.gpt import count_params
 from bricklm.recipes import load_config, resolve
-from bricklm.storage.runs import format_summary, load_run, read_run_config
+from bricklm.storage.runs import CONFIG, format_summary, load_run, read_run_config
 from bricklm.training.hardware import resolve_device
 from bricklm.training.trainer import Trainer
 
@@ -95,7 +95,7 @@ def cmd_train(args) -> int:
                 f"--resume {run_dir} continues that run in place; --out {args.out} would be ignored (to train a "
                 "copy, copy the run directory first and resume the copy)"
             )
-        if not (run_dir / "config.json").is_file():
+        if not (run_dir / CONFIG).is_file():
             raise UserError(f"cannot resume {run_dir}: no config.json there (is it a bricklm run directory?)")
         saved = read_run_config(run_dir)
         if "finetune" in saved:  # made by `bricklm finetune`: resume it as one

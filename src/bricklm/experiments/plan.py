@@ -36,7 +36,7 @@ from bricklm.errors import UserError
 from bricklm.files import atomic_write_bytes, atomic_write_json, check_out_dir, make_dir
 from bricklm.recipes import merge, read_toml, resolve
 from bricklm.storage import checkpoint as ckpt
-from bricklm.storage.runs import read_run_config, read_summary
+from bricklm.storage.runs import CONFIG, SUMMARY, read_run_config, read_summary
 from bricklm.training.trainer import Trainer
 
 EXPERIMENT = "experiment.json"
@@ -211,12 +211,12 @@ def run_plan(
     failures: dict[str, dict[str, str]] = {}
     for i, run in enumerate(plan, 1):
         run_dir = out / run.name
-        if (run_dir / "config.json").is_file() and not same_settings(read_run_config(run_dir), run):
+        if (run_dir / CONFIG).is_file() and not same_settings(read_run_config(run_dir), run):
             raise UserError(
                 f"{run_dir} was trained with other settings than the spec now asks for; "
                 "use a new --out (or delete that run directory)"
             )
-        if (run_dir / "summary.json").is_file():
+        if (run_dir / SUMMARY).is_file():
             log(f"[{i}/{len(plan)}] {run.name}: finished earlier, skipped ({run.label})")
             continue
         # Half-finished with a checkpoint: continue it (the Trainer's exact resume). Started but
@@ -292,7 +292,7 @@ def collect_results(out: Path, plan: list[PlannedRun]) -> list[dict[str, Any]]:
     groups = list(dict.fromkeys(run.group for run in plan))  # a run's number is its group's: #2 for every seed of #2
     for run in plan:
         index = groups.index(run.group) + 1
-        summary_path = out / run.name / "summary.json"
+        summary_path = out / run.name / SUMMARY
         if not summary_path.is_file():
             continue
         summary = read_summary(out / run.name)

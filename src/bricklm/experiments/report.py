@@ -18,13 +18,13 @@ import torch
 from bricklm.config import parse_loss_levels
 from bricklm.errors import UserError
 from bricklm.experiments import tables
-from bricklm.experiments.plan import PlannedRun, collect_results, read_experiment
+from bricklm.experiments.plan import EXPERIMENT, PlannedRun, collect_results, read_experiment
 from bricklm.experiments.stats import missing_runs
 from bricklm.model.generate import check_sampling_settings, generate_text
-from bricklm.storage.metrics import eval_records, read_metrics
+from bricklm.storage.metrics import METRICS, eval_records, read_metrics
 from bricklm.storage.plots import finish_loss_axes, plot_loss, plt
-from bricklm.storage.runs import read_run_config, read_summary
-from bricklm.storage.snapshots import list_snapshots, load_snapshot_model
+from bricklm.storage.runs import CONFIG, SUMMARY, read_run_config, read_summary
+from bricklm.storage.snapshots import SNAPSHOTS, list_snapshots, load_snapshot_model
 from bricklm.text.tokenizer import load_tokenizer
 
 BLOG_ITERATIONS = (500, 1500, 3000)
@@ -178,17 +178,17 @@ def format_level(entry: dict[str, Any]) -> str:
 
 
 def detect(path: Path) -> str:
-    if (path / "experiment.json").is_file():
+    if (path / EXPERIMENT).is_file():
         return read_experiment(path).get("kind", "sweep")
-    if (path / "metrics.jsonl").is_file():
+    if (path / METRICS).is_file():
         return "run"
     raise UserError(f"{path} is neither a run (metrics.jsonl), a sweep nor an ablation (experiment.json)")
 
 
 def run_report(run: Path) -> str:
     parts = [f"# Run `{run.name}`\n"]
-    config = read_run_config(run) if (run / "config.json").is_file() else {}
-    if (run / "summary.json").is_file():
+    config = read_run_config(run) if (run / CONFIG).is_file() else {}
+    if (run / SUMMARY).is_file():
         s = read_summary(run)
         parts.append(
             "| Quantity | Value |\n|---|---:|\n"
@@ -226,7 +226,7 @@ def run_report(run: Path) -> str:
     parts.append(
         f"## Train vs validation\n\n{overfit_section(run, None, run / 'overfit.png')}\n\n![overfit](overfit.png)\n"
     )
-    if config.get("train", {}).get("loss_levels") or (run / "snapshots").is_dir():
+    if config.get("train", {}).get("loss_levels") or (run / SNAPSHOTS).is_dir():
         try:
             entries = level_samples(run, 100, 1337, 1.0)
             lines = "\n".join(f"    {format_level(e)}" for e in entries)

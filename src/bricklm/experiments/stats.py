@@ -28,6 +28,7 @@ from typing import Any
 
 from bricklm.experiments.plan import read_failures
 from bricklm.storage import checkpoint as ckpt
+from bricklm.storage.runs import CONFIG
 
 SPREAD_FACTOR = 2.0  # |Δ| within this many (larger) standard deviations is seed noise
 MEAN_KEYS = ("val_loss", "train_loss", "best_val_loss", "training_time_s", "tokens_per_s")
@@ -119,7 +120,7 @@ def missing_runs(out: Path, planned: list[dict[str, Any]], results: list[dict[st
                 f"unfinished at step {step:,} of {run['train']['max_iters']:,} (last checkpoint); "
                 "the same command resumes it"
             )
-        elif (out / name / "config.json").is_file():
+        elif (out / name / CONFIG).is_file():
             why[name] = "started, no checkpoint yet; the same command trains it"
         else:
             why[name] = "not started yet"

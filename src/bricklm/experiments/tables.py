@@ -17,7 +17,7 @@ from typing import Any
 from bricklm.experiments.plan import EXPERIMENT, RESULTS_MD, read_experiment, too_short_warning
 from bricklm.experiments.stats import format_delta, format_loss, group_results, missing_runs, spread_note
 from bricklm.files import atomic_write_bytes
-from bricklm.storage.metrics import read_metrics
+from bricklm.storage.metrics import METRICS, read_metrics
 from bricklm.storage.plots import plt, save
 
 # The blog's sweep table, top to bottom: (row label, how to read it from a result, kind). A run without a
@@ -148,7 +148,7 @@ def plot_val_curves(out: Path, results: list[dict[str, Any]], path: Path, title:
     # Runs still training (or interrupted) are drawn dashed, so a running sweep can be watched.
     done = {r["name"] for r in results}
     for run in planned_runs(out):
-        metrics = out / run["name"] / "metrics.jsonl"
+        metrics = out / run["name"] / METRICS
         if run["name"] in done or not metrics.is_file():
             continue
         evals = [m for m in read_metrics(out / run["name"]) if m.get("eval")]

@@ -32,7 +32,7 @@ from bricklm.inspect.health import (
 from bricklm.model.generate import encode_prompt
 from bricklm.model.gpt import GPT, evaluating
 from bricklm.recipes import load_config, resolve, to_dict
-from bricklm.storage.metrics import read_metrics
+from bricklm.storage.metrics import METRICS, read_metrics
 from bricklm.storage.plots import plt, save
 from bricklm.storage.runs import load_run, read_run_config
 from bricklm.text.data import check_split_length, load_corpus
@@ -282,7 +282,7 @@ def load_target(
         train = {k: v for k, v in overrides.items() if section_of(k) == "train"}
         _, train_cfg = resolve(to_dict(loaded.model_cfg, loaded.train_cfg), None, train)
         data_dir = data or read_run_config(run).get("data", {}).get("dir")
-        metrics = read_metrics(run) if (Path(run) / "metrics.jsonl").is_file() else []
+        metrics = read_metrics(run) if (Path(run) / METRICS).is_file() else []
         block = overrides.get("block_size", loaded.model_cfg.block_size)
         if not 0 < block <= loaded.model_cfg.block_size:
             raise UserError(f"--block-size must be 1..{loaded.model_cfg.block_size} (the model's context) for this run")

@@ -3,10 +3,11 @@
     run = load_run("runs/blog")                  # best checkpoint: .model (eval mode), .tokenizer, .model_cfg
     config = read_run_config("runs/blog")        # config.json, checked and in today's terms
     summary = read_summary("runs/blog")          # summary.json, checked
+    config = check_run_config(obj, path)         # the same checks, on JSON read another way (the studio's)
 
-Every file a command reads from a run comes through here (or checkpoint.py, metrics.py, snapshots.py), and
-damage (bad JSON, a list where an object belongs, a string where a number belongs, weights of the
-wrong shapes) is a UserError naming the file, never a traceback further on.
+Every file a command or the studio reads from a run comes through here (or checkpoint.py, metrics.py,
+snapshots.py), and damage (bad JSON, a list where an object belongs, a string where a number belongs,
+weights of the wrong shapes) is a UserError naming the file, never a traceback further on.
 
 A run directory holds config.json, tokenizer.json, metrics.jsonl, samples.jsonl (a sample at
 every evaluation), loss.png, summary.json, checkpoints/ (checkpoint.py) and snapshots/loss-X.XX/
@@ -31,6 +32,8 @@ from bricklm.storage import checkpoint as ckpt
 from bricklm.storage.metrics import has_type
 from bricklm.text.tokenizer import Tokenizer, tokenizer_from_dict
 
+CONFIG = "config.json"  # written first: a folder holding it is a run
+SUMMARY = "summary.json"  # written last: a run holding it has finished
 SUMMARY_FIELDS = {
     "parameters": "an integer",
     "steps": "an integer",
@@ -86,18 +89,21 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """RUN/config.json as a dict with its [model] table in today's terms; damage is a UserError naming the file.
+    """RUN/config.json as a dict with its [model] table in today's terms (check_run_config); damage is a UserError
+    naming the file."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no {CONFIG}; is it a bricklm run directory?")
+    return check_run_config(read_json_object(path, "run's config"), path)
+
+
+def check_run_config(config: Any, path: Path) -> dict[str, Any]:
+    """A run's config.json read from `path`, checked, with its [model] table in today's terms; damage is a UserError
+    naming the file.
 
     Checked: each table is an object, the model table makes a model, train settings have their types.
     Train values out of range are left to whoever builds a TrainConfig from them (a resume may fix them).
     """
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no config.json; is it a bricklm run directory?")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
-        raise UserError(f"{path} is not readable JSON ({type(exc).__name__}); the run's config is damaged") from None
     if not isinstance(config, dict) or not isinstance(config.get("model", {}), dict):
         raise UserError(f"{path} is not a bricklm run config (expected an object with a model table)")
     for key in ("train", "data", "finetune"):
@@ -117,20 +123,35 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 
 def read_summary(run_dir: str | Path) -> dict[str, Any]:
     """RUN/summary.json (what training wrote at the end), checked; damage is a UserError naming the file."""
-    path = Path(run_dir) / "summary.json"
-    summary = _read_json(path, "summary")
+    path = Path(run_dir) / SUMMARY
+    return check_summary(read_json_object(path, "summary"), path)
+
+
+def check_summary(summary: Any, path: Path) -> dict[str, Any]:
+    """A run's summary.json read from `path`, checked; damage is a UserError naming the file."""
+    if not isinstance(summary, dict):
+        raise UserError(f"{path} is not a JSON object; the summary is damaged")
     for key, kind in SUMMARY_FIELDS.items():
         if not has_type(summary.get(key), kind):
             raise UserError(f"{path}: {key} is {summary.get(key)!r}, not {kind}; the summary is damaged")
     return summary
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def read_json_object(path: Path, what: str, max_bytes: int | None = None) -> dict[str, Any]:
+    """A JSON object from a file of a run (what: "summary", "run's config", ... for the message); a file that is
+    missing, unreadable, over max_bytes, not UTF-8 JSON or not an object is a UserError naming it."""
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as fh:
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
     except FileNotFoundError:
         raise UserError(f"{path} not found") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise UserError(f"{path} is not readable ({exc.strerror or type(exc).__name__})") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise UserError(f"{path} is over {max_bytes:,} bytes; the {what} is damaged")
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except ValueError as exc:  # bad JSON or bad UTF-8
         raise UserError(f"{path} is not readable JSON ({type(exc).__name__}); the {what} is damaged") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path} is not a JSON object; the {what} is damaged")

@@ -29,6 +29,8 @@ from bricklm.storage.metrics import has_type
 from bricklm.storage.runs import read_run_config
 
 SNAPSHOTS = "snapshots"
+WEIGHTS, RECORD = "model.safetensors", "snapshot.json"
+FILES = (WEIGHTS, RECORD)  # RECORD is written last: a folder without it is incomplete
 
 
 def level_name(level: float) -> str:
@@ -38,26 +40,31 @@ def level_name(level: float) -> str:
 def write_snapshot(path: Path, model: torch.nn.Module, info: dict[str, Any]) -> None:
     path.mkdir(parents=True, exist_ok=True)
     # Bytes through Python's files, not safetensors' own (it refuses a path that isn't UTF-8).
-    atomic_write_bytes(path / "model.safetensors", st_save(ckpt.model_tensors(model)))
-    atomic_write_json(path / "snapshot.json", info)  # last: a snapshot without it is incomplete
+    atomic_write_bytes(path / WEIGHTS, st_save(ckpt.model_tensors(model)))
+    atomic_write_json(path / RECORD, info)  # last: a snapshot without it is incomplete
+
+
+def complete_snapshots(run_dir: str | Path) -> list[Path]:
+    """The run's snapshot folders that hold both FILES (an incomplete one is skipped), by name."""
+    root = Path(run_dir) / SNAPSHOTS
+    found = sorted(root.glob("loss-*")) if root.is_dir() else []
+    return [d for d in found if all((d / name).is_file() for name in FILES)]
 
 
 def list_snapshots(run_dir: str | Path) -> list[dict[str, Any]]:
     """Complete snapshots of a run, highest level first, each with its 'path'; a damaged one is a UserError."""
-    root = Path(run_dir) / SNAPSHOTS
     out = []
-    for d in sorted(root.glob("loss-*")) if root.is_dir() else []:
-        meta = d / "snapshot.json"
-        if meta.is_file() and (d / "model.safetensors").is_file():
-            try:
-                info = json.loads(meta.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                info = None
-            fields = {"level": "a number", "step": "an integer", "val_loss": "a number"}
-            if not isinstance(info, dict) or not all(has_type(info.get(k), kind) for k, kind in fields.items()):
-                raise UserError(f"{meta} is damaged (not a snapshot record); delete {d} to go on without it")
-            info["path"] = d
-            out.append(info)
+    for d in complete_snapshots(run_dir):
+        meta = d / RECORD
+        try:
+            info = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = None
+        fields = {"level": "a number", "step": "an integer", "val_loss": "a number"}
+        if not isinstance(info, dict) or not all(has_type(info.get(k), kind) for k, kind in fields.items()):
+            raise UserError(f"{meta} is damaged (not a snapshot record); delete {d} to go on without it")
+        info["path"] = d
+        out.append(info)
     return sorted(out, key=lambda i: -i["level"])
 
 
@@ -65,7 +72,7 @@ def load_snapshot_model(run_dir: str | Path, snapshot: dict[str, Any], device="c
     """A GPT with a snapshot's weights, shaped by the run's config.json."""
     config = read_run_config(run_dir)
     model = GPT(build(ModelConfig, config.get("model", {}), "model"))
-    path = Path(snapshot["path"]) / "model.safetensors"
+    path = Path(snapshot["path"]) / WEIGHTS
     try:
         tensors = st_load(path.read_bytes())
     except (SafetensorError, OSError, ValueError) as exc:

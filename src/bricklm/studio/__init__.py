@@ -6,11 +6,12 @@
     from bricklm.studio import serve, create_app
     serve("runs", host="127.0.0.1", port=8000)
 
-Modules: runsdir (the folder: which runs, their status, reads that stay inside it), logs (metrics
-and samples as they grow), models (a bounded cache of loaded checkpoints), engine (generation on
-worker threads that take turns, cancelled when the client leaves), sampling (completions and chat replies),
-inside (attention per head and the logit lens), api (the /v1 routes), guard (Host check, body
-limit, headers), app (the ASGI app), server (binding and uvicorn); static/ holds the page.
+Modules: runsdir (the folder: which runs, their status, reads that stay inside it), logs (runs
+followed as they train, and the runs table's rows), models (a bounded cache of loaded checkpoints),
+engine (generation on worker threads that take turns, cancelled when the client leaves), sampling
+(completions and chat replies), inside (attention per head and the logit lens), api (the /v1 routes),
+guard (Host check, body limit, headers), app (the ASGI app), server (binding and uvicorn); static/ holds
+the page. What a run's files hold is read and checked by bricklm.storage, as every command reads it.
 """
 
 from bricklm.studio.app import create_app

@@ -36,11 +36,12 @@ from starlette.exceptions import HTTPException
 
 import bricklm.studio.api as api
 from bricklm import __version__
+from bricklm.storage.runs import CONFIG
 from bricklm.studio.api import MAX_TOKENS, SSE_HEADERS, ApiError, sse
 from bricklm.studio.engine import Busy, Engine
 from bricklm.studio.guard import Guard
 from bricklm.studio.inside import look_inside
-from bricklm.studio.logs import Cursor, RunLogs, describe, mtime, run_config
+from bricklm.studio.logs import Cursor, LiveRuns, describe, mtime, run_config
 from bricklm.studio.models import LoadFailed, ModelCache, NotFound, Served
 from bricklm.studio.runsdir import RunsDir
 
@@ -51,11 +52,11 @@ MAX_LIVE_RUNS = 32  # runs one live stream follows
 
 
 class Studio:
-    """What the routes share: the runs folder, their logs, the model cache and the generation engine."""
+    """What the routes share: the runs folder, the runs followed live, the model cache and the generation engine."""
 
     def __init__(self, runs: RunsDir, cache_size: int = 4, workers: int = 4, max_jobs: int = 68):
         self.runs = runs
-        self.logs = RunLogs(runs)
+        self.live_runs = LiveRuns(runs)
         self.models = ModelCache(runs, cache_size)
         self.engine = Engine(workers, max_jobs)
         self.closing = asyncio.Event()
@@ -65,7 +66,7 @@ class Studio:
 
     def rows(self) -> list[dict]:
         """The runs table, newest first (blocking: reads files)."""
-        rows = [describe(self.runs, run, self.logs.get(run)) for run in self.runs.runs()]
+        rows = [describe(self.runs, run, self.live_runs.get(run)) for run in self.runs.runs()]
         return sorted(rows, key=lambda r: r["updated"], reverse=True)
 
     def model_list(self) -> list[dict]:
@@ -75,7 +76,7 @@ class Studio:
             if self.runs.best_checkpoint(run) is None:
                 continue
             config = run_config(self.runs, run)
-            path = self.runs.file(run, "config.json")
+            path = self.runs.file(run, CONFIG)
             out.append(
                 {
                     "id": run.id,
@@ -111,9 +112,9 @@ class Studio:
 
     def live_update(self, run, cursor: Cursor) -> tuple[Cursor, dict]:
         """What a live page hasn't seen of `run`, with its current row (blocking)."""
-        log = self.logs.get(run)
-        cursor, delta = log.since(cursor)
-        return cursor, {"id": run.id, "row": describe(self.runs, run, log), **(delta or {"reset": False})}
+        live = self.live_runs.get(run)
+        cursor, delta = live.since(cursor)
+        return cursor, {"id": run.id, "row": describe(self.runs, run, live), **(delta or {"reset": False})}
 
     async def live(self, runs: list) -> AsyncIterator[str]:
         """Server-sent `run` events for each run: everything at first, then what was appended, every POLL_S."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from bricklm.errors import UserError
 from bricklm.model.gpt import GPT
-from bricklm.storage.runs import load_run
+from bricklm.storage.runs import CONFIG, load_run
 from bricklm.storage.snapshots import list_snapshots, load_snapshot_model
 from bricklm.studio.runsdir import Run, RunsDir
 from bricklm.text.tokenizer import ChatTokenizer, Tokenizer, load_tokenizer
@@ -111,7 +111,7 @@ class ModelCache:
 
     def _load(self, run: Run, name: str) -> Served:
         if name.startswith("loss-"):
-            if self.runs.file(run, "config.json") is None or self.runs.file(run, "tokenizer.json") is None:
+            if self.runs.file(run, CONFIG) is None or self.runs.file(run, "tokenizer.json") is None:
                 raise UserError("its config.json or tokenizer.json is missing")
             snapshot = next((s for s in list_snapshots(run.path) if s["path"].name == name), None)
             if snapshot is None:

@@ -11,12 +11,12 @@ A run is a folder holding config.json; its id is its path relative to the runs f
 carry its id as their group. Requests name runs only by id, and an id is looked up among the ids
 the walk found, so no path from a request is ever joined onto the filesystem. Every path the
 walk or a read meets is resolved (symlinks too) and refused unless it stays inside the folder.
-Nothing here writes or locks anything in a run: the studio only reads what training wrote.
+Nothing here writes or locks anything in a run: the studio only reads what training wrote, and what a
+file holds is parsed by storage/, as every command parses it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -27,8 +27,10 @@ from typing import Any
 from bricklm.errors import UserError
 from bricklm.files import LOCK_NAME
 from bricklm.storage import checkpoint as ckpt
+from bricklm.storage.runs import CONFIG, SUMMARY, read_json_object
+from bricklm.storage.snapshots import FILES as SNAPSHOT_FILES
+from bricklm.storage.snapshots import complete_snapshots
 
-RUN_MARKER = "config.json"
 EXPERIMENT = "experiment.json"  # what `bricklm sweep` and `bricklm ablate` write at the top of their folder
 MAX_DEPTH = 3  # runs/<run>, runs/<sweep>/<run>, runs/<project>/<sweep>/<run>
 MAX_RUNS = 1000  # a walk stops here, so a huge folder can't stall every page load
@@ -62,8 +64,8 @@ class RunsDir:
                 f"runs folder not found: {root} (train one first, e.g. `bricklm train --out "
                 f"{root / 'NAME'}`, or pass --runs DIR)"
             )
-        if single_run and not (root / RUN_MARKER).is_file():
-            raise UserError(f"{root} has no {RUN_MARKER}; is it a bricklm run directory?")
+        if single_run and not (root / CONFIG).is_file():
+            raise UserError(f"{root} has no {CONFIG}; is it a bricklm run directory?")
         self.root = root.resolve()
         self.single_run = single_run
         self._lock = threading.Lock()
@@ -84,16 +86,15 @@ class RunsDir:
         path = self.inside(run.path.joinpath(*parts))
         return path if path is not None and path.is_file() else None
 
-    def read_json(self, run: Run, *parts: str) -> Any:
-        """A small JSON file of a run, or None if it is missing, outside, too big, or (half-)written badly."""
+    def read_json(self, run: Run, *parts: str) -> dict[str, Any] | None:
+        """A small JSON object of a run (storage.runs.read_json_object), or None if it is missing, outside, too
+        big, (half-)written badly or not an object."""
         path = self.file(run, *parts)
         if path is None:
             return None
         try:
-            with open(path, "rb") as fh:
-                data = fh.read(MAX_JSON_BYTES + 1)
-            return json.loads(data) if len(data) <= MAX_JSON_BYTES else None
-        except (OSError, ValueError):
+            return read_json_object(path, parts[-1], MAX_JSON_BYTES)
+        except UserError:
             return None
 
     # --- the walk --------------------------------------------------------------------------------
@@ -138,11 +139,11 @@ class RunsDir:
             if real is None or not real.is_dir():
                 continue
             rel = child.relative_to(self.root).as_posix()
-            if (real / RUN_MARKER).is_file():
+            if (real / CONFIG).is_file():
                 found[rel] = Run(rel, real, group, kind)  # a run's own folders (checkpoints/, corpus/) aren't runs
             elif depth < MAX_DEPTH:
                 exp = self.read_json(Run(rel, real), EXPERIMENT) if (real / EXPERIMENT).is_file() else None
-                if isinstance(exp, dict):
+                if exp is not None:
                     self._walk_into(real, depth + 1, rel, str(exp.get("kind", "sweep")), found)
                 else:
                     self._walk_into(real, depth + 1, group, kind, found)
@@ -154,7 +155,7 @@ class RunsDir:
         'interrupted' (stopped by Ctrl-C, a crash, or still before its first evaluation with no lock)."""
         if lock_is_held(run.path / LOCK_NAME):
             return "running"
-        return "finished" if self.file(run, "summary.json") else "interrupted"
+        return "finished" if self.file(run, SUMMARY) else "interrupted"
 
     def checkpoints(self, run: Run) -> list[str]:
         """Names of the run's complete checkpoints (oldest first) whose files all stay inside the folder."""
@@ -166,16 +167,10 @@ class RunsDir:
         )
 
     def snapshots(self, run: Run) -> list[str]:
-        """Names of the run's complete loss-level snapshots (snapshots/loss-X.XX), highest level first."""
-        root = self.inside(run.path / "snapshots")
-        if root is None or not root.is_dir():
-            return []
-        names = []
-        for d in root.glob("loss-*"):
-            files = [self.inside(d / name) for name in ("model.safetensors", "snapshot.json")]
-            if all(f is not None and f.is_file() for f in files):  # snapshot.json is written last
-                names.append(d.name)
-        return sorted(names, reverse=True)
+        """Names of the run's complete loss-level snapshots (snapshots/loss-X.XX) whose files all stay inside the
+        folder, highest level first."""
+        inside = [d for d in complete_snapshots(run.path) if all(self.inside(d / f) for f in SNAPSHOT_FILES)]
+        return sorted((d.name for d in inside), reverse=True)
 
     def best_checkpoint(self, run: Run) -> str | None:
         """The checkpoint best.json names, if it is one of `checkpoints(run)`, else the newest; None if none.
@@ -185,7 +180,7 @@ class RunsDir:
         """
         names = self.checkpoints(run)
         pointer = self.read_json(run, ckpt.CHECKPOINTS, ckpt.BEST)
-        best = pointer.get("dir") if isinstance(pointer, dict) else None
+        best = pointer.get("dir") if pointer is not None else None
         if best in names:
             return best
         return names[-1] if names else None
