@@ -18,7 +18,8 @@ from bricklm.inspect.health import (
     update_ratios,
 )
 from bricklm.inspect.inspection import layers_to_show, write_plots
-from bricklm.model.gpt import GPT, count_params, merge_heads
+from bricklm.model.attention import merge_heads
+from bricklm.model.gpt import GPT, count_params
 from bricklm.text.data import load_corpus
 from conftest import TINY_FLAGS
 

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 
 from bricklm.config import TrainConfig
 from bricklm.errors import UserError
-from bricklm.model.gpt import evaluating, split_heads
+from bricklm.model.attention import split_heads
+from bricklm.model.gpt import evaluating
 from bricklm.text.data import get_batch
 from bricklm.training.callbacks import Callback, Context
 from bricklm.training.optim import learning_rate, make_optimizer
