@@ -8,14 +8,16 @@
 Decoding one token does little arithmetic (a few matrix-vector products per layer) and many small
 calls: through nn.Module, each linear layer, norm, dropout and reshape costs tens of microseconds of
 Python before any maths, and a 52-layer model makes ~1,500 of them per token. This step reads the
-same weights and the same KV caches and calls the functional ops directly: one linear for q, k and v,
+same weights and the same KV caches and calls the maths directly (functional ops, or a module's own
+forward as a plain function, skipping nn.Module.__call__): one linear for q, k and v,
 one write of k and v into the cache, one fused attention over the cached positions, and so on, about
 15 calls per layer. It computes what GPT.forward computes for that token (tests/model/test_generate.py
 checks logits and sampled tokens against the module path), in eval mode only (no dropout).
 
 Only the arithmetic is fused here; every decision a model switch makes is the model's own: the
-embedding and positions (GPT.embed), the residual wiring (Block.combine), the queries' and keys' norm
-and rotation (Attention.position_qk), the activation (the feed-forward's own), the head (GPT.readout).
+embedding and positions (GPT.embed), the residual wiring (Block.combine), the norms and the activation
+(the modules' own forward), the queries' and keys' norm and rotation (Attention.position_qk), the
+projections of either attention kind (Attention.projections), the head (GPT.readout).
 """
 
 from __future__ import annotations
@@ -29,12 +31,9 @@ from bricklm.model.gpt import GPT, Block, FeedForward
 
 
 def _norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """module(x) for the model's norms, without nn.Module's call overhead."""
-    if isinstance(module, nn.LayerNorm):
-        return F.layer_norm(x, module.normalized_shape, module.weight, module.bias, module.eps)
-    if isinstance(module, nn.RMSNorm):
-        return F.rms_norm(x, module.normalized_shape, module.weight, module.eps)
-    return x  # no norm (nn.Identity)
+    """module(x) for the block's norms: the module's own forward (whichever norm the model chose), called
+    directly, without the bookkeeping of nn.Module.__call__ (hooks, which a decode step never has)."""
+    return module.forward(x)
 
 
 class DecodeStep:
@@ -63,8 +62,8 @@ class DecodeStep:
         )
 
     def _ffn(self, ffn: FeedForward, h: torch.Tensor) -> torch.Tensor:
-        # act.forward: the model's own activation function, without the module call around it
-        return F.linear(ffn.act.forward(F.linear(h, ffn.fc.weight, ffn.fc.bias)), ffn.proj.weight, ffn.proj.bias)
+        # FeedForward.forward without its dropout (eval only) and without a module call per layer
+        return ffn.proj.forward(ffn.act.forward(ffn.fc.forward(h)))
 
     def _attention(self, attn: Attention, cache: KVCache, h: torch.Tensor, pos: int) -> torch.Tensor:
         B = h.size(0)
