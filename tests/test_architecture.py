@@ -10,7 +10,9 @@ The import graph is read from the source (ast), so these hold without importing 
 - no module over MAX_MODULE_LINES lines, no class over MAX_CLASS_LINES;
 - argparse only under cli/;
 - no formatter skip markers (the formatter decides layout: split by concept rather than squeeze);
-- no machine's own path in the source, the tests, the benchmarks or dev/.
+- no machine's own path in the source, the tests, the benchmarks or dev/;
+- the model's switches (ModelConfig's attention, positional, norm, ...) are read only by the model code and
+  the few places that check, set, name, map or key on them (SWITCH_READERS): everything else asks the model.
 """
 
 from __future__ import annotations
@@ -25,6 +27,24 @@ CLI = "cli"
 BASE = "base"
 CORE = (BASE, "text", "model", "storage", "training")  # bottom to top
 MAX_LAZY, MAX_MODULE_LINES, MAX_CLASS_LINES = 8, 450, 250
+SWITCHES = {
+    "attention",
+    "positional",
+    "norm",
+    "residual",
+    "activation",
+    "qk_norm",
+    "tie_weights",
+    "bias",
+    "ffn_bias",
+    "head_bias",
+    "zero_init",
+}
+# Who may read a switch: the model computes with them; config checks them, recipes reads their old spellings,
+# experiments set them, the tuner keys its cache and its memory estimate on them, cli makes flags of them, export
+# maps them to other formats.
+SWITCH_READERS = ("bricklm.model", "bricklm.config", "bricklm.recipes", "bricklm.experiments")
+SWITCH_READERS += ("bricklm.training.hardware", "bricklm.cli", "bricklm.export")
 
 
 def modules() -> dict[str, Path]:
@@ -184,6 +204,55 @@ def test_no_machine_paths():
     assert found == []
 
 
+def config_names(tree: ast.AST) -> set[str]:
+    """Local names that hold a config: assigned from `...config` / `...cfg`, or parameters annotated ModelConfig."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and re.search(r"(config|cfg)$", ast.unparse(node.value)):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif (
+            isinstance(node, ast.arg) and node.annotation is not None and "ModelConfig" in ast.unparse(node.annotation)
+        ):
+            names.add(node.arg)
+    return names
+
+
+def switch_reads(path: Path) -> list[str]:
+    """Where a file reads a model switch: `x.residual`, `x["residual"]`, `getattr(x, "residual")`, `x.get(...)`.
+
+    A method call (`t.norm()`) is not a read; `.bias` is also every Linear's own bias tensor, so it counts only
+    when read from a config (`model.config.bias`, `cfg.bias`, `c.bias` after `c = model.config`).
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    configs = config_names(tree)
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    found = []
+    for node in ast.walk(tree):
+        name = None
+        if isinstance(node, ast.Attribute) and node.attr in SWITCHES and id(node) not in called:
+            obj = ast.unparse(node.value)
+            if node.attr != "bias" or re.search(r"(config|cfg)$", obj) or obj in configs:
+                name = node.attr
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            name = node.slice.value
+        elif isinstance(node, ast.Call) and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant):
+            name = node.args[1].value if ast.unparse(node.func) == "getattr" else None
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            name = node.args[0].value if ast.unparse(node.func).endswith(".get") else name
+        if isinstance(name, str) and name in SWITCHES:
+            found.append(f"{path.name}:{node.lineno} reads {name}")
+    return found
+
+
+def test_only_the_model_computes_with_its_switches():
+    readers = {
+        name: switch_reads(path)
+        for name, path in modules().items()
+        if not any(name == r or name.startswith(r + ".") for r in SWITCH_READERS)
+    }
+    assert {name: reads for name, reads in readers.items() if reads} == {}
+
+
 def test_the_checks_themselves_can_fail(tmp_path):
     assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
     assert area("bricklm.training.trainer") == "training" and area("bricklm.cli.train") == CLI
@@ -196,3 +265,21 @@ def test_the_checks_themselves_can_fail(tmp_path):
     squeezed = tmp_path / "squeezed.py"
     squeezed.write_text("x = [1,\n  2]  # fmt: " + "skip\n")
     assert fmt_skips([squeezed]) == [f"{squeezed}:2"]
+    reader = tmp_path / "reader.py"
+    reader.write_text(
+        "def f(block, cfg, c: ModelConfig, lin, t):\n"
+        "    a = block.residual, cfg['positional'], getattr(block, 'qk_norm', False), cfg.get('activation')\n"
+        "    b = cfg.bias, c.head_bias\n"
+        "    d = lin.bias, t.norm(), t['step']  # a Linear's bias, a tensor method, another key: not switches\n"
+        "    conf = block.config\n"
+        "    return conf.bias\n"
+    )
+    assert sorted(switch_reads(reader)) == [
+        "reader.py:2 reads activation",
+        "reader.py:2 reads positional",
+        "reader.py:2 reads qk_norm",
+        "reader.py:2 reads residual",
+        "reader.py:3 reads bias",
+        "reader.py:3 reads head_bias",
+        "reader.py:6 reads bias",
+    ]

@@ -228,7 +228,7 @@ def test_recomputed_activations_give_the_same_gradients():
 
 @pytest.mark.parametrize("kernel", ["math", pytest.param("compiled", marks=pytest.mark.slow)])
 def test_every_attention_kernel_matches_sdpa_forward_and_backward(kernel):
-    from bricklm.model.gpt import ATTENTION_KERNELS
+    from bricklm.model.attention import ATTENTION_KERNELS
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 4, 16, 8, requires_grad=True) for _ in range(3))
@@ -243,8 +243,8 @@ def test_every_attention_kernel_matches_sdpa_forward_and_backward(kernel):
 
 
 def test_a_compiled_kernel_that_cannot_compile_falls_back(monkeypatch, capsys):
+    from bricklm.model.attention import causal_attention_plain
     from bricklm.model.fastpaths import CompiledFunction
-    from bricklm.model.gpt import causal_attention_plain
 
     def broken(fn, **kwargs):
         raise RuntimeError("no C compiler here")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bricklm.config import ModelConfig
-from bricklm.model.generate import filter_logits, generate
+from bricklm.model.generate import context_start, filter_logits, generate
 from bricklm.model.gpt import GPT
 
 
@@ -117,3 +117,19 @@ def test_temperature_zero_is_greedy():
 def test_seed_controls_sampling():
     model = model_with("sdpa")
     assert tokens(model, True, 30) == tokens(model, True, 30)
+
+
+@pytest.mark.parametrize("prompt_len", [1, 5, 16, 40])
+def test_context_start_replays_the_window_generate_reads(prompt_len):
+    """context_start (what the studio looks back with) names the first token of every context generate() read."""
+    model = model_with("sdpa")
+    block = model.config.block_size
+    seen = []
+    real_forward = model.forward
+    model.forward = lambda idx, *a, **k: (seen.append(idx.size(1)), real_forward(idx, *a, **k))[1]
+    prompt = torch.randint(0, 13, (1, prompt_len))
+    list(generate(model, prompt, 3 * block, use_cache=False))
+    assert len(seen) == 3 * block
+    for position, context_len in enumerate(seen, start=prompt_len):
+        assert position - context_start(prompt_len, position, block) == context_len
+    assert context_start(prompt_len, 3, block) == max(0, 3 - block)  # a prompt token: as far as the window reaches

@@ -164,7 +164,7 @@ def test_rope_and_qk_norm_attention_paths_agree():
 
 def test_rope_sees_relative_positions_only():
     """Shifting a whole sequence by a few positions rotates q and k alike: their dot products stay the same."""
-    from bricklm.model.gpt import apply_rope, rope_tables
+    from bricklm.model.attention import apply_rope, rope_tables
 
     cos, sin = rope_tables(32, 8)
     q, k = torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8)
@@ -195,3 +195,33 @@ def test_switches_that_cannot_combine_are_refused(bad):
 
     with pytest.raises(UserError):
         tiny(**bad).validate()
+
+
+@pytest.mark.parametrize("switch", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default")
+def test_trace_is_the_forward_pass_layer_by_layer(switch):
+    """What inspect and the studio read off a model (GPT.trace) is what its modules compute."""
+    torch.manual_seed(0)
+    model = GPT(tiny(**switch)).eval()
+    idx = torch.randint(0, 11, (2, 16))
+    first = []  # what each block's first sub-layer receives, seen from the modules themselves
+    hooks = [
+        (b.attn if b.attn is not None else b.ffn).register_forward_pre_hook(lambda m, a: first.append(a[0]))
+        for b in model.blocks
+    ]
+    with torch.no_grad():
+        logits, _ = model(idx)
+        for h in hooks:
+            h.remove()
+        trace = model.trace(idx)
+        assert len(trace.streams) == 3 and len(trace.weights) == len(trace.first_inputs) == 2
+        torch.testing.assert_close(trace.streams[0], model.embed(idx))
+        for block, x, y in zip(model.blocks, trace.streams[:-1], trace.streams[1:], strict=True):
+            torch.testing.assert_close(y, block(x))
+        torch.testing.assert_close(model.readout(trace.streams[-1]), logits)
+    for seen, recorded in zip(first, trace.first_inputs, strict=True):
+        torch.testing.assert_close(seen, recorded)
+    for w in trace.weights:
+        if switch.get("attention") == "none":
+            assert w is None
+        else:
+            assert w.shape == (2, 4, 16, 16) and torch.allclose(w.sum(-1), torch.ones(2, 4, 16))

@@ -179,6 +179,21 @@ def fake_checkpoint(run, step):
     return d
 
 
+@pytest.mark.parametrize("tie", [False, True])
+def test_a_shared_weight_is_saved_once_and_only_it_may_be_missing(tie):
+    from bricklm.config import ModelConfig
+    from bricklm.model.gpt import GPT
+
+    cfg = ModelConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8, tie_weights=tie)
+    saved = ckpt.model_tensors(GPT(cfg))
+    assert ("head.weight" in saved) is not tie  # the tied head is the token embedding: stored once
+    model = GPT(cfg)
+    ckpt.load_model_tensors(model, saved, "model.safetensors")
+    torch.testing.assert_close(model.head.weight, saved["tok_emb.weight" if tie else "head.weight"])
+    with pytest.raises(UserError, match="missing .'blocks.0.ffn.fc.weight'"):
+        ckpt.load_model_tensors(model, {k: v for k, v in saved.items() if k != "blocks.0.ffn.fc.weight"}, "m")
+
+
 def test_prune_keeps_the_last_n_and_the_best(tmp_path):
     dirs = [fake_checkpoint(tmp_path, s) for s in (10, 20, 30, 40, 50)]
     ckpt.mark_best(tmp_path, 20, 1.0)

@@ -82,7 +82,7 @@ def apply_lora(model: nn.Module, rank: int, alpha: float, log=None) -> list[str]
             p.requires_grad_(True)
     for name in names:
         _set_submodule(model, name, LoRALinear(model.get_submodule(name), rank, alpha))
-    if log and getattr(getattr(model, "config", None), "attention", None) == "torch_mha":
+    if log and any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
         log("LoRA: attention=torch_mha keeps its projections inside nn.MultiheadAttention; adapting the FFN only")
     return names
 

@@ -19,9 +19,9 @@ One *health record* is a JSON-able dict measured on one batch:
     records = probe_training(model, train_cfg, data, steps=30)   # trains a copy, returns records
     Trainer(..., callbacks=[HealthCallback()])          # `train --log-health`: a record per evaluation
 
-model.py is not changed for any of this: forward hooks see the stream, and attention weights are
-recomputed from `attn.c_attn` (sdpa, manual) or `attn.mha.in_proj_weight` (torch_mha), because the
-model's fused kernel never materialises them.
+The stream, what each block's first sub-layer receives and the attention weights come from the
+model itself (GPT.trace, Block.trace): the weights recomputed from each block's own q and k, because
+the fused kernel never materialises them. Nothing here knows the model's switches.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from bricklm.config import TrainConfig
 from bricklm.errors import UserError
-from bricklm.model.gpt import evaluating, split_heads
+from bricklm.model.gpt import evaluating
 from bricklm.text.data import get_batch
 from bricklm.training.callbacks import Callback, Context
 from bricklm.training.optim import learning_rate, make_optimizer
@@ -85,25 +85,6 @@ def update_ratios(before: dict[str, torch.Tensor], model) -> dict[str, float]:
     return {k: math.sqrt(num[k] / den[k]) for k in num if den[k] > 0}
 
 
-def attention_qk(attn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Queries and keys (B, nh, T, hs) as the attention module computes them (QK-norm and rotary included)."""
-    if hasattr(attn, "qkv"):
-        q, k, _ = attn.qkv(x)
-        return q, k
-    # torch_mha: nn.MultiheadAttention packs q, k, v in one in_proj matrix, in that order
-    q, k, _ = F.linear(x, attn.mha.in_proj_weight, attn.mha.in_proj_bias).chunk(3, dim=-1)
-    return split_heads(q, attn.n_head), split_heads(k, attn.n_head)
-
-
-def attention_weights(attn, x: torch.Tensor) -> torch.Tensor:
-    """softmax(q kᵀ / √hs) with the causal mask: (B, nh, T, T), row t = where position t looks."""
-    q, k = attention_qk(attn, x)
-    T = q.size(2)
-    scores = q @ k.transpose(-2, -1) * q.size(-1) ** -0.5
-    future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-    return F.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
-
-
 def attention_entropy(weights: torch.Tensor) -> list[float]:
     """Per head: mean over rows t ≥ 1 of entropy(row) / log(t + 1), so 1 = uniform over what t can see."""
     T = weights.size(-1)
@@ -121,40 +102,6 @@ def attention_first(weights: torch.Tensor) -> list[float]:
     return weights[:, :, T // 2 :, 0].float().mean(dim=(0, 2)).tolist()
 
 
-class StreamRecorder:
-    """Forward hooks that keep each block's input and output and each attention module's input."""
-
-    def __init__(self, model):
-        self.inputs: list[torch.Tensor] = []
-        self.outputs: list[torch.Tensor] = []
-        self.attn_inputs: dict[int, torch.Tensor] = {}
-        self.handles = []
-        for i, block in enumerate(model.blocks):
-            self.handles.append(block.register_forward_hook(self._block_hook))
-            if block.attn is not None:
-                self.handles.append(block.attn.register_forward_pre_hook(self._attn_hook(i)))
-
-    def _block_hook(self, module, args, output):
-        self.inputs.append(args[0].detach())
-        self.outputs.append(output.detach())
-
-    def _attn_hook(self, i):
-        def hook(module, args):
-            self.attn_inputs[i] = args[0].detach()
-
-        return hook
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
-
-
 def _cos_per_token(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(F.cosine_similarity(a.float(), b.float(), dim=-1).mean())
 
@@ -169,18 +116,12 @@ def scale_probe(block, x: torch.Tensor) -> tuple[float, float]:
     the feed-forward without attention) receives: 0 when a LayerNorm sits in front of it, 1 when it
     gets the raw stream.
     """
-    sub = block.attn if block.attn is not None else block.ffn
-    seen = []
-    handle = sub.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
-    try:
-        y1, y2 = block(x), block(2 * x)
-    finally:
-        handle.remove()
+    (y1, s1, _), (y2, s2, _) = block.trace(x, weights=False), block.trace(2 * x, weights=False)
     # The projection of the change onto x, not its norm: a LayerNorm's epsilon makes a block without an
     # identity path slightly scale-sensitive when the stream is tiny, but that change doesn't point along x.
     xf = x.float()
     passthrough = float(((y2 - y1).float() * xf).sum() / xf.pow(2).sum().clamp_min(1e-24))
-    sensitivity = float((seen[1] - seen[0]).float().norm() / seen[0].float().norm().clamp_min(1e-12))
+    sensitivity = float((s2 - s1).float().norm() / s1.float().norm().clamp_min(1e-12))
     return passthrough, sensitivity
 
 
@@ -188,28 +129,25 @@ def measure(model, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     """One health record (without update_ratio) from one forward and backward pass on (x, y).
 
     Runs in eval mode (no dropout, so no random numbers are drawn) and leaves gradients in .grad.
+    The stream and attention come from the model's own trace of the same batch (GPT.trace).
     """
     with evaluating(model):
         model.zero_grad(set_to_none=True)
-        with StreamRecorder(model) as rec:
-            _, loss = model(x, y)
+        _, loss = model(x, y)
         loss.backward()
         record: dict[str, Any] = {"loss": float(loss.detach()), "grad_norm": grad_norms(model)}
-        stream = [rec.inputs[0]] + rec.outputs if rec.inputs else []
-        record["act_mean"] = [float(s.float().mean()) for s in stream]
-        record["act_std"] = [float(s.float().std()) for s in stream]
-        record["embed_cos"] = [_cos_per_token(s, stream[0]) for s in stream[1:]]
         with torch.no_grad():
-            probes = [scale_probe(b, xi) for b, xi in zip(model.blocks, rec.inputs, strict=True)]
+            trace = model.trace(x)
+            stream = trace.streams
+            record["act_mean"] = [float(s.float().mean()) for s in stream]
+            record["act_std"] = [float(s.float().std()) for s in stream]
+            record["embed_cos"] = [_cos_per_token(s, stream[0]) for s in stream[1:]]
+            probes = [scale_probe(b, xi) for b, xi in zip(model.blocks, stream[:-1], strict=True)]
             record["passthrough"] = [p for p, _ in probes]
             record["input_sensitivity"] = [s for _, s in probes]
-            ent, first = [], []
-            for i, block in enumerate(model.blocks):
-                if i in rec.attn_inputs:
-                    w = attention_weights(block.attn, rec.attn_inputs[i])
-                    ent.append(attention_entropy(w))
-                    first.append(attention_first(w))
-            record["attn_entropy"], record["attn_first"] = ent, first
+            weights = [w for w in trace.weights if w is not None]
+            record["attn_entropy"] = [attention_entropy(w) for w in weights]
+            record["attn_first"] = [attention_first(w) for w in weights]
     return record
 
 

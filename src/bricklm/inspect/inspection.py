@@ -21,14 +21,7 @@ from bricklm.config import ModelConfig, TrainConfig, section_of
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_json, check_out_dir, check_out_file
 from bricklm.inspect.diagnosis import THRESHOLDS, diagnose, format_findings
-from bricklm.inspect.health import (
-    StreamRecorder,
-    attention_weights,
-    health_records,
-    measure,
-    probe_batch,
-    probe_training,
-)
+from bricklm.inspect.health import health_records, measure, probe_batch, probe_training
 from bricklm.model.generate import encode_prompt
 from bricklm.model.gpt import GPT, evaluating
 from bricklm.recipes import load_config, resolve, to_dict
@@ -115,7 +108,7 @@ def shapes_report(model, batch_size: int, block_size: int, all_blocks: bool = Fa
     rows = []
     for name, typ, shape_in, shape_out in trace_shapes(model, B, T, all_blocks):
         rows.append((name, typ, shape_in, shape_out))
-        if name.endswith(".attn") and c.attention != "none":
+        if name.endswith(".attn"):  # a block without attention has no .attn module
             # The fused kernel never shows these; they are what the blog's "matrix sizes" are about.
             rows.append(("  inside attention", "q, k, v per head", "", f"({B}, {nh}, {T}, {hs})"))
             rows.append(("", "scores q·kᵀ/√hs", "", f"({B}, {nh}, {T}, {T})"))
@@ -216,10 +209,9 @@ def plot_attention(maps: list[torch.Tensor], tokens: list[str], path, max_layers
 
 @torch.no_grad()
 def attention_maps(model, idx: torch.Tensor) -> list[torch.Tensor]:
-    """(nh, T, T) attention weights of every block for one sequence idx (1, T)."""
-    with evaluating(model), StreamRecorder(model) as rec:
-        model(idx)
-    return [attention_weights(model.blocks[i].attn, x)[0] for i, x in sorted(rec.attn_inputs.items())]
+    """(nh, T, T) attention weights of every block with attention, for one sequence idx (1, T)."""
+    with evaluating(model):
+        return [w[0] for w in model.trace(idx).weights if w is not None]
 
 
 def write_plots(records, out_dir: Path, model=None, idx=None, tokens=None) -> list[Path]:
@@ -243,8 +235,9 @@ def write_plots(records, out_dir: Path, model=None, idx=None, tokens=None) -> li
                     band=(THRESHOLDS["update_ratio_low"], THRESHOLDS["update_ratio_high"]),
                 )
             )
-    if model is not None and idx is not None and model.config.attention != "none":
-        paths.append(plot_attention(attention_maps(model, idx), tokens, out_dir / "attention.png"))
+    maps = attention_maps(model, idx) if model is not None and idx is not None else []
+    if maps:
+        paths.append(plot_attention(maps, tokens, out_dir / "attention.png"))
     return paths
 
 

@@ -1,6 +1,7 @@
 """The GPT and everything that runs it.
 
-gpt.py        the model, bottom-up as in the papers: attention, feed-forward, block, GPT, KV cache
+attention.py  causal self-attention: the mask and softmax, the kernels, rotary positions, the two modules, KV cache
+gpt.py        the model, bottom-up as in the papers: feed-forward, block, GPT; its trace (streams, attention weights)
 decode.py     the fused single-token decode step (a fast path beside GPT.forward with a cache)
 generate.py   sampling: temperature, top-k, top-p, the context-window rule, streaming
 fastpaths.py  torch.compile and the compiled attention kernel, each with its eager fallback

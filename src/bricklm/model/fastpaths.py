@@ -3,7 +3,7 @@
     forward = compile_with_fallback(model, log)      # torch.compile, eager if it fails, even at the first call
     ATTENTION_KERNELS["compiled"]                    # the written-out attention, compiled (registered here)
 
-The other switches live beside what they speed up (attention kinds in model.py, AdamW
+The other switches live beside what they speed up (attention kinds in attention.py, AdamW
 implementations in optim.py, the whole-split evaluation in datasets.py); tests/model/test_fastpaths.py
 checks each against its plain path and benchmarks/run.py measures what each buys here.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from bricklm.model.gpt import ATTENTION_KERNELS, causal_attention_plain
+from bricklm.model.attention import ATTENTION_KERNELS, causal_attention_plain
 
 
 class CompiledWithFallback(nn.Module):

@@ -6,7 +6,9 @@
 Context policy (the same for the cached and the plain path, so they agree token for token):
 the model sees at most `block_size` tokens; when the context is full, the oldest half is
 dropped and the rest re-read. Re-reading half a window every block_size/2 tokens keeps
-a KV cache useful past the window, which sliding by one token each step would not.
+a KV cache useful past the window, which sliding by one token each step would not. The rule
+is written once (prompt_window, slide) and replayed by context_start, for whatever looks back
+at a generated token (the studio's look inside).
 """
 
 from __future__ import annotations
@@ -40,6 +42,31 @@ def check_sampling_settings(
         raise UserError(f"--temperature must be a number >= 0, got {temperature}")
     if top_p is not None and not 0 < top_p <= 1:
         raise UserError(f"--top-p must be in (0, 1], got {top_p}")
+
+
+def prompt_window(prompt_len: int, block: int) -> int:
+    """Index of the first prompt token the sampler reads: as much of the prompt as fits, its last `block` tokens."""
+    return max(0, prompt_len - block)
+
+
+def slide(length: int, block: int) -> int:
+    """How many of its oldest tokens a context drops once a new token makes it `length` long: none while it fits
+    in `block`; once it outgrows it, all but the newest block//2 + 1 (which are re-read, rebuilding the cache)."""
+    return 0 if length <= block else length - (block // 2 + 1)
+
+
+def context_start(prompt_len: int, position: int, block: int) -> int:
+    """Index of the first token the sampler's context held when it chose the token at `position`.
+
+    Replays generate(): the context starts as prompt_window of the prompt; each new token is appended and the
+    context slides. For a prompt token (position <= prompt_len): the window the prompt's pass gave it.
+    """
+    if position <= prompt_len:
+        return prompt_window(position, block)
+    start = prompt_window(prompt_len, block)
+    for end in range(prompt_len + 1, position + 1):  # the context after appending the token at end - 1
+        start += slide(end - start, block)
+    return start
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -88,7 +115,7 @@ def generate(
     if idx.size(1) == 0:
         raise ValueError("generation needs at least one prompt token")
     block = model.config.block_size
-    context = idx[:, -block:]
+    context = idx[:, prompt_window(idx.size(1), block) :]
     caches = step = None
     with evaluating(model):
         for _ in range(max_new_tokens):
@@ -105,9 +132,10 @@ def generate(
             if stop_token is not None and bool((nxt == stop_token).all()):
                 return
             context = torch.cat([context, nxt], dim=1)
-            if context.size(1) > block:
-                context = context[:, -(block // 2 + 1) :]  # drop the oldest half; the cache is rebuilt from this
-                caches = None
+            drop = slide(context.size(1), block)
+            if drop:
+                context = context[:, drop:]
+                caches = None  # rebuilt from what is left
 
 
 def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int, device="cpu", **kwargs) -> str:

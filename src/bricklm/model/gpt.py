@@ -12,12 +12,19 @@ biases). The blog's settings stay the defaults; recipes opt in. Shapes in commen
 C n_embd, nh n_head, hs head size.
 
     model = GPT(ModelConfig(vocab_size=100)); logits, loss = model(idx, targets)
+    trace = model.trace(idx)     # the residual stream after each block and each block's attention weights
+    x = model.embed(idx, start); logits = model.readout(x)   # the pieces forward is made of
+
+The switches are read here and in attention.py only (tests/test_architecture.py keeps it so): whatever
+needs per-layer streams, attention weights or a cached step asks the model (trace, Attention.weights,
+forward with caches, decode.DecodeStep) instead of re-deriving its maths.
 """
 
 from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -25,144 +32,11 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from bricklm.config import ModelConfig
+from bricklm.model.attention import KVCache, make_attention
 
 # Parameter names other modules rely on (optimiser groups, LoRA, export), defined once here.
 EMBEDDINGS = ("tok_emb", "pos_emb")
 RESIDUAL_PROJECTIONS = ("attn.c_proj.weight", "ffn.proj.weight", "attn.mha.out_proj.weight")  # write into the stream
-
-
-def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
-    B, T, C = x.shape
-    return x.view(B, T, n_head, C // n_head).transpose(1, 2)  # (B, nh, T, hs)
-
-
-def merge_heads(y: torch.Tensor) -> torch.Tensor:
-    B, nh, T, hs = y.shape
-    return y.transpose(1, 2).contiguous().view(B, T, nh * hs)  # (B, T, C)
-
-
-def causal_attention_plain(q, k, v, dropout_p: float = 0.0, training: bool = False):
-    """Scaled dot-product attention written out: softmax(q kᵀ / √hs + causal mask) v, per head.
-
-    q is (B, nh, Tq, hs) and k, v are (B, nh, Tk, hs) with Tk ≥ Tq: the queries are the *last*
-    Tq positions, which is what decoding with a KV cache needs.
-    """
-    Tq, Tk, hs = q.size(2), k.size(2), q.size(3)
-    scores = q @ k.transpose(-2, -1) * hs**-0.5  # (B, nh, Tq, Tk); scaled by head size, not n_embd
-    future = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).triu(Tk - Tq + 1)
-    scores = scores.masked_fill(future, float("-inf"))
-    weights = F.dropout(F.softmax(scores, dim=-1), dropout_p, training)
-    return weights @ v  # (B, nh, Tq, hs)
-
-
-def sdpa_causal(q, k, v, dropout_p: float = 0.0, training: bool = False):
-    """The same attention through PyTorch's fused kernel (flash attention on CPU and GPU when it can)."""
-    if q.size(2) == k.size(2):
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-    if q.size(2) == 1:  # one new token attends to everything cached: no mask needed
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-    return causal_attention_plain(q, k, v, dropout_p, training)
-
-
-# Ways to compute causal attention over all heads at once, by name (SelfAttention.kernel): the same maths
-# (tests/model/test_fastpaths.py), different speeds. fastpaths.py adds a compiled one; attention = "auto" lets
-# hardware.tune measure which is fastest for a shape on this machine.
-ATTENTION_KERNELS = {"sdpa": sdpa_causal, "math": causal_attention_plain}
-
-
-def rope_tables(block_size: int, head_size: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotary position embedding (Su et al., RoFormer): cos and sin of t·θ_i, θ_i = base^(-2i/hs), each (T, hs/2)."""
-    inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
-    angles = torch.arange(block_size, dtype=torch.float32)[:, None] * inv_freq  # (T, hs/2)
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair (x_i, x_{i+hs/2}) of every head by its position's angle: (B, nh, T, hs) in and out.
-
-    A query at position t and a key at s then meet at an angle that depends on t - s only, so
-    attention sees relative positions, and nothing is added to the residual stream.
-    """
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-
-
-class SelfAttention(nn.Module):
-    """Multi-head causal self-attention with one fused q/k/v projection.
-
-    `manual` runs each head on its own, as in the lecture; `sdpa` hands all heads to PyTorch's
-    fused kernel; `auto` uses whichever kernel (ATTENTION_KERNELS) measured fastest here. All use
-    the same weights, so they can be checked against each other and a checkpoint moves between them.
-    With positional="rope" the queries and keys are rotated by position; with qk_norm they are
-    RMS-normalised per head first (what keeps attention logits from growing in modern GPTs).
-    """
-
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.n_head, self.kind, self.dropout = config.n_head, config.attention, config.dropout
-        self.qk_norm, self.rope = config.qk_norm, config.positional == "rope"
-        self.kernel = "sdpa"  # a name in ATTENTION_KERNELS; hardware.tune may pick another for attention = auto
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
-        if self.rope:
-            cos, sin = rope_tables(config.block_size, config.head_size)
-            self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
-
-    def qkv(self, x: torch.Tensor, start: int = 0):
-        """q, k, v (B, nh, T, hs) of x, whose first position is `start` (for rotary positions)."""
-        q, k, v = (split_heads(t, self.n_head) for t in self.c_attn(x).chunk(3, dim=-1))
-        if self.qk_norm:
-            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
-        if self.rope:
-            cos, sin = self.rope_cos[start : start + x.size(1)], self.rope_sin[start : start + x.size(1)]
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        return q, k, v
-
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        q, k, v = self.qkv(x, cache.length if cache is not None else 0)
-        if cache is not None:
-            k, v = cache.append(k, v)
-        p = self.dropout if self.training else 0.0
-        if self.kind == "manual":
-            heads = [
-                causal_attention_plain(q[:, h : h + 1], k[:, h : h + 1], v[:, h : h + 1], p, self.training)
-                for h in range(self.n_head)
-            ]
-            y = torch.cat(heads, dim=1)
-        else:
-            y = ATTENTION_KERNELS[self.kernel](q, k, v, p, self.training)
-        return self.resid_dropout(self.c_proj(merge_heads(y)))
-
-
-class TorchMultiheadAttention(nn.Module):
-    """The blog's choice: PyTorch's nn.MultiheadAttention with a causal mask.
-
-    Unlike the blog, dropout does reach the attention weights (the module's own `dropout`).
-    Decoding with a cache reuses the module's projection weights with the plain attention.
-    """
-
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.n_head = config.n_head
-        self.mha = nn.MultiheadAttention(
-            config.n_embd, config.n_head, dropout=config.dropout, bias=config.bias, batch_first=True
-        )
-        self.resid_dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        if cache is None:
-            T = x.size(1)
-            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)  # True = may not attend
-            y, _ = self.mha(x, x, x, attn_mask=mask, need_weights=False)
-            return self.resid_dropout(y)
-        m = self.mha
-        q, k, v = F.linear(x, m.in_proj_weight, m.in_proj_bias).chunk(3, dim=-1)
-        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))
-        k, v = cache.append(k, v)
-        y = causal_attention_plain(q, k, v)
-        return self.resid_dropout(m.out_proj(merge_heads(y)))
 
 
 class ReLUSquared(nn.Module):
@@ -172,10 +46,13 @@ class ReLUSquared(nn.Module):
         return F.relu(x).square()
 
 
+# Modules, so the shape trace and hooks see them; DecodeStep calls their forward as a plain function.
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "relu2": ReLUSquared}
 
 
 class FeedForward(nn.Module):
+    """Linear C→4C, the activation, Linear 4C→C, dropout: applied to each position on its own."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.ffn_bias)
@@ -193,12 +70,8 @@ def make_norm(config: ModelConfig) -> nn.Module:
     return nn.RMSNorm(config.n_embd) if config.norm == "rmsnorm" else nn.Identity()
 
 
-def make_attention(config: ModelConfig) -> nn.Module | None:
-    if config.attention == "none":
-        return None
-    if config.attention == "torch_mha":
-        return TorchMultiheadAttention(config)
-    return SelfAttention(config)
+def _call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)
 
 
 class Block(nn.Module):
@@ -215,17 +88,40 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         if self.attn is None and cache is not None:
             cache.length += x.size(1)  # nothing to keep, but the cache still counts the positions seen
+        return self.combine(x, lambda h: self.attn(h, cache), self.ffn)
+
+    def combine(self, x: torch.Tensor, attend, feed_forward, norm=_call) -> torch.Tensor:
+        """The block's wiring, the one place its residual mode is read: x (B, T, C) through the sub-layers.
+
+        attend(h) and feed_forward(h) compute the sub-layers, norm(module, h) applies ln1 or ln2: the modules
+        themselves in forward, a recording wrapper in trace, fused functional stand-ins in DecodeStep.
+        """
         if self.attn is not None:
             if self.residual == "bug":
-                x = self.ln1(x)  # the blog's bug: the normalised x replaces the stream it should add to
-                x = x + self.attn(x, cache)
+                x = norm(self.ln1, x)  # the blog's bug: the normalised x replaces the stream it should add to
+                x = x + attend(x)
             elif self.residual == "on":
-                x = x + self.attn(self.ln1(x), cache)
+                x = x + attend(norm(self.ln1, x))
             else:
-                x = self.attn(self.ln1(x), cache)
-        if self.residual == "off":
-            return self.ffn(self.ln2(x))
-        return x + self.ffn(self.ln2(x))
+                x = attend(norm(self.ln1, x))
+        h = feed_forward(norm(self.ln2, x))
+        return h if self.residual == "off" else x + h
+
+    def trace(self, x: torch.Tensor, weights: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The block on x (B, T, C), no cache, and what happened inside: (output, what the first sub-layer received
+        (attention's input, or the feed-forward's without attention), attention weights (B, nh, T, T) or None)."""
+        seen = []
+
+        def attend(h):
+            seen.append(h)
+            return self.attn(h)
+
+        def feed_forward(h):
+            seen.append(h)
+            return self.ffn(h)
+
+        out = self.combine(x, attend, feed_forward)
+        return out, seen[0], self.attn.weights(seen[0]) if weights and self.attn is not None else None
 
 
 def sinusoidal_table(block_size: int, n_embd: int) -> torch.Tensor:
@@ -238,7 +134,18 @@ def sinusoidal_table(block_size: int, n_embd: int) -> torch.Tensor:
     return table
 
 
+@dataclass
+class Trace:
+    """What one forward pass computed inside (GPT.trace); tensors keep the pass's autograd graph, if any."""
+
+    streams: list[torch.Tensor]  # (B, T, C) residual stream: after the embedding, then after each block
+    weights: list[torch.Tensor | None]  # per block (B, nh, T, T) attention, row t = where t looks; None: no attention
+    first_inputs: list[torch.Tensor]  # per block (B, T, C): what its first sub-layer received
+
+
 class GPT(nn.Module):
+    """tokens → logits (forward), or layer by layer (trace); new_caches for decoding a token at a time."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         if config.vocab_size <= 0:
@@ -285,6 +192,7 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def positions(self, T: int, start: int, device) -> torch.Tensor | float:
+        """What the positional switch adds to the embeddings of positions start..start+T-1: (T, C), or 0.0."""
         if start + T > self.config.block_size:
             raise ValueError(f"positions {start}..{start + T} exceed block_size {self.config.block_size}")
         if self.config.positional == "learned":
@@ -292,6 +200,14 @@ class GPT(nn.Module):
         if self.config.positional == "sinusoidal":
             return self.pos_table[start : start + T]
         return 0.0  # none, or rope (applied to queries and keys inside the attention)
+
+    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """idx (B, T) token ids at positions start.. → the residual stream's start (B, T, C)."""
+        return self.drop(self.tok_emb(idx) + self.positions(idx.size(1), start, idx.device))
+
+    def readout(self, x: torch.Tensor) -> torch.Tensor:
+        """A residual stream (..., C) → logits (..., vocab): the final norm and the output head."""
+        return self.head(self.ln_f(x))
 
     def forward(
         self,
@@ -303,41 +219,37 @@ class GPT(nn.Module):
 
         With `caches`, idx holds only the new tokens and positions continue from what is cached.
         """
-        B, T = idx.shape
-        start = caches[0].length if caches else 0
-        x = self.drop(self.tok_emb(idx) + self.positions(T, start, idx.device))  # (B, T, C)
+        x = self.embed(idx, caches[0].length if caches else 0)  # (B, T, C)
         for i, block in enumerate(self.blocks):
             if self.recompute_activations and self.training and not caches and torch.is_grad_enabled():
                 # Keep only each block's input; recompute its insides in backward: less memory, ~1/3 more work.
                 x = torch.utils.checkpoint.checkpoint(block, x, None, use_reentrant=False)
             else:
                 x = block(x, caches[i] if caches else None)
-        logits = self.head(self.ln_f(x))
+        logits = self.readout(x)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1))
         return logits, loss
 
+    def trace(self, idx: torch.Tensor) -> Trace:
+        """The forward pass of idx (B, T) one block at a time, keeping what the pictures and the probes need.
+
+        No forward hooks: the model may be shared with threads that are generating (the studio), and a hook
+        would see their passes too. Runs in whatever mode the model is in; wrap in evaluating() for no dropout.
+        """
+        x = self.embed(idx)
+        trace = Trace([x], [], [])
+        for block in self.blocks:
+            x, first, weights = block.trace(x)
+            trace.streams.append(x)
+            trace.first_inputs.append(first)
+            trace.weights.append(weights)
+        return trace
+
     def new_caches(self, batch: int, device, dtype=torch.float32) -> list[KVCache]:
         c = self.config
         return [KVCache(batch, c.n_head, c.block_size, c.head_size, device, dtype) for _ in range(c.n_layer)]
-
-
-class KVCache:
-    """Keys and values of one layer for positions already seen, so decoding a token costs O(T), not O(T²)."""
-
-    def __init__(self, batch: int, n_head: int, max_len: int, head_size: int, device, dtype):
-        # Preallocated: appending is a copy into a slice, never a torch.cat that reallocates every step.
-        self.k = torch.zeros(batch, n_head, max_len, head_size, device=device, dtype=dtype)
-        self.v = torch.zeros_like(self.k)
-        self.length = 0
-
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        t = k.size(2)
-        self.k[:, :, self.length : self.length + t] = k
-        self.v[:, :, self.length : self.length + t] = v
-        self.length += t
-        return self.k[:, :, : self.length], self.v[:, :, : self.length]
 
 
 @contextmanager

@@ -80,7 +80,8 @@ def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
     """Load saved weights into model; any name or shape that doesn't fit is a UserError naming `source`."""
     check_shapes(model.state_dict(), tensors, source)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
-    tied = {"head.weight"} if getattr(getattr(model, "config", None), "tie_weights", False) else set()
+    # A parameter the model holds under two names (a tied head is the token embedding) is saved once (model_tensors).
+    tied = {n for n, _ in model.named_parameters(remove_duplicate=False)} - {n for n, _ in model.named_parameters()}
     if set(missing) - tied or unexpected:
         raise UserError(
             f"{source} does not fit this model (missing {sorted(set(missing) - tied)[:3]}, "

@@ -21,8 +21,9 @@ import torch
 from bricklm.config import ModelConfig, TrainConfig
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_json
+from bricklm.model.attention import SelfAttention
 from bricklm.model.fastpaths import ATTENTION_KERNELS
-from bricklm.model.gpt import GPT, SelfAttention, count_params
+from bricklm.model.gpt import GPT, count_params
 
 
 def resolve_device(name: str) -> torch.device:
