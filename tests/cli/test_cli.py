@@ -228,9 +228,9 @@ def test_help_with_a_bad_recipe_is_one_line(tmp_path, capsys):
 
 
 def test_finetune_help_shows_finetunings_own_defaults(capsys):
-    from bricklm.finetune.trainer import FINETUNE_DEFAULTS
+    from bricklm.config import FINETUNE_TRAIN_DEFAULTS
 
     text = " ".join(help_text(capsys, "finetune", "--help").split())
-    assert f"optimiser steps (default: {FINETUNE_DEFAULTS['max_iters']})" in text
-    assert f"peak learning rate (default: {FINETUNE_DEFAULTS['learning_rate']})" in text
+    assert f"optimiser steps (default: {FINETUNE_TRAIN_DEFAULTS['max_iters']})" in text
+    assert f"peak learning rate (default: {FINETUNE_TRAIN_DEFAULTS['learning_rate']})" in text
     assert "the learning rate then defaults to 0.001" in text
