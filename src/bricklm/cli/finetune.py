@@ -41,7 +41,8 @@ def register(sub) -> None:
     p.add_argument(
         "--config", metavar="FILE.toml", help="a recipe: its [finetune] and [train] tables (flags win over both)"
     )
-    add_config_flags(p, (FinetuneConfig, TrainConfig), defaults=FINETUNE_TRAIN_DEFAULTS)  # LoRA: a higher rate
+    # the train defaults shown are a full fine-tune's; --lora-rank's help says what LoRA changes
+    add_config_flags(p, (FinetuneConfig, TrainConfig), defaults=FINETUNE_TRAIN_DEFAULTS)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(

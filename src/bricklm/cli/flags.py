@@ -84,9 +84,10 @@ def recipe_help(argv: list[str]):
         return
     tables = merge(None, path)
     build_configs(tables)  # an unknown key or a bad value is an error here too
+    raw = read_toml(path)
     for name, cls in TABLES.items():  # [prepare] and [finetune] too, each its own (their names overlap: seed)
         if name not in SECTIONS:
-            tables[name] = read_toml(path).get(name, {})
+            tables[name] = raw.get(name, {})
             build(cls, tables[name], name)
     token = _RECIPE.set((tables, path))
     try:
