@@ -26,10 +26,11 @@ from pathlib import Path
 
 import torch
 
+from bricklm.config import BUILTIN_DATA
 from bricklm.errors import UserError
 from bricklm.finetune.conversations import builtin_conversations, load_conversations, render, split_heldout
 from bricklm.finetune.data import Examples, make_example, masked_loss_sum
-from bricklm.finetune.trainer import BUILTIN_DATA, extend_vocab
+from bricklm.finetune.trainer import extend_vocab
 from bricklm.model.generate import generate
 from bricklm.storage.runs import load_run
 from bricklm.text.tokenizer import ASSISTANT

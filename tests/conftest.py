@@ -1,6 +1,7 @@
-"""Shared fixtures: a tiny corpus and a tiny trained run, built once per test session; the studio's runs folder
-and server, built once per test module that asks for them."""
+"""Shared fixtures: a tiny corpus and a tiny trained run, built once per test session; conversations for them;
+the studio's runs folder and server, built once per test module that asks for them."""
 
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,25 @@ TINY_FLAGS = [
     "--device",
     "cpu",
 ]
+
+
+# Conversations made of the tiny corpus's characters, short enough for its 16-token window,
+# and one character ("?") the tiny corpus lacks, so finetune must add it.
+TINY_CHATS = [
+    {"prompt": "fox?", "response": "the dog."},
+    {"messages": [{"role": "user", "content": "a dog"}, {"role": "assistant", "content": "a fox."}]},
+    {"prompt": "lazy?", "response": "brown."},
+    {"prompt": "quick", "response": "a word."},
+    {"prompt": "learn?", "response": "a block."},
+]
+# Flags for a fine-tune of the tiny run that takes a few seconds.
+FT_FLAGS = ["--max-iters", "4", "--eval-interval", "2", "--batch-size", "4", "--eval-iters", "1", "--device", "cpu"]
+
+
+def write_jsonl(path, records):
+    """records (dicts, or strings written as they are) one a line; returns path."""
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
+    return path
 
 
 def tiny_flags(**changes) -> list[str]:

@@ -4,6 +4,8 @@ The old layout wrote `residual = true|false` and `residual_bug = true|false` (tw
 setting with three values), had no `eval_samples` train setting and no samples.jsonl, and saved
 tokenizer.json as one compact line. A run in that format is made here from a fresh run (its
 configs rewritten the old way, every checkpoint's manifest re-hashed), then resumed and sampled.
+A fine-tuned run's config.json keeps its finetune table as finetune() wrote it before FinetuneConfig
+(the same keys, written out here), and resumes and samples too.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from bricklm.cli.flags import overrides_from_args
 from bricklm.recipes import load_config
 from bricklm.storage.metrics import read_metrics
 from bricklm.storage.runs import load_run
-from conftest import TINY_FLAGS
+from bricklm.text.tokenizer import SPECIALS
+from conftest import FT_FLAGS, TINY_CHATS, TINY_FLAGS, write_jsonl
 
 OLD_MODEL = {"on": (True, False), "off": (False, False), "bug": (True, True)}  # residual -> (residual, residual_bug)
 
@@ -39,16 +42,17 @@ def to_old_layout(run: Path) -> None:
     (run / "tokenizer.json").write_bytes(compact(run / "tokenizer.json"))
     (run / "samples.jsonl").unlink()
     for ckpt in (run / "checkpoints").glob("step-*"):
-        manifest = json.loads((ckpt / "manifest.json").read_text())
-        blobs = {
-            "config.json": (json.dumps(old_config(json.loads((ckpt / "config.json").read_text())), indent=2) + "\n"),
-            "tokenizer.json": compact(ckpt / "tokenizer.json").decode(),
-        }
-        for name, text in blobs.items():
-            data = text.encode()
-            (ckpt / name).write_bytes(data)
-            manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        (ckpt / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        config = json.dumps(old_config(json.loads((ckpt / "config.json").read_text())), indent=2) + "\n"
+        rewrite(ckpt, "config.json", config.encode())
+        rewrite(ckpt, "tokenizer.json", compact(ckpt / "tokenizer.json"))
+
+
+def rewrite(ckpt: Path, name: str, data: bytes) -> None:
+    """Replace a checkpoint's file and its manifest entry, so that the checkpoint still verifies."""
+    (ckpt / name).write_bytes(data)
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (ckpt / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
 @pytest.mark.parametrize("residual", ["on", "bug"])
@@ -92,3 +96,37 @@ def test_old_recipe_keys_and_flags_still_work_with_a_note(tiny_corpus, tmp_path,
 def train_zero_steps(corpus: Path, run: Path) -> list[str]:
     """`bricklm train` of a tiny model that only evaluates once: a command that reads every model flag."""
     return ["train", "--data", str(corpus), "--out", str(run), *TINY_FLAGS, "--max-iters", "0"]
+
+
+def test_a_finetuned_run_from_before_finetune_config_resumes_and_samples(tiny_run, tmp_path, capsys):
+    run, chats = tmp_path / "chat", write_jsonl(tmp_path / "chats.jsonl", TINY_CHATS)
+    argv = ["finetune", "--from", tiny_run, "--data", chats, "--out", run, "--lora-rank", "2", *FT_FLAGS]
+    assert main([str(a) for a in argv]) == 0
+    old = {  # finetune()'s settings dict, key for key, as it was written before FinetuneConfig
+        "from": str(tiny_run),
+        "from_checkpoint": json.loads((run / "config.json").read_text())["finetune"]["from_checkpoint"],
+        "data": str(chats),
+        "lora_rank": 2,
+        "lora_alpha": 4.0,
+        "unknown_chars": "add",
+        "heldout_fraction": 0.1,
+    }
+
+    def with_old_table(path: Path) -> bytes:
+        config = json.loads(path.read_text())
+        config["finetune"] = old
+        return (json.dumps(config, indent=2) + "\n").encode()
+
+    (run / "config.json").write_bytes(with_old_table(run / "config.json"))
+    for ckpt in (run / "checkpoints").glob("step-*"):
+        rewrite(ckpt, "config.json", with_old_table(ckpt / "config.json"))
+
+    assert main(["finetune", "--resume", str(run), "--max-iters", "6"]) == 0
+    assert main(["train", "--resume", str(run), "--max-iters", "8"]) == 0
+    assert [m["step"] for m in read_metrics(run) if "loss" in m][-1] == 8
+    assert json.loads((run / "config.json").read_text())["finetune"] == old  # the same settings, kept
+    added = len(SPECIALS) + 1  # and "?", which the tiny corpus lacks
+    assert load_run(run, "last").model_cfg.vocab_size == load_run(tiny_run).model_cfg.vocab_size + added
+    capsys.readouterr()
+    assert main(["sample", "--run", str(run), "--prompt", "The ", "--max-new-tokens", "20"]) == 0
+    assert capsys.readouterr().out.startswith("The ")

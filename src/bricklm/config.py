@@ -3,6 +3,7 @@
     ModelConfig    the GPT's shape and switches          [model] table, flags of `train`
     TrainConfig    the optimiser, schedule, evaluation   [train] table, flags of `train`
     PrepareConfig  how `prepare` cleans and splits       [prepare] table, flags of `prepare`
+    FinetuneConfig what `finetune` teaches, and how      [finetune] table, flags of `finetune`
 
 Field names are the blog's and nanoGPT's. Each config checks itself (`validate`): types, choices,
 ranges, and settings that make no sense together, as `UserError`s naming the key. They are merged
@@ -29,9 +30,9 @@ TABLE_MODES = ("keep", "drop")
 TOKENIZERS = ("char", "bpe")
 
 
-def _opt(default, help: str, choices: tuple | None = None):
-    """A dataclass field that carries its flag's help text and allowed values."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _opt(default, help: str, choices: tuple | None = None, metavar: str | None = None):
+    """A dataclass field that carries its flag's help text, allowed values and (optionally) its value's name."""
+    return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
 
 
 @dataclass
@@ -271,8 +272,80 @@ class PrepareConfig:
             raise UserError(f"--vocab-size must be at most {MAX_BPE_VOCAB:,} for byte-level BPE, not {self.vocab_size}")
 
 
+BUILTIN_DATA = "builtin:python-docs-qa"  # finetune's conversations when no file is given (finetune/conversations.py)
+UNKNOWN_CHARS = ("add", "drop")
+# The train settings a fine-tune starts from instead of TrainConfig's defaults (a recipe's [train] table and flags
+# still win): fewer steps, a gentler rate, smaller batches, frequent evaluation (a few hundred conversations
+# overfit within ~50 steps; the best checkpoint is kept). Here, beside FinetuneConfig, because they depend on
+# it (lora_rank) and `finetune --help` shows them.
+FINETUNE_TRAIN_DEFAULTS: dict[str, Any] = {
+    "max_iters": 200,
+    "learning_rate": 1e-4,
+    "min_lr": 1e-5,
+    "warmup_iters": 10,
+    "eval_interval": 25,
+    "batch_size": 16,
+    "sample_chars": 0,
+}
+# LoRA trains few parameters from a zero update: it wants a larger rate (as in the LoRA paper).
+LORA_TRAIN_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-3, "min_lr": 1e-4}
+
+
+@dataclass
+class FinetuneConfig:
+    """What `bricklm finetune` teaches a pretrained run and how: the conversations, LoRA, new characters."""
+
+    data: str = _opt(
+        BUILTIN_DATA,
+        f"conversations: a JSONL file, one conversation a line, or {BUILTIN_DATA} (the built-in Q&A set)",
+        metavar="FILE.jsonl",
+    )
+    lora_rank: int = _opt(
+        0,
+        "train LoRA adapters of this rank, at most n_embd, instead of all weights (0: a full fine-tune); the "
+        f"learning rate then defaults to {LORA_TRAIN_DEFAULTS['learning_rate']:g}",
+    )
+    lora_alpha: float = _opt(0.0, "LoRA scale numerator: updates are scaled by alpha/rank (0: 2 x lora_rank)")
+    unknown_chars: str = _opt(
+        "add",
+        "characters of the conversations the pretrained vocabulary lacks: add them as new tokens, or drop them",
+        UNKNOWN_CHARS,
+    )
+    heldout_fraction: float = _opt(
+        0.1, "share of a data file's conversations held out for the val loss (the built-in set has its own)"
+    )
+
+    @property
+    def alpha(self) -> float:
+        """LoRA's scale numerator as used: lora_alpha, or 2 x lora_rank where lora_alpha is 0."""
+        return float(self.lora_alpha or 2 * self.lora_rank)
+
+    def train_defaults(self) -> dict[str, Any]:
+        """The train settings this fine-tune starts from where they differ from TrainConfig's defaults."""
+        return {**FINETUNE_TRAIN_DEFAULTS, **(LORA_TRAIN_DEFAULTS if self.lora_rank else {})}
+
+    def validate(self) -> None:
+        alpha = self.lora_alpha  # before the generic checks, so that nan gets this rule (0 means 2 x rank)
+        if isinstance(alpha, (int, float)) and not (math.isfinite(alpha) and alpha >= 0):
+            raise UserError(
+                f"--lora-alpha must be a finite number > 0 (0: 2 x rank), got {alpha} (finetune.lora_alpha)"
+            )
+        _validate_fields(self, "finetune")
+        if self.lora_rank < 0:
+            raise UserError(f"finetune.lora_rank must be >= 0, got {self.lora_rank}")
+        if self.lora_alpha and not self.lora_rank:
+            raise UserError(
+                "--lora-alpha applies only to LoRA: give --lora-rank too (finetune.lora_alpha needs lora_rank)"
+            )
+        if not 0 < self.heldout_fraction < 1:
+            raise UserError(f"finetune.heldout_fraction must be between 0 and 1, got {self.heldout_fraction}")
+        if not self.data.strip():
+            raise UserError(f"finetune.data must name a JSONL file of conversations, or {BUILTIN_DATA}")
+
+
 SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig}  # the tables `train`'s flat flags fill
-TABLES: dict[str, type] = {**SECTIONS, "prepare": PrepareConfig}  # every table a recipe may hold (and [meta])
+# every table a recipe may hold (and [meta])
+TABLES: dict[str, type] = {**SECTIONS, "prepare": PrepareConfig, "finetune": FinetuneConfig}
 
 
 def parse_loss_levels(text: str) -> list[float]:

@@ -219,6 +219,20 @@ def test_help_with_a_recipe_shows_the_recipes_values(tmp_path, capsys, monkeypat
     assert "transformer blocks (default: 4)" in text
 
 
+def test_help_with_a_recipe_shows_each_tables_values_for_its_own_flags(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = Path("r.toml")  # seed is a field of [train] and of [prepare]: each flag shows its own table's
+    recipe.write_text("[finetune]\nlora_rank = 8\n[train]\nseed = 5\n[prepare]\nseed = 7\n")
+    text = " ".join(help_text(capsys, "finetune", "--config", str(recipe), "--help").split())
+    assert f"the learning rate then defaults to 0.001 (default: 8, from {recipe})" in text
+    assert f"seed for weights, dropout and batch sampling (default: 5, from {recipe})" in text
+    text = " ".join(help_text(capsys, "prepare", "--config", str(recipe), "--help").split())
+    assert f"seed for picking held-out documents (default: 7, from {recipe})" in text
+    recipe.write_text("[finetune]\nlora_rank = -1\n")
+    assert main(["finetune", "--config", str(recipe), "--help"]) == 1
+    assert capsys.readouterr().err == "bricklm: error: finetune.lora_rank must be >= 0, got -1\n"
+
+
 def test_help_with_a_bad_recipe_is_one_line(tmp_path, capsys):
     recipe = tmp_path / "bad.toml"
     recipe.write_text("[model]\nn_layers = 52\n")
@@ -228,9 +242,9 @@ def test_help_with_a_bad_recipe_is_one_line(tmp_path, capsys):
 
 
 def test_finetune_help_shows_finetunings_own_defaults(capsys):
-    from bricklm.finetune.trainer import FINETUNE_DEFAULTS
+    from bricklm.config import FINETUNE_TRAIN_DEFAULTS
 
     text = " ".join(help_text(capsys, "finetune", "--help").split())
-    assert f"optimiser steps (default: {FINETUNE_DEFAULTS['max_iters']})" in text
-    assert f"peak learning rate (default: {FINETUNE_DEFAULTS['learning_rate']})" in text
+    assert f"optimiser steps (default: {FINETUNE_TRAIN_DEFAULTS['max_iters']})" in text
+    assert f"peak learning rate (default: {FINETUNE_TRAIN_DEFAULTS['learning_rate']})" in text
     assert "the learning rate then defaults to 0.001" in text

@@ -25,21 +25,7 @@ from bricklm.text.tokenizer import (
     ChatTokenizer,
     tokenizer_from_dict,
 )
-
-# Conversations made of the tiny corpus's characters, short enough for its 16-token window,
-# and one character ("?") the tiny corpus lacks, so finetune must add it.
-TINY_CHATS = [
-    {"prompt": "fox?", "response": "the dog."},
-    {"messages": [{"role": "user", "content": "a dog"}, {"role": "assistant", "content": "a fox."}]},
-    {"prompt": "lazy?", "response": "brown."},
-    {"prompt": "quick", "response": "a word."},
-    {"prompt": "learn?", "response": "a block."},
-]
-
-
-def write_jsonl(path, records):
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
-    return path
+from conftest import FT_FLAGS, TINY_CHATS, write_jsonl
 
 
 def tiny_gpt(vocab=12, **kw):
@@ -243,9 +229,6 @@ def test_lora_on_torch_mha_adapts_the_ffn_only():
 @pytest.fixture(scope="module")
 def chats(tmp_path_factory):
     return write_jsonl(tmp_path_factory.mktemp("chats") / "chats.jsonl", TINY_CHATS)
-
-
-FT_FLAGS = ["--max-iters", "4", "--eval-interval", "2", "--batch-size", "4", "--eval-iters", "1", "--device", "cpu"]
 
 
 def test_finetune_end_to_end_and_resume(tiny_run, chats, tmp_path):

@@ -7,10 +7,10 @@ import sys
 import torch
 
 from bricklm.cli.flags import add_config_flags, overrides_from_args
-from bricklm.config import ModelConfig, TrainConfig
+from bricklm.config import FINETUNE_TRAIN_DEFAULTS, FinetuneConfig, TrainConfig
 from bricklm.errors import UserError
 from bricklm.finetune.chat import Chat
-from bricklm.finetune.trainer import FINETUNE_DEFAULTS, LORA_DEFAULTS, UNKNOWN_CHARS, finetune
+from bricklm.finetune.trainer import finetune
 from bricklm.model.generate import check_sampling_settings
 from bricklm.storage.runs import format_summary, load_run
 from bricklm.text.tokenizer import ChatTokenizer
@@ -25,51 +25,24 @@ def register(sub) -> None:
         help="fine-tune a trained run on conversations (JSONL, or the built-in Q&A set) so it answers",
         description=(
             "Supervised fine-tuning: start from RUN's best weights, add the chat template's special tokens, "
-            "and train on the assistant turns only. Train settings: fine-tuning defaults, then --config, "
-            "then flags. See docs/finetune.md."
+            "and train on the assistant turns only. Settings: the defaults (fine-tuning's own for training), "
+            "then --config's [finetune] and [train] tables, then flags; a resume starts from the run's own. "
+            "See docs/finetune.md."
         ),
     )
     p.add_argument("--from", dest="source", metavar="RUN", help="pretrained run directory (from `bricklm train`)")
     p.add_argument("--checkpoint", help="which checkpoint of --from: best (default), last or step-...")
-    p.add_argument(
-        "--data", metavar="FILE.jsonl", help="conversations, one JSON object a line (default: the built-in Q&A set)"
-    )
     p.add_argument("--out", metavar="RUN2", help="run directory to create (default: RUN-chat)")
-    p.add_argument("--resume", metavar="RUN2", help="continue the fine-tuning run in RUN2")
-    p.add_argument("--config", metavar="FILE.toml", help="a recipe; only its [train] table is used")
     p.add_argument(
-        "--lora-rank",
-        "--lora_rank",
-        dest="lora_rank",
-        type=int,
-        help="train LoRA adapters of this rank, at most n_embd, instead of all weights "
-        f"(default 0: a full fine-tune); the learning rate then defaults to "
-        f"{LORA_DEFAULTS['learning_rate']:g}",
+        "--resume",
+        metavar="RUN2",
+        help="continue the fine-tuning run in RUN2 with its own settings (--data and train settings may change)",
     )
     p.add_argument(
-        "--lora-alpha",
-        "--lora_alpha",
-        dest="lora_alpha",
-        type=float,
-        default=None,
-        help="LoRA scale numerator: updates are scaled by alpha/rank (default: 2 x rank)",
+        "--config", metavar="FILE.toml", help="a recipe: its [finetune] and [train] tables (flags win over both)"
     )
-    p.add_argument(
-        "--unknown-chars",
-        "--unknown_chars",
-        dest="unknown_chars",
-        choices=UNKNOWN_CHARS,
-        help="characters of the conversations the pretrained vocabulary lacks: "
-        "add them as new tokens (default) or drop them",
-    )
-    p.add_argument(
-        "--heldout-fraction",
-        "--heldout_fraction",
-        dest="heldout_fraction",
-        type=float,
-        help="share of a --data file held out for the val loss, default 0.1 (the built-in set has its own)",
-    )
-    add_config_flags(p, (TrainConfig,), defaults=FINETUNE_DEFAULTS)  # with --lora-rank: LORA_DEFAULTS on top
+    # the train defaults shown are a full fine-tune's; --lora-rank's help says what LoRA changes
+    add_config_flags(p, (FinetuneConfig, TrainConfig), defaults=FINETUNE_TRAIN_DEFAULTS)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(
@@ -97,24 +70,23 @@ def register(sub) -> None:
 
 
 def cmd_finetune(args) -> int:
-    """`bricklm finetune`; also `bricklm train --resume RUN2` of a fine-tuning run lands here."""
+    """`bricklm finetune`: the flags as they are, to the library, which merges them (finetune/settings.py)."""
     result, run_dir = finetune(
-        source=getattr(args, "source", None),
-        checkpoint=getattr(args, "checkpoint", None),
-        data=args.data,
-        out=getattr(args, "out", None),
+        source=args.source,
+        checkpoint=args.checkpoint,
+        out=args.out,
         resume=args.resume,
         recipe=args.config,
-        overrides=overrides_from_args(args, (TrainConfig,)),
-        model_overrides=overrides_from_args(args, (ModelConfig,)),  # only `train --resume` has these flags
-        lora_rank=getattr(args, "lora_rank", None),
-        lora_alpha=getattr(args, "lora_alpha", None),
-        unknown_chars=getattr(args, "unknown_chars", None),
-        heldout_fraction=getattr(args, "heldout_fraction", None),
+        overrides=overrides_from_args(args, (FinetuneConfig, TrainConfig)),
     )
+    report(result, run_dir)
+    return 0
+
+
+def report(result: dict, run_dir) -> None:
+    """What a finished fine-tune prints (also after `bricklm train --resume` of one)."""
     print(format_summary(result))
     print(f"chat with it: bricklm chat --run {run_dir}")
-    return 0
 
 
 def cmd_chat(args) -> int:

@@ -22,12 +22,14 @@ import warnings
 from dataclasses import fields
 from typing import Any
 
-from bricklm.config import TABLES, ModelConfig, TrainConfig, field_names
-from bricklm.recipes import build_configs, merge
+from bricklm.config import SECTIONS, TABLES, ModelConfig, TrainConfig, field_names
+from bricklm.recipes import build, build_configs, merge, read_toml
 
 LEGACY = "_legacy_residual"  # where --no-residual / --residual-bug put their value
-# (the recipe's settings, its path) while a parser is built for `--help --config FILE`; see recipe_help
-_RECIPE: contextvars.ContextVar[tuple[dict[str, Any], str]] = contextvars.ContextVar("recipe", default=({}, ""))
+# ({table: the recipe's settings}, its path) while a parser is built for `--help --config FILE`; see recipe_help
+_RECIPE: contextvars.ContextVar[tuple[dict[str, dict[str, Any]], str]] = contextvars.ContextVar(
+    "recipe", default=({}, "")
+)
 
 
 def add_config_flags(
@@ -45,13 +47,14 @@ def add_config_flags(
     recipe, source = _RECIPE.get()
     for cls in classes:
         section = next(name for name, c in TABLES.items() if c is cls)
+        table = recipe.get(section, {})
         group = parser.add_argument_group(f"{cls.__name__} (also settable in the [{section}] table)")
         for f in fields(cls):
             if f.name in skip or (only is not None and f.name not in only):
                 continue
             names = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
             kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
-            shown = f"{recipe[f.name]}, from {source}" if f.name in recipe else (defaults or {}).get(f.name, f.default)
+            shown = f"{table[f.name]}, from {source}" if f.name in table else (defaults or {}).get(f.name, f.default)
             help_text = f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%")
             if f.type == "bool":
                 group.add_argument(*names, action=argparse.BooleanOptionalAction, help=help_text, **kwargs)
@@ -61,6 +64,8 @@ def add_config_flags(
             typ = {"int": int, "float": float, "str": str}[f.type]
             if f.name == "threads":
                 typ = _threads
+            if f.metadata.get("metavar"):
+                kwargs["metavar"] = f.metadata["metavar"]
             group.add_argument(*names, type=typ, choices=f.metadata.get("choices"), help=help_text, **kwargs)
         if cls is ModelConfig and "residual" not in skip and (only is None or "residual" in only):
             old = {"dest": LEGACY, "default": argparse.SUPPRESS, "action": "store_const", "help": argparse.SUPPRESS}
@@ -79,7 +84,12 @@ def recipe_help(argv: list[str]):
         return
     tables = merge(None, path)
     build_configs(tables)  # an unknown key or a bad value is an error here too
-    token = _RECIPE.set(({k: v for table in tables.values() for k, v in table.items()}, path))
+    raw = read_toml(path)
+    for name, cls in TABLES.items():  # [prepare] and [finetune] too, each its own (their names overlap: seed)
+        if name not in SECTIONS:
+            tables[name] = raw.get(name, {})
+            build(cls, tables[name], name)
+    token = _RECIPE.set((tables, path))
     try:
         yield
     finally:

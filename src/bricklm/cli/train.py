@@ -9,10 +9,11 @@ from pathlib import Path
 
 import torch
 
-from bricklm.cli.finetune import cmd_finetune
+from bricklm.cli.finetune import report
 from bricklm.cli.flags import add_config_flags, overrides_from_args
 from bricklm.config import ModelConfig, TrainConfig
 from bricklm.errors import UserError
+from bricklm.finetune.trainer import finetune
 from bricklm.inspect.health import HealthCallback
 from bricklm.model.generate import TextStream, check_sampling_settings, encode_prompt, generate
 from bricklm.model.gpt import count_params
@@ -98,8 +99,10 @@ def cmd_train(args) -> int:
         if not (run_dir / CONFIG).is_file():
             raise UserError(f"cannot resume {run_dir}: no config.json there (is it a bricklm run directory?)")
         saved = read_run_config(run_dir)
-        if "finetune" in saved:  # made by `bricklm finetune`: resume it as one
-            return cmd_finetune(args)
+        if "finetune" in saved:  # made by `bricklm finetune`: resumed as one (a --data is its conversations)
+            changes = {**overrides, **({"data": args.data} if args.data else {})}
+            report(*finetune(resume=run_dir, recipe=args.config, overrides=changes))
+            return 0
         model_cfg, train_cfg = resolve(saved, args.config, overrides)  # the run's own settings, then changes
         data = args.data or saved.get("data", {}).get("dir")
         if data and Path(data).resolve() == (run_dir / "corpus").resolve():
