@@ -20,7 +20,7 @@ import time
 import torch
 
 from bricklm.inspect.diagnosis import diagnose
-from bricklm.inspect.health import probe_training
+from bricklm.inspect.probe import probe_training
 from bricklm.model.gpt import GPT
 from bricklm.recipes import load_config
 from bricklm.text.data import load_corpus

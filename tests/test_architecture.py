@@ -256,10 +256,10 @@ def test_only_the_model_computes_with_its_switches():
 def test_the_checks_themselves_can_fail(tmp_path):
     assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
     assert area("bricklm.training.trainer") == "training" and area("bricklm.cli.train") == CLI
-    assert area("bricklm.inspect.health") == "inspect" and area("bricklm.config") == BASE
+    assert area("bricklm.inspect.probe") == "inspect" and area("bricklm.config") == BASE
     assert upward({"bricklm.model.gpt": {"bricklm.training.optim"}}) == ["bricklm.model.gpt -> bricklm.training.optim"]
     assert upward({"bricklm.studio.app": {"bricklm.cli"}}) == ["bricklm.studio.app -> bricklm.cli"]
-    assert upward({"bricklm.studio.app": {"bricklm.inspect.health", "bricklm.model.gpt"}}) == []
+    assert upward({"bricklm.studio.app": {"bricklm.inspect.probe", "bricklm.model.gpt"}}) == []
     both_ways = {"bricklm.studio.a": {"bricklm.export.b"}, "bricklm.export.b": {"bricklm.studio.a"}}
     assert cycles(folder_graph(both_ways)) == [["export", "studio"]]
     squeezed = tmp_path / "squeezed.py"

@@ -7,18 +7,12 @@ import torch
 
 from bricklm.cli import main
 from bricklm.inspect.diagnosis import diagnose, format_findings
-from bricklm.inspect.health import (
-    attention_entropy,
-    grad_norms,
-    measure,
-    probe_training,
-    snapshot,
-    update_ratios,
-)
 from bricklm.inspect.inspection import layers_to_show, write_plots
+from bricklm.inspect.probe import probe_training
 from bricklm.model.gpt import GPT, count_params
 from bricklm.recipes import load_config
 from bricklm.text.data import load_corpus
+from bricklm.training.health import attention_entropy, grad_norms, measure, snapshot, update_ratios
 from conftest import TINY_FLAGS
 
 PNG = b"\x89PNG\r\n\x1a\n"

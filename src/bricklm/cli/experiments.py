@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 from bricklm.cli.flags import add_config_flags, overrides_from_args
-from bricklm.cli.train import standard_callbacks
 from bricklm.errors import UserError
 from bricklm.experiments.devices import bench_devices, bench_table
 from bricklm.experiments.plan import (
@@ -120,7 +119,7 @@ def cmd_sweep(args) -> int:
     plan = with_seeds(plan_sweep(spec, overrides_from_args(args), str(args.spec)), args.seeds)
     out = Path(args.out)
     write_experiment(out, "sweep", plan, args.data, spec.get("meta", {}))
-    results = run_plan(plan, args.data, out, make_callbacks=standard_callbacks)
+    results = run_plan(plan, args.data, out)
     print(write_sweep_outputs(out, results))
     print(f"\nwrote {out / RESULTS_MD}, {out / RESULTS_JSONL}, {out / 'val_loss.png'}")
     return _exit_code(out, len(plan))
@@ -132,7 +131,7 @@ def cmd_ablate(args) -> int:
     plan = with_seeds(plan_ablation(model, train, only), args.seeds)
     out = Path(args.out)
     write_experiment(out, "ablation", plan, args.data, {"config": args.config})
-    results = run_plan(plan, args.data, out, make_callbacks=standard_callbacks)
+    results = run_plan(plan, args.data, out)
     print(write_ablation_outputs(out, results))
     print(f"\nwrote {out / RESULTS_MD}, {out / RESULTS_JSONL}, {out / 'ablation.png'}")
     return _exit_code(out, len(plan))

@@ -14,7 +14,6 @@ from bricklm.cli.flags import add_config_flags, overrides_from_args
 from bricklm.config import ModelConfig, TrainConfig
 from bricklm.errors import UserError
 from bricklm.finetune.trainer import finetune
-from bricklm.inspect.health import HealthCallback
 from bricklm.model.generate import TextStream, check_sampling_settings, encode_prompt, generate
 from bricklm.model.gpt import count_params
 from bricklm.recipes import load_config, resolve
@@ -82,11 +81,6 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_info)
 
 
-def standard_callbacks(train_cfg: TrainConfig) -> list:
-    """Callbacks that settings ask for but the core cannot provide itself (features on top of it)."""
-    return [HealthCallback()] if train_cfg.log_health else []  # first, so a stop can't skip its last record
-
-
 def cmd_train(args) -> int:
     overrides = overrides_from_args(args)
     if args.resume:
@@ -113,9 +107,7 @@ def cmd_train(args) -> int:
         run_dir = Path(args.out or f"runs/run-{time.strftime('%Y%m%d-%H%M%S')}")
         model_cfg, train_cfg = load_config(args.config, overrides)
         data = args.data
-    trainer = Trainer(
-        model_cfg, train_cfg, data, run_dir, resume=bool(args.resume), callbacks=standard_callbacks(train_cfg)
-    )
+    trainer = Trainer(model_cfg, train_cfg, data, run_dir, resume=bool(args.resume))
     result = trainer.run()
     if trainer.dist.is_main:  # under torchrun, one summary, not one per process
         print(format_summary(result))

@@ -195,13 +195,10 @@ def write_experiment(out: Path, kind: str, plan: list[PlannedRun], data: str, me
     atomic_write_json(path, {"kind": kind, "data": str(data), "meta": meta, "runs": planned})
 
 
-def run_plan(
-    plan: list[PlannedRun], data: str | Path, out: Path, log=print, progress=None, make_callbacks=None
-) -> list[dict]:
+def run_plan(plan: list[PlannedRun], data: str | Path, out: Path, log=print, progress=None) -> list[dict]:
     """Train each planned run that hasn't finished; return every finished run's result.
 
-    make_callbacks(train_cfg) -> list: callbacks for each run beyond what its config switches on
-    (the command line passes the health logger for --log-health). A run that cannot train (a
+    A run that cannot train (a
     UserError: refused) or crashes (failed: its traceback goes to RUN/error.log) is recorded in
     failures.json and the others still train; Ctrl-C still stops the whole plan.
     """
@@ -225,10 +222,7 @@ def run_plan(
         log(f"[{i}/{len(plan)}] {run.name}: {'resuming' if resume else 'training'} ({run.label})")
         model_cfg, train_cfg = dataclasses.replace(run.model), dataclasses.replace(run.train)
         try:
-            callbacks = make_callbacks(train_cfg) if make_callbacks else []
-            Trainer(
-                model_cfg, train_cfg, data, run_dir, resume=resume, log=log, progress=progress, callbacks=callbacks
-            ).run()
+            Trainer(model_cfg, train_cfg, data, run_dir, resume=resume, log=log, progress=progress).run()
         except UserError as exc:
             # One run that can't train here (e.g. too big for memory) must not cost the others.
             failures[run.name] = {"status": "refused", "reason": str(exc)}

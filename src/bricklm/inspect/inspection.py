@@ -21,7 +21,7 @@ from bricklm.config import ModelConfig, TrainConfig, section_of
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_json, check_out_dir, check_out_file
 from bricklm.inspect.diagnosis import THRESHOLDS, diagnose, format_findings
-from bricklm.inspect.health import health_records, measure, probe_batch, probe_training
+from bricklm.inspect.probe import probe_training
 from bricklm.model.generate import encode_prompt
 from bricklm.model.gpt import GPT, evaluating
 from bricklm.recipes import load_config, resolve, to_dict
@@ -30,6 +30,7 @@ from bricklm.storage.plots import plt, save
 from bricklm.storage.runs import load_run, read_run_config
 from bricklm.text.data import check_split_length, load_corpus
 from bricklm.text.tokenizer import load_tokenizer
+from bricklm.training.health import health_records, measure, probe_batch
 
 BLOG_VOCAB = 107  # the blog corpus's vocabulary, for shape tables with neither a run nor a corpus
 

@@ -9,4 +9,5 @@ resume.py       what must match to resume, and what goes back where
 interrupts.py   Ctrl-C and SIGTERM: finish the step, save, exit
 distributed.py  several processes with torch.distributed (DDP, FSDP)
 hardware.py     the device, threads, memory estimates and the kernel tuner
+health.py       the numbers that say whether a network is set up right; log_health's callback
 """

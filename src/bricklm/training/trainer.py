@@ -39,6 +39,7 @@ from bricklm.training.callbacks import Callback, Context, TrainState, config_cal
 from bricklm.training.console import Console
 from bricklm.training.datasets import open_dataset
 from bricklm.training.hardware import apply_kernel, check_fits, resolve_device, tune
+from bricklm.training.health import HealthCallback
 from bricklm.training.interrupts import Interrupted, NonFiniteSteps, StopSignals
 from bricklm.training.optim import WeightAverage, learning_rate, make_optimizer, set_learning_rate
 from bricklm.training.resume import AveragedWeights, PlainWeights, RunCheckpoints, lock_run_dir
@@ -125,7 +126,8 @@ class Trainer:
             self.run_dir, main, log, sys.stderr.isatty() if progress is None else progress, cfg=train_cfg
         )
         self.log = self.out.say
-        self.callbacks = [*(callbacks or []), *config_callbacks(train_cfg)] if main else []
+        health = [HealthCallback()] if train_cfg.log_health else []  # first: a stop can't skip its last record
+        self.callbacks = [*health, *(callbacks or []), *config_callbacks(train_cfg)] if main else []
         check_out_dir(self.run_dir, "--resume" if resume else "--out")  # a file, read-only: refused before any work
         self.data = (
             open_dataset(data, self.run_dir, self.dist, self.log)

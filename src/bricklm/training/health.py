@@ -16,8 +16,8 @@ One *health record* is a JSON-able dict measured on one batch:
     attn_first    [[head 0, …] per block]              mean weight on position 0 in the second half of rows
 
     record = measure(model, x, y)                      # grads land in model's .grad
-    records = probe_training(model, train_cfg, data, steps=30)   # trains a copy, returns records
-    Trainer(..., callbacks=[HealthCallback()])          # `train --log-health`: a record per evaluation
+    TrainConfig(log_health=True)                       # the Trainer adds HealthCallback: a record per evaluation
+    (inspect/probe.py's probe_training trains a copy of a model and returns its records)
 
 The stream, what each block's first sub-layer receives and the attention weights come from the
 model itself (GPT.trace, Block.trace): the weights recomputed from each block's own q and k, because
@@ -26,7 +26,6 @@ the fused kernel never materialises them. Nothing here knows the model's switche
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -38,8 +37,7 @@ from bricklm.errors import UserError
 from bricklm.model.gpt import evaluating
 from bricklm.text.data import get_batch
 from bricklm.training.callbacks import Callback, Context
-from bricklm.training.optim import learning_rate, make_optimizer
-from bricklm.training.trainer import train_step
+from bricklm.training.optim import learning_rate
 
 
 def layer_of(param_name: str) -> str:
@@ -155,31 +153,6 @@ def probe_batch(data, train_cfg: TrainConfig, block_size: int, device) -> tuple[
     """The fixed batch health is measured on: its own generator, so training's sampling is untouched."""
     gen = torch.Generator().manual_seed(train_cfg.seed + 2)
     return get_batch(data, train_cfg.batch_size, block_size, gen, device)
-
-
-def probe_training(
-    model, train_cfg: TrainConfig, data, steps: int, start_step: int = 0, every: int | None = None, device="cpu"
-) -> list[dict[str, Any]]:
-    """Train a *copy* of model for `steps` AdamW steps as `train` would (same schedule from
-    start_step, same clipping) and return health records: at the start and every `every` steps."""
-    model = copy.deepcopy(model).to(device).train()
-    block_size = model.config.block_size
-    x_probe, y_probe = probe_batch(data, train_cfg, block_size, device)
-    every = every or max(1, steps // 4)
-    optimizer = make_optimizer(model, train_cfg, torch.device(device))
-    gen = torch.Generator().manual_seed(train_cfg.seed)
-    records = [{"step": start_step, **measure(model, x_probe, y_probe)}]
-    for i in range(steps):
-        step = start_step + i
-        before = snapshot(model)  # the weights train_step's update starts from
-        train_step(
-            model, optimizer, lambda: get_batch(data, train_cfg.batch_size, block_size, gen, device), train_cfg, step
-        )
-        if (i + 1) % every == 0 or i + 1 == steps:
-            ratios = update_ratios(before, model)
-            lr = learning_rate(step, train_cfg)
-            records.append({"step": step + 1, "lr": lr, **measure(model, x_probe, y_probe), "update_ratio": ratios})
-    return records
 
 
 class HealthCallback(Callback):
