@@ -15,9 +15,10 @@ C n_embd, nh n_head, hs head size.
     trace = model.trace(idx)     # the residual stream after each block and each block's attention weights
     x = model.embed(idx, start); logits = model.readout(x)   # the pieces forward is made of
 
-The switches are read here and in attention.py only (tests/test_architecture.py keeps it so): whatever
-needs per-layer streams, attention weights or a cached step asks the model (trace, Attention.weights,
-forward with caches, decode.DecodeStep) instead of re-deriving its maths.
+The switches are computed with here and in attention.py only; outside the model a few modules may read
+them to check, set, map or key on them (tests/test_architecture.py lists each). Whatever needs per-layer
+streams, attention weights, a cached step or a size asks the model (trace, Attention.weights, forward with
+caches, decode.DecodeStep, count_params, count_activations) instead of re-deriving its maths.
 """
 
 from __future__ import annotations
