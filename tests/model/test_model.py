@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bricklm.config import ModelConfig
-from bricklm.model.gpt import GPT, count_params
+from bricklm.model.gpt import GPT, count_activations, count_params
 
 BLOG = dict(vocab_size=107, activation="relu", attention="torch_mha")
 
@@ -69,6 +69,21 @@ def tiny(**kw) -> ModelConfig:
 def test_formula_matches_built_model(switch):
     cfg = tiny(**switch)
     assert GPT(cfg).n_params() == count_params(cfg)
+
+
+def test_activations_kept_for_backward_follow_the_attention_kind_and_recompute():
+    """The memory check asks the model what a step keeps: T x T weights only where the attention path keeps them."""
+
+    def kept(recompute=False, **kw):
+        return count_activations(tiny(block_size=256, **kw), batch_size=4, recompute=recompute)
+
+    assert kept(attention="manual", dropout=0.1) > kept(attention="manual") > kept(attention="sdpa")
+    assert kept(attention="sdpa", dropout=0.1) > kept(attention="sdpa") >= kept(attention="none")  # fused: no T x T
+    # auto: the tuner may pick any kernel, so it counts the most any keeps
+    assert kept(attention="auto") > kept(attention="manual")
+    assert kept(attention="auto", dropout=0.1) == kept(attention="manual", dropout=0.1)
+    assert kept(recompute=True, n_layer=8) < kept(n_layer=8)  # only each block's input, plus one block
+    assert kept(attention="none") > 3 * 4 * 256 * 11  # the logits, three copies, come on top
 
 
 @pytest.mark.parametrize("switch", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default")

@@ -98,13 +98,11 @@ def zeros_if_none(t: torch.Tensor | None, n: int) -> torch.Tensor:
 
 
 def attention_tensors(attn, C: int) -> dict[str, torch.Tensor]:
-    """q/k/v and output projections of either attention module (sdpa/manual or torch_mha), with zero biases."""
-    if hasattr(attn, "mha"):  # nn.MultiheadAttention keeps q, k, v stacked in in_proj, in the same order
-        m = attn.mha
-        qkv_w, qkv_b, proj_w, proj_b = m.in_proj_weight, m.in_proj_bias, m.out_proj.weight, m.out_proj.bias
-    else:
-        qkv_w, qkv_b = attn.c_attn.weight, attn.c_attn.bias
-        proj_w, proj_b = attn.c_proj.weight, attn.c_proj.bias
+    """q/k/v and output projections of either attention kind (sdpa/manual or torch_mha), with zero biases.
+
+    Both pack q, k, v in one (3C, C) matrix in that order, as GPT-2's c_attn does; Attention.projections says
+    where each kind keeps them."""
+    qkv_w, qkv_b, proj_w, proj_b = attn.projections()
     return {
         "c_attn.weight": qkv_w.detach().float(),
         "c_attn.bias": zeros_if_none(qkv_b, 3 * C),

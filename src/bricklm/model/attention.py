@@ -204,6 +204,13 @@ def make_attention(config: ModelConfig) -> Attention | None:
     return SelfAttention(config)
 
 
+# Attention matrices (nh × T × T) the backward pass keeps per layer, in copies, by attention kind: (no dropout,
+# dropout); measured on CPU by benchmarks/reliability.py. Fused sdpa keeps none, unless dropout sends it to the
+# math kernel. A kind not listed (auto: whichever kernel the tuner picks) counts as the most a kernel keeps.
+ATTENTION_COPIES = {"manual": (5, 13), "torch_mha": (6, 6), "sdpa": (0, 5), "none": (0, 0)}
+MOST_ATTENTION_COPIES = (13, 13)
+
+
 class KVCache:
     """Keys and values of one layer for positions already seen, so decoding a token costs O(T), not O(T²)."""
 

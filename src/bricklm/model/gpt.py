@@ -15,9 +15,10 @@ C n_embd, nh n_head, hs head size.
     trace = model.trace(idx)     # the residual stream after each block and each block's attention weights
     x = model.embed(idx, start); logits = model.readout(x)   # the pieces forward is made of
 
-The switches are read here and in attention.py only (tests/test_architecture.py keeps it so): whatever
-needs per-layer streams, attention weights or a cached step asks the model (trace, Attention.weights,
-forward with caches, decode.DecodeStep) instead of re-deriving its maths.
+The switches are computed with here and in attention.py only; outside the model a few modules may read
+them to check, set, map or key on them (tests/test_architecture.py lists each). Whatever needs per-layer
+streams, attention weights, a cached step or a size asks the model (trace, Attention.weights, forward with
+caches, decode.DecodeStep, count_params, count_activations) instead of re-deriving its maths.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from bricklm.config import ModelConfig
-from bricklm.model.attention import KVCache, make_attention
+from bricklm.model.attention import ATTENTION_COPIES, MOST_ATTENTION_COPIES, KVCache, make_attention
 
 # Parameter names other modules rely on (optimiser groups, LoRA, export), defined once here.
 EMBEDDINGS = ("tok_emb", "pos_emb")
@@ -272,3 +273,24 @@ def count_params(config: ModelConfig) -> int:
     embeddings = V * C + (config.block_size * C if config.positional == "learned" else 0)
     head = (0 if config.tie_weights else C * V) + (V if config.head_bias else 0)
     return embeddings + L * (attn + ffn) + norm + head
+
+
+def count_activations(config: ModelConfig, batch_size: int, recompute: bool = False) -> int:
+    """Numbers a training step keeps for the backward pass (its activations), by the same switches the model is
+    built from: per token and layer the residual stream, norms, q/k/v and the 4C feed-forward (and dropout masks),
+    the attention matrices the attention kind keeps (ATTENTION_COPIES), and the logits (3 copies).
+
+    With recompute (TrainConfig.recompute_activations) only each block's input is kept, and one block at a time is
+    recomputed in full during the backward pass. training/hardware.py turns this into bytes; benchmarks/reliability.py
+    checks the total against measured peaks (docs/reliability.md).
+    """
+    c = config
+    dropout = c.dropout > 0
+    per_token_layer = (22 + 4 * dropout) * c.n_embd
+    per_token_layer += ATTENTION_COPIES.get(c.attention, MOST_ATTENTION_COPIES)[dropout] * c.n_head * c.block_size
+    tokens = batch_size * c.block_size
+    if recompute:
+        kept = tokens * (c.n_layer * c.n_embd + per_token_layer)
+    else:
+        kept = tokens * c.n_layer * per_token_layer
+    return kept + 3 * tokens * c.vocab_size

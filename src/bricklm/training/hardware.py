@@ -23,7 +23,7 @@ from bricklm.errors import UserError
 from bricklm.files import atomic_write_json
 from bricklm.model.attention import SelfAttention
 from bricklm.model.fastpaths import ATTENTION_KERNELS
-from bricklm.model.gpt import GPT, count_params
+from bricklm.model.gpt import GPT, count_activations, count_params
 
 
 def resolve_device(name: str) -> torch.device:
@@ -71,32 +71,21 @@ def cpu_model() -> str | None:
     return None
 
 
-# Attention matrices (heads x T x T) the backward pass keeps per layer, in copies, by attention path; measured
-# on CPU by benchmarks/reliability.py. Fused sdpa keeps none, unless dropout sends it to the math kernel.
-ATTENTION_COPIES = {"manual": (5, 13), "torch_mha": (6, 6), "sdpa": (0, 5), "none": (0, 0)}  # (no dropout, dropout)
 RUNTIME_BYTES = 100 * 2**20  # PyTorch's own working memory once training runs
 MEMORY_MARGIN = 1.2  # the formula matched measured peaks within 0-10%; refuse a little early rather than swap
 
 
 def estimate_memory_bytes(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int:
     """Training footprint: weights, gradients and two AdamW moments (16 B/param), the activations the
-    backward pass keeps, the logits, PyTorch's own; times MEMORY_MARGIN. See docs/reliability.md.
+    backward pass keeps and the logits (the model's count_activations, 4 B each), PyTorch's own; times
+    MEMORY_MARGIN. See docs/reliability.md.
 
     With recompute_activations only each block's input is kept, and one block at a time is recomputed
     in full during the backward pass: what makes the blog's sweep row #4 (T×T attention weights with
     dropout, 32 layers) fit a laptop.
     """
-    c = model_cfg
-    dropout = c.dropout > 0
-    per_token_layer = (22 + 4 * dropout) * c.n_embd  # residual stream, norms, q/k/v, the 4C FFN (+ dropout masks)
-    per_token_layer += ATTENTION_COPIES.get(c.attention, (13, 13))[dropout] * c.n_head * c.block_size
-    tokens = train_cfg.batch_size * c.block_size
-    if train_cfg.recompute_activations:
-        acts = tokens * (c.n_layer * c.n_embd + per_token_layer) * 4
-    else:
-        acts = tokens * c.n_layer * per_token_layer * 4
-    logits = train_cfg.batch_size * c.block_size * c.vocab_size * 4 * 3
-    return int(MEMORY_MARGIN * (16 * count_params(c) + acts + logits + RUNTIME_BYTES))
+    kept = count_activations(model_cfg, train_cfg.batch_size, train_cfg.recompute_activations)
+    return int(MEMORY_MARGIN * (16 * count_params(model_cfg) + 4 * kept + RUNTIME_BYTES))
 
 
 def available_memory_bytes() -> int | None:
