@@ -16,6 +16,7 @@ evaluation), loss.png, summary.json and checkpoints/ (checkpoint.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import sys
 import time
@@ -156,6 +157,7 @@ class Trainer:
         cfg, main = self.cfg, self.dist.is_main
         # attention/dtype/threads = auto: measured once per shape and machine (not under torchrun: ranks could differ)
         self.tuning = tune(self.model_cfg, cfg, self.device, self.log, measure=not self.dist.enabled)
+        self.autocast = functools.partial(self.tuning.autocast, self.device)  # bf16 matmuls, if tuned so
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -250,11 +252,6 @@ class Trainer:
             result = self._summary(model, n_params)  # --fsdp: rank 0 samples the whole model
         dist.close()
         return result
-
-    def autocast(self):
-        """bf16 autocast with dtype = "bfloat16" (matmuls in bf16, weights in fp32); nothing otherwise."""
-        on = self.tuning.dtype == "bfloat16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
     def _next_batch(self):
         return self.data.batch(self.generator, self.cfg, self.model_cfg.block_size, self.device, self.dist)
