@@ -188,14 +188,15 @@ def test_torchrun_two_processes_match_one_with_twice_the_batch_and_resume(tiny_c
 
 
 @pytest.mark.slow
-def test_a_signal_to_one_process_stops_every_process_inside_the_same_evaluation(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
+def test_a_signal_to_one_process_stops_every_process_inside_the_same_evaluation(tiny_corpus, tmp_path, extra):
     """SIGTERM reaches only rank 1, inside the step-0 evaluation (made endless: a million batches per split). Every
-    process must stop at the same batch, or one would wait in the next collective until dist_timeout: both exit
-    143, rank 0 having saved step 0. Resumed by 2 processes with the usual 2 batches (the cut-short evaluation was
-    never recorded), the run equals an uninterrupted 2-process one exactly."""
+    process must stop at the same batch, or one would wait in the next collective until dist_timeout (under --fsdp
+    the save itself is one): both exit 143, rank 0 having saved step 0. Resumed by 2 processes with the usual 2
+    batches (the cut-short evaluation was never recorded), the run equals an uninterrupted 2-process one exactly."""
     run, straight = tmp_path / "run", tmp_path / "straight"
     train = [sys.executable, "-m", "bricklm", "train", "--data", str(tiny_corpus)]
-    procs = spawn([*train, "--out", str(run), *flags(eval_iters=1000000)], logs=tmp_path)
+    procs = spawn([*train, "--out", str(run), *flags(eval_iters=1000000), *extra], logs=tmp_path)
     log = tmp_path / "rank-0.txt"
     wait_for(lambda: "each evaluation scores 2000000 batches" in log.read_text(), procs, "the step-0 evaluation")
     procs[1].send_signal(signal.SIGTERM)
@@ -206,7 +207,7 @@ def test_a_signal_to_one_process_stops_every_process_inside_the_same_evaluation(
     assert f"{stopped}; rank 0 saves" in out1
     assert not read_metrics(run)
 
-    results = finish(spawn([*train, "--out", str(straight), *FLAGS]))
+    results = finish(spawn([*train, "--out", str(straight), *FLAGS, *extra]))
     assert not (failed := failures(results)), failed
     results = finish(spawn([sys.executable, "-m", "bricklm", "train", "--resume", str(run), "--eval-iters", "2"]))
     assert not (failed := failures(results)), failed

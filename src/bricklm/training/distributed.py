@@ -161,7 +161,10 @@ class Dist:
         if not (load or self.is_main):
             yield model, optimizer
             return
-        plain = build().to(device)
+        # The copy's random initial weights are overwritten: drawing them must not move the run's torch RNG, or a
+        # run resumed into an evaluation cut short (one copy more than a run never stopped) would draw other dropout.
+        with torch.random.fork_rng(devices=[]):
+            plain = build().to(device)
         plain_opt = make_opt(plain)
         if weights is not None:
             plain.load_state_dict(weights)
