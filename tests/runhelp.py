@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from bricklm.storage import checkpoint as ckpt
@@ -63,3 +64,23 @@ def tensors(checkpoint_dir: Path) -> dict:
     """Every tensor a checkpoint holds: weights, Adam moments and every RNG state."""
     c = ckpt.load_checkpoint(checkpoint_dir)
     return {**{f"model.{k}": v for k, v in c.model.items()}, **c.state}
+
+
+def wait_for(condition, procs, what: str, timeout: float = 90) -> None:
+    """Poll condition() until True, while the process (or each of a list of them) runs; if one ends first, an
+    AssertionError with its output; after `timeout` seconds (a bound against a hang), all are killed."""
+    procs = procs if isinstance(procs, list) else [procs]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        ended = next((proc for proc in procs if proc.poll() is not None), None)
+        if ended is not None:
+            for proc in procs:
+                proc.kill()
+            out, err = ended.communicate()
+            raise AssertionError(f"training ended before {what}: rc {ended.returncode}\n{out}\n{err}")
+        time.sleep(0.05)
+    for proc in procs:
+        proc.kill()
+    raise AssertionError(f"timed out waiting for {what}")

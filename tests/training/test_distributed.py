@@ -5,9 +5,11 @@ processes started with torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR...)
 resume and for a rank that dies. Tiny model, few steps: the cost is starting Python twice.
 """
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from bricklm.training.datasets import rank_batch
 from bricklm.training.distributed import Dist
 from bricklm.training.trainer import Trainer
 from conftest import tiny_flags
+from runhelp import tensors, wait_for
 
 
 def flags(**overrides) -> list[str]:
@@ -49,26 +52,36 @@ def child_env(**extra) -> dict:
     return env
 
 
-def spawn(args: list[str], world: int = 2) -> list[subprocess.Popen]:
-    """Start `world` processes with the environment torchrun would give them."""
+def spawn(args: list[str], world: int = 2, logs=None) -> list[subprocess.Popen]:
+    """Start `world` processes with the environment torchrun would give them. logs: a folder where each rank's
+    stdout goes as it is printed (rank-0.txt, ...), instead of a pipe."""
     port = free_port()
-    return [
-        subprocess.Popen(
-            args,
-            env=child_env(RANK=r, LOCAL_RANK=r, WORLD_SIZE=world, MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for r in range(world)
-    ]
+    env = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, **({"PYTHONUNBUFFERED": 1} if logs else {}))
+    procs = []
+    for r in range(world):
+        with open(logs / f"rank-{r}.txt", "w") if logs else contextlib.nullcontext(subprocess.PIPE) as stdout:
+            procs.append(
+                subprocess.Popen(
+                    args,
+                    env=child_env(RANK=r, LOCAL_RANK=r, WORLD_SIZE=world, **env),
+                    stdout=stdout,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+    return procs
 
 
 def finish(procs, timeout=120) -> list[tuple[int, str]]:
+    """Each process's exit code and output, once all have ended; past `timeout` (a hang), all are killed."""
     out = []
-    for p in procs:
-        stdout, stderr = p.communicate(timeout=timeout)
-        out.append((p.returncode, stdout + stderr))
+    try:
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=timeout)
+            out.append((p.returncode, (stdout or "") + stderr))
+    finally:
+        for p in procs:
+            p.kill()  # nothing left running if one hung
     return out
 
 
@@ -172,6 +185,36 @@ def test_torchrun_two_processes_match_one_with_twice_the_batch_and_resume(tiny_c
     assert main(["train", "--resume", str(single), "--max-iters", "9"]) == 0
     assert [r["step"] for r in read_metrics(ddp) if "loss" in r] == list(range(1, 10))
     assert losses(ddp) == pytest.approx(losses(single), abs=TOLERANCE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
+def test_a_signal_to_one_process_stops_every_process_inside_the_same_evaluation(tiny_corpus, tmp_path, extra):
+    """SIGTERM reaches only rank 1, inside the step-0 evaluation (made endless: a million batches per split). Every
+    process must stop at the same batch, or one would wait in the next collective until dist_timeout (under --fsdp
+    the save itself is one): both exit 143, rank 0 having saved step 0. Resumed by 2 processes with the usual 2
+    batches (the cut-short evaluation was never recorded), the run equals an uninterrupted 2-process one exactly."""
+    run, straight = tmp_path / "run", tmp_path / "straight"
+    train = [sys.executable, "-m", "bricklm", "train", "--data", str(tiny_corpus)]
+    procs = spawn([*train, "--out", str(run), *flags(eval_iters=1000000), *extra], logs=tmp_path)
+    log = tmp_path / "rank-0.txt"
+    wait_for(lambda: "each evaluation scores 2000000 batches" in log.read_text(), procs, "the step-0 evaluation")
+    procs[1].send_signal(signal.SIGTERM)
+    (rc0, out0), (rc1, out1) = finish(procs, timeout=90)
+    assert (rc0, rc1) == (143, 143), out0 + out1
+    stopped = "SIGTERM: stopped during the evaluation at step 0 (its result is not recorded: resuming runs it first)"
+    assert f"{stopped}; checkpoint saved in {run / 'checkpoints' / 'step-000000000'}" in out0
+    assert f"{stopped}; rank 0 saves" in out1
+    assert not read_metrics(run)
+
+    results = finish(spawn([*train, "--out", str(straight), *FLAGS, *extra]))
+    assert not (failed := failures(results)), failed
+    results = finish(spawn([sys.executable, "-m", "bricklm", "train", "--resume", str(run), "--eval-iters", "2"]))
+    assert not (failed := failures(results)), failed
+    assert "its evaluation was cut short by a stop signal: it runs first" in results[0][1]
+    assert losses(run) == losses(straight)
+    a, b = (tensors(r / "checkpoints" / "step-000000006") for r in (straight, run))
+    assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []  # weights, moments, RNGs
 
 
 DIE = """

@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,31 +18,22 @@ from bricklm.files import LOCK_NAME, RunLock
 from bricklm.storage import checkpoint as ckpt
 from bricklm.training.callbacks import Callback
 from conftest import TINY_FLAGS
-from runhelp import metrics, steps, train
+from runhelp import losses, metrics, steps, tensors, train, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG = ["--max-iters", "100000", "--eval-interval", "100000"]  # runs until signalled; saves only at step 0
 
 
-def start(corpus, run, *flags, pause=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def start(corpus, run, *flags, pause=None, log=None):
+    """A `bricklm train` process; log: a file its output goes to as it is printed, instead of a pipe."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"PYTHONUNBUFFERED": "1"} if log else {})}
     if pause:
         env[ckpt.PAUSE_ENV] = pause
     cmd = [sys.executable, "-m", "bricklm", "train", "--data", str(corpus), "--out", str(run), *TINY_FLAGS, *flags]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def wait_for(condition, proc, what, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"training ended before {what}: rc {proc.returncode}\n{out}\n{err}")
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"timed out waiting for {what}")
+    if log is None:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    with open(log, "w") as out:  # the child has its own copy of the file
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def trained_to(run, step):
@@ -112,6 +102,34 @@ def test_sigterm_then_ctrl_c_during_the_save_leaves_it_whole(tiny_corpus, tmp_pa
     step = saved_step(err)
     assert steps(run) == [0, step]
     assert not list((run / "checkpoints").glob(".*"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_inside_the_first_evaluation_saves_step_0_and_resume_is_exact(tiny_corpus, tmp_path, capsys):
+    """The step-0 evaluation made endless (a million batches per split): Ctrl-C stops it at a batch boundary,
+    saves step 0 (there was no checkpoint yet) and records nothing of it. Since its result was never recorded,
+    the resumed run may score the recipe's usual 2 batches, and it then equals a run never stopped."""
+    run, log = tmp_path / "run", tmp_path / "stdout.txt"
+    proc = start(tiny_corpus, run, "--dropout", "0.1", "--eval-iters", "1000000", log=log)
+    # The long-evaluation notice comes after its 4th batch: then the process is inside it, for half an hour.
+    inside = lambda: log.exists() and "each evaluation scores 2000000 batches" in log.read_text()  # noqa: E731
+    wait_for(inside, proc, "the step-0 evaluation")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=90)  # a bound against a hang: the evaluation would run on for ~30 min
+    assert proc.returncode == 130, err
+    assert "SIGINT: stopping the evaluation at its next batch, then saving a checkpoint" in err
+    last = err.splitlines()[-1]
+    assert "stopped during the evaluation at step 0 (its result is not recorded: resuming runs it first)" in last
+    assert f"continue with: bricklm train --resume {run}" in last
+    assert steps(run) == [0] and metrics(run) == []
+    ckpt.verify(run / "checkpoints" / "step-000000000")
+
+    assert main(["train", "--resume", str(run), "--eval-iters", "2"]) == 0
+    assert "train.eval_iters changed from 1000000 to 2" in capsys.readouterr().out
+    train(tiny_corpus, tmp_path / "straight", "--dropout", "0.1")
+    assert losses(run) == losses(tmp_path / "straight")
+    a, b = (tensors(r / "checkpoints" / "step-000000006") for r in (tmp_path / "straight", run))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.slow

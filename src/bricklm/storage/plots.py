@@ -39,7 +39,8 @@ def finish_loss_axes(fig, ax, title: str, path: str | Path) -> Path:
     # A run's name that isn't UTF-8 (lone surrogates) crashes the font renderer: show it escaped.
     ax.set_title(title.encode("utf-8", "backslashreplace").decode("utf-8"))
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # nothing to plot yet (a run stopped in its first evaluation): no legend
+        ax.legend()
     return save(fig, path)
 
 

@@ -43,6 +43,7 @@ class TrainState:
     last_train: float = float("nan")
     last_val: float = float("nan")
     skipped_steps: int = 0  # steps whose loss or gradient norm was not finite: no update was made
+    eval_pending: bool = False  # a stop signal cut this step's evaluation short: resuming runs it first
     extra: dict[str, Any] = field(default_factory=dict)  # room for callbacks (e.g. early-stop counters)
 
 

@@ -137,9 +137,11 @@ class Console:
         return message + f"; a larger --eval-interval (now {cfg.eval_interval}) evaluates less often"
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        """Close the progress bars (also an evaluation's that a stop signal cut short)."""
+        for bar in (self.eval_bar, self.bar):
+            if bar is not None:
+                bar.close()
+        self.bar = self.eval_bar = None
 
     def plot(self) -> None:
         if self.enabled:

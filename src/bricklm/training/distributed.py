@@ -161,7 +161,10 @@ class Dist:
         if not (load or self.is_main):
             yield model, optimizer
             return
-        plain = build().to(device)
+        # The copy's random initial weights are overwritten: drawing them must not move the run's torch RNG, or a
+        # run resumed into an evaluation cut short (one copy more than a run never stopped) would draw other dropout.
+        with torch.random.fork_rng(devices=[]):
+            plain = build().to(device)
         plain_opt = make_opt(plain)
         if weights is not None:
             plain.load_state_dict(weights)
@@ -182,14 +185,15 @@ class Dist:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t.item() / self.world_size
 
-    def any(self, flag: bool) -> bool:
-        """True on every process if flag is True on any (e.g. a signal reached only some of them)."""
+    def largest(self, value: int) -> int:
+        """The largest value over all processes, the same on every one (e.g. the number of a stop signal that
+        reached only some of them, 0 where none did): one all-reduce of a single number."""
         if not self.enabled:
-            return flag
-        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self.device)
+            return value
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
         with self.guard("the check for a stop signal"):
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+        return int(t.item())
 
     def agree(self, flag: bool) -> bool:
         """Rank 0's decision (e.g. a callback asked to stop), the same on every process."""

@@ -7,6 +7,7 @@ print(device_name("cpu"))                  # "Intel(R) Xeon(R) ..." for records 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -138,6 +139,11 @@ class Tuning:
     dtype: str = "float32"
     threads: int = 0  # 0: PyTorch's default
     timings: dict | None = None  # seconds per forward + backward of the probe, by what was measured
+
+    def autocast(self, device: torch.device):
+        """bf16 autocast with dtype = "bfloat16" (matmuls in bf16, weights in fp32); nothing otherwise."""
+        on = self.dtype == "bfloat16"
+        return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 
 def tune(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device, log=print, measure=True) -> Tuning:

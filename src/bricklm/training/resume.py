@@ -145,5 +145,6 @@ class RunCheckpoints:
         self.last_saved_step = state.step
         if self.main:
             truncate_logs(self.run_dir, state.step)
-        self.say(f"resumed from {c.path} at step {state.step}")
+        cut_short = " (its evaluation was cut short by a stop signal: it runs first)" if state.eval_pending else ""
+        self.say(f"resumed from {c.path} at step {state.step}{cut_short}")
         return state

@@ -16,6 +16,7 @@ evaluation), loss.png, summary.json and checkpoints/ (checkpoint.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import sys
 import time
@@ -40,7 +41,7 @@ from bricklm.training.console import Console
 from bricklm.training.datasets import open_dataset
 from bricklm.training.hardware import apply_kernel, check_fits, resolve_device, tune
 from bricklm.training.health import HealthCallback
-from bricklm.training.interrupts import Interrupted, NonFiniteSteps, StopSignals
+from bricklm.training.interrupts import EvaluationStopped, NonFiniteSteps, StopSignals, stopped_at
 from bricklm.training.optim import WeightAverage, learning_rate, make_optimizer, set_learning_rate
 from bricklm.training.resume import AveragedWeights, PlainWeights, RunCheckpoints, lock_run_dir
 
@@ -144,7 +145,7 @@ class Trainer:
         self.run_config = {**to_dict(model_cfg, train_cfg), "data": self.data.describe(), **(extra_config or {})}
 
     def run(self) -> dict[str, Any]:
-        """Train. SIGINT/SIGTERM stop after the current step: checkpoint saved, then interrupts.Interrupted."""
+        """Train. SIGINT/SIGTERM stop after this step (an evaluation: at its next batch), save, raise Interrupted."""
         try:
             with self.signals:
                 self._setup()
@@ -159,6 +160,7 @@ class Trainer:
         cfg, main = self.cfg, self.dist.is_main
         # attention/dtype/threads = auto: measured once per shape and machine (not under torchrun: ranks could differ)
         self.tuning = tune(self.model_cfg, cfg, self.device, self.log, measure=not self.dist.enabled)
+        self.autocast = functools.partial(self.tuning.autocast, self.device)  # bf16 matmuls, if tuned so
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -212,9 +214,10 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_start(ctx)
         self.out.start(cfg.max_iters, s.step)
-        stop = s.step == 0 and self._evaluate(0)
+        self.wall_start = time.perf_counter() - s.wall  # a resumed evaluation's time counts too
+        stop = (s.eval_pending or not self.resume) and self._evaluate(s.step)  # step 0's, or one cut short
         self.wall_start = time.perf_counter() - s.wall  # wall time runs from the end of the step-0 evaluation
-        while not stop and s.step < cfg.max_iters and not dist.any(self.signals.requested):
+        while not stop and s.step < cfg.max_iters and not self.signals.stop_now(dist.largest):
             t0 = time.perf_counter()
             loss, skipped = train_step(
                 self.model,
@@ -242,7 +245,7 @@ class Trainer:
             if s.step % cfg.eval_interval == 0 or s.step == cfg.max_iters or asked:
                 stop = self._evaluate(s.step)
         self.out.close()
-        if self.signals.requested and s.step < cfg.max_iters:
+        if self.signals.stop_now(dist.largest) and (s.step < cfg.max_iters or s.eval_pending):
             self._interrupted()
         if self.stop_reason is None and s.step < cfg.max_iters:
             self.stop_reason = "stopped by a callback"
@@ -254,11 +257,6 @@ class Trainer:
         dist.close()
         return result
 
-    def autocast(self):
-        """bf16 autocast with dtype = "bfloat16" (matmuls in bf16, weights in fp32); nothing otherwise."""
-        on = self.tuning.dtype == "bfloat16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
-
     def _next_batch(self):
         return self.data.batch(self.generator, self.cfg, self.model_cfg.block_size, self.device, self.dist)
 
@@ -269,23 +267,29 @@ class Trainer:
         return self.average.applied(self.model) if self.average else contextlib.nullcontext()
 
     def _evaluate(self, step: int) -> bool:
-        """Score the model, let the callbacks look, save a checkpoint; True if training should stop."""
-        with self._averaged():
-            return self._evaluate_now(step)
+        """Score the model, let the callbacks look, save a checkpoint; True if training should stop. A stop signal
+        abandons the scoring at its next batch: nothing recorded; state.eval_pending: resuming runs it first."""
+        try:
+            with self._averaged():
+                return self._evaluate_now(step)
+        except EvaluationStopped:
+            self.state.eval_pending = True
+            return True
 
     def _evaluate_now(self, step: int) -> bool:
         s = self.state
-        losses = self.data.losses(
-            self.model,
-            self.cfg,
-            self.model_cfg.block_size,
-            self.device,
-            self.dist,
-            self.autocast,
-            forward=self.forward,
-            progress=self.out.eval_progress,
-        )
-        s.last_train, s.last_val = losses["train"], losses["val"]
+        with self.signals.evaluation(self.out.eval_progress, self.dist.largest) as progress:
+            losses = self.data.losses(
+                self.model,
+                self.cfg,
+                self.model_cfg.block_size,
+                self.device,
+                self.dist,
+                self.autocast,
+                forward=self.forward,
+                progress=progress,
+            )
+        s.last_train, s.last_val, s.eval_pending = losses["train"], losses["val"], False
         s.wall = time.perf_counter() - self.wall_start if step else s.wall  # this evaluation counts too
         record = {"step": step, "eval": True, "train_loss": s.last_train, "val_loss": s.last_val, "time": s.elapsed}
         improved = s.last_val < s.best_val
@@ -306,21 +310,14 @@ class Trainer:
 
     def _interrupted(self) -> None:
         """After SIGINT/SIGTERM: save this step (unless just saved), draw the plot, and say how to go on."""
-        s, name = self.state, self.signals.name
+        s = self.state
         path = self.run_dir / ckpt.CHECKPOINTS / ckpt.step_dir_name(s.step)
-        if self.checkpoints.last_saved_step != s.step:
+        if self.dist.agree(self.checkpoints.last_saved_step != s.step):  # only rank 0's knows; --fsdp: all gather
             with self._full_copies() as (model, optimizer):
                 path = self.checkpoints.save(s.step, model, optimizer, self.weights, s)
-        self.stop_reason = f"interrupted by {name} at step {s.step}"
+        self.stop_reason = f"interrupted by {self.signals.name} {stopped_at(s.step, s.eval_pending)}"
         self.out.plot()
-        if path:
-            where = f"checkpoint saved in {path}"
-        else:  # under torchrun only rank 0 writes; or the weights were not finite
-            where = "rank 0 saves" if not self.dist.is_main else "the weights are not finite, so nothing was saved"
-        raise Interrupted(
-            self.signals.signum,
-            f"{name}: stopped at step {s.step}; {where}; continue with: bricklm train --resume {self.run_dir}",
-        )
+        raise self.signals.interrupted(s.step, path, self.run_dir, evaluating=s.eval_pending, main=self.dist.is_main)
 
     # --- the end, and small helpers ------------------------------------------------------------------
 
