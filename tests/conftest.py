@@ -1,6 +1,9 @@
 """Shared fixtures: a tiny corpus and a tiny trained run, built once per test session."""
 
 import os
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,29 @@ def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "tiny"
     assert main(["train", "--data", str(tiny_corpus), "--out", str(run), *TINY_FLAGS]) == 0
     return run
+
+
+@contextmanager
+def serving(app, **config):
+    """Run a studio app (bricklm.studio.create_app) as `bricklm studio` runs it, uvicorn and all, on a thread
+    and a free 127.0.0.1 port; yields its base URL. config: server.uvicorn_config's settings (header_timeout)."""
+    import uvicorn
+
+    from bricklm.studio.server import bind, uvicorn_config
+
+    sock = bind("127.0.0.1", 0)
+    settings = uvicorn_config(app, **config)
+    settings.timeout_graceful_shutdown = 1
+    server = uvicorn.Server(settings)
+    app.state.studio.exiting = lambda: server.should_exit
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -12,15 +12,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import torch
-import uvicorn
 
 from bricklm.cli import main
 from bricklm.files import RunLock
@@ -34,7 +31,7 @@ from bricklm.studio.logs import REFRESH_S, Cursor, RunLogs
 from bricklm.studio.models import ModelCache, Served
 from bricklm.studio.runsdir import WALK_TTL_S, RunsDir
 from bricklm.studio.server import bind
-from conftest import TINY_FLAGS
+from conftest import TINY_FLAGS, serving
 
 REPO = Path(__file__).resolve().parents[2]
 CHATS = [
@@ -80,25 +77,6 @@ def runs_root(tiny_run, tmp_path_factory):
     )
     (root / "trap" / "summary.json").unlink()
     return root
-
-
-@contextmanager
-def serving(app):
-    """Run an ASGI app with uvicorn on a thread, on a free loopback port; yields its base URL."""
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
-    app.state.studio.exiting = lambda: server.should_exit
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")

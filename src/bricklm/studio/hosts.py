@@ -35,9 +35,10 @@ def host_of(header: str) -> str | None:
         if not bracket or (rest and not (rest.startswith(":") and _PORT.fullmatch(rest[1:]))):
             return None
         try:
-            return ipaddress.IPv6Address(literal).compressed  # no zone ids: "fe80::1%eth0" is refused
+            address = ipaddress.IPv6Address(literal)
         except ValueError:
             return None
+        return None if address.scope_id else address.compressed  # no zone ids: "fe80::1%eth0" is refused
     name, colon, port = header.partition(":")
     if colon and not _PORT.fullmatch(port):
         return None
@@ -47,9 +48,11 @@ def host_of(header: str) -> str | None:
 def normal_name(name: str) -> str | None:
     """A host name or address as compared: lowercase, no trailing dot, IPv6 compressed; None if it is neither."""
     try:
-        return ipaddress.ip_address(name).compressed
+        address = ipaddress.ip_address(name)
     except ValueError:
         pass
+    else:
+        return None if getattr(address, "scope_id", None) else address.compressed
     name = name.lower()
     name = name[:-1] if name.endswith(".") else name
     if not 0 < len(name) <= 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
@@ -58,14 +61,15 @@ def normal_name(name: str) -> str | None:
 
 
 def machine_names() -> set[str]:
-    """This machine's names and the addresses they resolve to, and the addresses it reaches the network from."""
-    names = {socket.gethostname(), socket.getfqdn()}
-    found = set(names)
-    for name in names:
-        try:
-            found |= {info[4][0] for info in socket.getaddrinfo(name, None)}
-        except OSError:
-            pass
+    """This machine's name, its canonical name and the addresses they resolve to, and the addresses it
+    reaches the network from. Forward lookups only: a reverse one (getfqdn) can stall the start for seconds."""
+    name = socket.gethostname()
+    found = {name}
+    try:
+        for _, _, _, canonical, address in socket.getaddrinfo(name, None, flags=socket.AI_CANONNAME):
+            found |= {canonical, address[0]} - {""}
+    except OSError:
+        pass
     for family, probe in _PROBES:
         try:
             with socket.socket(family, socket.SOCK_DGRAM) as s:

@@ -124,7 +124,7 @@ class LiveFeed:
                 self.wake.clear()
                 ready = [s for s in self.subs if s.queue.empty()]
                 try:
-                    news = await run_in_threadpool(self._read, ready)
+                    news = await run_in_threadpool(self.read, ready)
                 except Exception:  # noqa: BLE001 - a bug reading one run must not end every page's stream
                     log.exception("reading the runs for the live view failed")
                     news = []
@@ -138,7 +138,7 @@ class LiveFeed:
         finally:
             self.poller = None
 
-    def _read(self, subs: list[Subscription]) -> list[tuple[Subscription, list[str]]]:
+    def read(self, subs: list[Subscription]) -> list[tuple[Subscription, list[str]]]:
         """Each run the streams follow read once, and each stream's news cut from it (blocking: reads files)."""
         wanted = {run.id: run for sub in subs for run in sub.runs}
         logs = {rid: self.logs.get(run) for rid, run in wanted.items()}
