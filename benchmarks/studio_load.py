@@ -8,16 +8,16 @@ some of which give up halfway.
 It trains a run of the default shape (4 layers, n_embd 128, 4 heads, block 128; ~0.8M parameters)
 for one step on a small made-up text (speed doesn't depend on training), starts `bricklm studio` on
 a free 127.0.0.1 port as a subprocess, loads the model with one request, then sends --rounds rounds
-of --clients concurrent /v1/completions requests of --max-tokens tokens each. Of each round, --give-
-up clients ask for --give-up-tokens tokens and leave after --give-up-after seconds without reading
-the answer (half of them streaming, half not, as a browser tab closed or a script that timed out);
-the others stream to the end. Per request: time to the first token, tokens received, and how it
-ended. A request that stays must end in one of: its whole answer and [DONE], or a clean refusal (a
-4xx or 503 with OpenAI's error body); anything else (a cut stream, a 5xx, a missing [DONE]) counts
-as lost. Per round: the server's resident memory (Linux /proc) after it; before the first round and
-after the last (once abandoned generations had a moment to stop): its threads and memory, and how
-many generations are still going. Everything stops by itself: each request has a timeout and the
-whole run a deadline, and the server is stopped at the end.
+of --clients concurrent /v1/completions requests of --max-tokens tokens each. Of each round,
+--give-up clients ask for --give-up-tokens tokens and leave after --give-up-after seconds without
+reading the answer (half of them streaming, half not, as a browser tab closed or a script that timed
+out); the others stream to the end. Per request: time to the first token, tokens received, and how
+it ended. A request that stays must end in one of: its whole answer and [DONE], or a clean refusal
+(a 4xx or 503 with OpenAI's error body); anything else (a cut stream, a 5xx, a missing [DONE])
+counts as lost. Per round: the server's resident memory (Linux /proc) after it; before the first
+round and after the last (once abandoned generations had a moment to stop): its threads and memory,
+and how many generations are still going. Everything stops by itself: each request has a timeout and
+the whole run a deadline, and the server is stopped at the end.
 
 Times depend on the machine and what else runs on it: the JSON records the CPU (lscpu), the torch
 version and the load average before and after.

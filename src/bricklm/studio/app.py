@@ -12,8 +12,10 @@
     /v1/...                 the OpenAI-compatible API (api.py)
 
 Guard, the outermost layer, answers a Host header that isn't this server's (a web page elsewhere
-reaching 127.0.0.1 through DNS rebinding) with 400 and a body over MAX_BODY with 413, and adds
-headers that keep the page from being framed or sniffed.
+reaching 127.0.0.1 through DNS rebinding) with 400, a page on another site (Origin) with 403, a
+request without the API key (when the server has one) with 401 and a body over MAX_BODY with 413,
+and adds headers that keep the page from being framed or sniffed. Any error, a bug's included, is
+answered in OpenAI's shape {"error": {...}}.
 """
 
 from __future__ import annotations
