@@ -75,7 +75,7 @@ def wait_until(check, seconds: float = 10.0, every: float = 0.05):
 # --- clients that give up ----------------------------------------------------------------------------------
 
 
-def test_abandoned_non_streaming_requests_stop_and_free_their_slots_at_once(http, server):
+def test_abandoned_non_streaming_requests_stop_and_free_their_slots_at_once(http, server, caplog):
     before = http.get("/health").json()["tokens"]
     body = {"model": "tiny", "prompt": "The ", "max_tokens": 4096}
     gone = [post_raw(server, "/v1/completions", body) for _ in range(2)]  # every slot there is
@@ -88,6 +88,7 @@ def test_abandoned_non_streaming_requests_stop_and_free_their_slots_at_once(http
     assert r.status_code == 200, r.text  # not 503: the slots are free
     made = http.get("/health").json()["tokens"] - before
     assert made < 2 * 4096, f"the abandoned requests went on generating ({made} tokens)"
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []  # leaving is no error
 
 
 def test_a_streaming_client_that_leaves_frees_its_slot(http):

@@ -256,6 +256,7 @@ async def answer(studio, request: Request, req: Sampling, reply: Reply, job) -> 
         if not whole.done():
             whole.cancel()
             await stream.aclose()
+    await asyncio.wait({whole})  # a cancelled task is done only once the cancellation has landed in it
     if whole.cancelled():
         return Response(status_code=499)  # nobody is there to read it (nginx's "client closed request")
     try:
