@@ -68,7 +68,7 @@ class Engine:
         self.max_jobs = max_jobs
         self.line: deque[_Turn] = deque()
         self.cv = threading.Condition()
-        self.jobs = 0  # submitted and not finished
+        self.jobs = 0  # holding a slot: submitted, and neither finished nor given up by their client
         self.tokens = 0  # tokens produced since the start, every job together
         self.closed = False
         for i in range(workers):
