@@ -212,6 +212,23 @@ def test_live_streams_are_capped(http):
     assert wait_until(opens, 5) == "tiny"
 
 
+def test_live_streams_work_from_one_event_loop_to_the_next(runs):
+    # Starlette's TestClient runs each request on an event loop of its own; the feed's poller follows.
+    from fastapi.testclient import TestClient
+
+    client, seen = TestClient(create_app(runs)), []
+
+    def three_pages():
+        for _ in range(3):
+            with client.stream("GET", "/api/live", params={"run": "tiny"}) as r:
+                seen.append(json.loads(next(line for line in r.iter_lines() if line.startswith("data: "))[6:])["id"])
+
+    reader = threading.Thread(target=three_pages, daemon=True)  # daemon: a stream that never starts can't hold pytest
+    reader.start()
+    reader.join(30)
+    assert seen == ["tiny"] * 3
+
+
 def test_many_streams_on_a_run_read_it_once_per_poll(runs):
     folder = RunsDir(runs)
     logs = RunLogs(folder)

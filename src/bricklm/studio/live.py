@@ -82,9 +82,11 @@ class LiveFeed:
             raise TooMany(f"{len(self.subs)} live streams are open (at most {self.max_streams}); close a tab")
         sub = Subscription(runs)
         self.subs.append(sub)
+        loop = asyncio.get_running_loop()
+        if self.poller is None or self.poller.done() or self.poller.get_loop() is not loop:
+            self.wake = asyncio.Event()  # an Event belongs to the loop that first waits on it
+            self.poller = loop.create_task(self._poll())
         self.wake.set()  # its first event now, not at the next poll
-        if self.poller is None:
-            self.poller = asyncio.get_running_loop().create_task(self._poll())
         return LiveStream(self, sub)
 
     def open_streams(self) -> int:
@@ -136,7 +138,8 @@ class LiveFeed:
                 except asyncio.TimeoutError:  # the usual case: nothing new opened, read again
                     pass
         finally:
-            self.poller = None
+            if self.poller is asyncio.current_task():
+                self.poller = None
 
     def read(self, subs: list[Subscription]) -> list[tuple[Subscription, list[str]]]:
         """Each run the streams follow read once, and each stream's news cut from it (blocking: reads files)."""
