@@ -147,20 +147,20 @@ def runs_root(tiny_run, tmp_path_factory):
 
 
 @contextmanager
-def serving(app):
-    """Run an ASGI app with uvicorn on a thread, on a free loopback port; yields its base URL.
-
-    Every server the tests start listens on 127.0.0.1 at a free port, and every request goes there.
-    """
+def serving(app, **config):
+    """Run a studio app (bricklm.studio.create_app) as `bricklm studio` runs it, uvicorn and all, on a thread
+    and a free 127.0.0.1 port; yields its base URL. config: server.uvicorn_config's settings (header_timeout)."""
     import threading
     import time
 
     import uvicorn
 
-    from bricklm.studio.server import bind
+    from bricklm.studio.server import bind, uvicorn_config
 
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+    settings = uvicorn_config(app, **config)
+    settings.timeout_graceful_shutdown = 1
+    server = uvicorn.Server(settings)
     app.state.studio.exiting = lambda: server.should_exit
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

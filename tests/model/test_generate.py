@@ -133,3 +133,18 @@ def test_context_start_replays_the_window_generate_reads(prompt_len):
     for position, context_len in enumerate(seen, start=prompt_len):
         assert position - context_start(prompt_len, position, block) == context_len
     assert context_start(prompt_len, 3, block) == max(0, 3 - block)  # a prompt token: as far as the window reaches
+
+
+@pytest.mark.parametrize("top_p", [1e-46, 1e-300, 5e-324, 1e-8])
+@pytest.mark.parametrize("temperature", [1.0, 1e-300, 2.0])
+@pytest.mark.parametrize("top_k", [None, 1, 3])
+def test_the_likeliest_token_always_stays(top_p, temperature, top_k):
+    # A top_p that float32 rounds to 0 once dropped every token: softmax of all -inf is NaN, and
+    # sampling failed with "probability tensor contains either inf, nan or element < 0".
+    logits = torch.tensor([[1.0, 5.0, 3.0, 4.0], [2.0, 0.5, 2.5, -1.0]])
+    filtered = filter_logits(logits, temperature, top_k, top_p)
+    assert torch.isfinite(filtered).sum(dim=-1).tolist() == [1, 1]
+    assert filtered.argmax(dim=-1).tolist() == [1, 2]
+    probs = torch.softmax(filtered, dim=-1)
+    g = torch.Generator().manual_seed(0)
+    assert torch.multinomial(probs, 1, generator=g).flatten().tolist() == [1, 2]

@@ -28,10 +28,14 @@ def test_cli_user_errors_are_one_line(tmp_path, tiny_run, capsys):
         assert main(["serve", "--run", str(tiny_run), "--port", str(port)]) == 1
         err = capsys.readouterr().err.strip()
         assert err == f"bricklm: error: port {port} on 127.0.0.1 is in use (another server?); pick another with --port"
-        # Beyond loopback: a warning first (then the same busy port stops it before anything listens).
+        # Beyond loopback without a key: refused before anything listens.
         assert main(["serve", "--run", str(tiny_run), "--host", "0.0.0.0", "--port", str(port)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("bricklm: error: listening on 0.0.0.0 lets anyone") and "\n" not in err
+        # --no-auth says so: a warning first (then the same busy port stops it before anything listens).
+        assert main(["serve", "--run", str(tiny_run), "--host", "0.0.0.0", "--port", str(port), "--no-auth"]) == 1
         err = capsys.readouterr().err
-        assert "bricklm: warning: listening on 0.0.0.0: anyone on the network can reach this server" in err
+        assert "bricklm: warning: listening on 0.0.0.0 without an API key (--no-auth): anyone on the network" in err
     finally:
         busy.close()
 

@@ -16,7 +16,7 @@ import torch
 
 from bricklm.finetune.conversations import render
 from bricklm.model.generate import TextStream, generate
-from bricklm.text.tokenizer import ChatTokenizer
+from bricklm.text.tokenizer import ASSISTANT, ChatTokenizer
 
 
 class Chat:
@@ -47,16 +47,26 @@ class Chat:
         self.history = []
 
     def prompt_ids(self) -> list[int]:
-        """The rendered history plus <|assistant|>, dropping the oldest turns until it fits the budget."""
-        while True:
-            messages = ([{"role": "system", "content": self.system}] if self.system else []) + self.history
-            ids, _ = render(self.tok, messages, add_generation_prompt=True, unknown="drop")
-            if len(ids) <= self.prompt_budget or len(self.history) <= 1:
-                break
+        """The rendered history plus <|assistant|>, dropping the oldest turns until it fits the budget.
+
+        Each message is rendered once and the oldest are dropped by subtracting their length, so a long
+        history costs time in proportion to its length, not its square (the template renders a message
+        the same way whatever surrounds it).
+        """
+        system = (
+            render(self.tok, [{"role": "system", "content": self.system}], unknown="drop")[0] if self.system else []
+        )
+        turns = [render(self.tok, [m], unknown="drop")[0] for m in self.history]
+        total = len(system) + sum(len(t) for t in turns) + 1  # + <|assistant|>
+        first = 0
+        while total > self.prompt_budget and len(self.history) - first > 1:
             # Drop the oldest exchange: the first user message and the reply to it.
-            drop = 2 if len(self.history) > 2 and self.history[1]["role"] == "assistant" else 1
-            self.history = self.history[drop:]
+            drop = 2 if len(self.history) - first > 2 and self.history[first + 1]["role"] == "assistant" else 1
+            total -= sum(len(t) for t in turns[first : first + drop])
+            first += drop
             self.notify("(context window full: dropped the oldest turn)")
+        self.history = self.history[first:]
+        ids = [*system, *(i for t in turns[first:] for i in t), self.tok.id(ASSISTANT)]
         if len(ids) > self.prompt_budget:
             self.notify(f"(message too long for the {self.model.config.block_size}-token window: only its end is read)")
             ids = ids[-self.prompt_budget :]
@@ -64,15 +74,15 @@ class Chat:
 
     def say(self, text: str):
         """Add the user's message (notes come now) and return an iterator over the reply's text pieces."""
-        unknown = sorted({c for c in text if not self.tok.encode(c, unknown="drop")})
+        unknown = sorted(c for c in set(text) if not self.tok.encode(c, unknown="drop"))
         if unknown:
             self.notify(f"(dropped characters not in the vocabulary: {''.join(unknown)!r})")
         self.history.append({"role": "user", "content": text})
-        idx = torch.tensor([self.prompt_ids()], dtype=torch.long, device=self.device)
-        return self._reply(idx)
+        return self.reply(self.prompt_ids())
 
-    def _reply(self, idx: torch.Tensor):
-        """Yield the reply as it is generated; once it ends, it joins the history."""
+    def reply(self, ids: list[int]):
+        """Yield the reply to `ids` (from prompt_ids) as it is generated; once it ends, it joins the history."""
+        idx = torch.tensor([ids], dtype=torch.long, device=self.device)
         specials = set(self.tok.special_ids.values())
         stream, reply, ended = TextStream(self.tok), [], False
         for token in generate(

@@ -70,19 +70,25 @@ def context_start(prompt_len: int, position: int, block: int) -> int:
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """(B, V) logits → (B, V) logits with everything outside top-k / the top-p nucleus set to -inf."""
+    """(B, V) logits → (B, V) logits with everything outside top-k / the top-p nucleus set to -inf.
+
+    The likeliest token of each row always stays, whatever the settings: a top_p so small that float32
+    rounds it to 0 would otherwise drop every token, and softmax over all -inf is NaN.
+    """
     logits = logits / max(temperature, 1e-8)
+    best = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+    kept = logits.gather(-1, best)
     if top_k is not None and 0 < top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and 0.0 < top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
         cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        # Drop a token when the tokens ranked above it already cover top_p; the first always stays.
+        # Drop a token when the tokens ranked above it already cover top_p.
         drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
-    return logits
+    return logits.scatter(-1, best, kept)
 
 
 def pick(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -> torch.Tensor:

@@ -78,7 +78,10 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
         raise UserError(f"{path / 'config.json'} is not a bricklm config (no model table)") from None
     except UserError as exc:
         raise UserError(f"{path / 'config.json'}: {exc}") from None
-    model = GPT(model_cfg)
+    try:
+        model = GPT(model_cfg)
+    except ValueError as exc:  # a config that builds but describes no model (e.g. no vocab_size)
+        raise UserError(f"{path / 'config.json'}: {exc}") from None
     ckpt.load_model_tensors(model, c.model, str(path / "model.safetensors"))
     model.to(device).eval()
     try:

@@ -26,7 +26,7 @@ from bricklm.model.gpt import GPT
 from bricklm.recipes import build
 from bricklm.storage import checkpoint as ckpt
 from bricklm.storage.metrics import has_type
-from bricklm.storage.runs import read_run_config
+from bricklm.storage.runs import CONFIG, read_run_config
 
 SNAPSHOTS = "snapshots"
 WEIGHTS, RECORD = "model.safetensors", "snapshot.json"
@@ -71,7 +71,10 @@ def list_snapshots(run_dir: str | Path) -> list[dict[str, Any]]:
 def load_snapshot_model(run_dir: str | Path, snapshot: dict[str, Any], device="cpu") -> GPT:
     """A GPT with a snapshot's weights, shaped by the run's config.json."""
     config = read_run_config(run_dir)
-    model = GPT(build(ModelConfig, config.get("model", {}), "model"))
+    try:
+        model = GPT(build(ModelConfig, config.get("model", {}), "model"))
+    except ValueError as exc:  # e.g. a config.json of {}: no vocab_size, so no model to load the weights into
+        raise UserError(f"{Path(run_dir) / CONFIG}: {exc}") from None
     path = Path(snapshot["path"]) / WEIGHTS
     try:
         tensors = st_load(path.read_bytes())

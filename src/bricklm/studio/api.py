@@ -17,26 +17,30 @@ validation errors into 400s).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bricklm.errors import UserError
 from bricklm.studio.engine import TokenStream
-from bricklm.studio.sampling import Settings, chat_prompt_tokens, chat_reply, completion, prompt_ids
+from bricklm.studio.sampling import Settings, chat_prompt, chat_reply, completion, prompt_ids
 
 MAX_TOKENS = 4096  # per request, for any run
 MAX_PROMPT_CHARS = 16_384  # a prompt, or all of a conversation's messages together
 MAX_MESSAGES = 256
 MAX_STOP = 4  # stop strings per request, as OpenAI allows
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for completions
+
+log = logging.getLogger("bricklm.studio")
 
 
 class ApiError(Exception):
@@ -46,10 +50,12 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
 
-    def response(self) -> JSONResponse:
+    def body(self) -> dict:
         kind = "invalid_request_error" if self.status < 500 else "server_error"
-        body = {"message": self.message, "type": kind, "param": self.param, "code": self.code}
-        return JSONResponse({"error": body}, status_code=self.status)
+        return {"message": self.message, "type": kind, "param": self.param, "code": self.code}
+
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"error": self.body()}, status_code=self.status, headers=headers)
 
 
 class StreamOptions(BaseModel):
@@ -217,12 +223,17 @@ class Reply:
             if self.token_ids:
                 first["prompt_token_ids"] = self.prompt_token_ids
             yield sse(first)
-            async for p in stream:
-                made += p.tokens
-                if p.text or p.ids or p.finish:
-                    yield sse(head | {"choices": [self.choice(p.text, p.ids, p.finish)]})
-            if include_usage:
-                yield sse(head | {"choices": [], "usage": usage(self.n_prompt, made)})
+            try:
+                async for p in stream:
+                    made += p.tokens
+                    if p.text or p.ids or p.finish:
+                        yield sse(head | {"choices": [self.choice(p.text, p.ids, p.finish)]})
+            except Exception as exc:  # noqa: BLE001 - the status is sent: say so in the stream, as OpenAI does
+                log.exception("generation failed mid-stream (%s)", self.model)
+                yield sse({"error": ApiError(500, f"generation failed: {type(exc).__name__}").body()})
+            else:
+                if include_usage:
+                    yield sse(head | {"choices": [], "usage": usage(self.n_prompt, made)})
             yield "data: [DONE]\n\n"
         finally:
             await stream.aclose()  # the client left mid-stream: stop generating for it
@@ -231,12 +242,35 @@ class Reply:
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-async def answer(studio, req: Sampling, reply: Reply, job) -> JSONResponse | StreamingResponse:
+async def answer(studio, request: Request, req: Sampling, reply: Reply, job) -> JSONResponse | StreamingResponse:
     stream = studio.submit(job)
     if req.stream:
         include = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(reply.chunks(stream, include), media_type="text/event-stream", headers=SSE_HEADERS)
-    return JSONResponse(await reply.whole(stream))
+    whole = asyncio.ensure_future(reply.whole(stream))
+    gone = asyncio.ensure_future(disconnected(request))
+    try:
+        await asyncio.wait({whole, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # the client left (or this handler was cancelled): stop the job and give its slot back now
+        gone.cancel()
+        if not whole.done():
+            whole.cancel()
+            await stream.aclose()
+    await asyncio.wait({whole})  # a cancelled task is done only once the cancellation has landed in it
+    if whole.cancelled():
+        return Response(status_code=499)  # nobody is there to read it (nginx's "client closed request")
+    try:
+        return JSONResponse(whole.result())
+    except Exception as exc:  # noqa: BLE001 - a bug or a damaged model: a clean 500, the traceback in the log
+        log.exception("generation failed (%s)", reply.model)
+        raise ApiError(500, f"generation failed: {type(exc).__name__}", code="generation_failed") from None
+
+
+async def disconnected(request: Request) -> None:
+    """Returns once the client has closed its connection. The body has been read by then, so the server
+    has nothing else to hand the app but the disconnect (uvicorn waits for it without polling)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 # --- routes ----------------------------------------------------------------------------------
@@ -260,18 +294,18 @@ def router(studio) -> APIRouter:
         return found
 
     @r.post("/v1/completions")
-    async def completions(req: CompletionRequest):
+    async def completions(req: CompletionRequest, request: Request):
         served = await studio.served(req.model)
         s = req.settings(DEFAULT_COMPLETION_TOKENS, MAX_TOKENS)
-        try:
-            ids = prompt_ids(served, req.prompt)
+        try:  # off the event loop: a prompt of 16k characters is tokenized once, in one call
+            ids = await run_in_threadpool(prompt_ids, served, req.prompt)
         except UserError as exc:
             raise ApiError(400, str(exc), "prompt") from None
         reply = Reply(False, req.model, len(ids), ids, req.return_token_ids)
-        return await answer(studio, req, reply, lambda: completion(served, ids, s))
+        return await answer(studio, request, req, reply, lambda: completion(served, ids, s))
 
     @r.post("/v1/chat/completions")
-    async def chat_completions(req: ChatRequest):
+    async def chat_completions(req: ChatRequest, request: Request):
         served = await studio.served(req.model)
         if not served.chat:
             raise ApiError(
@@ -283,9 +317,8 @@ def router(studio) -> APIRouter:
             )
         # A reply longer than the context window would no longer see the question it answers.
         s = req.settings(served.block_size, served.block_size)
-        messages = req.conversation()
-        n_prompt = chat_prompt_tokens(served, messages, s.max_tokens)
-        reply = Reply(True, req.model, n_prompt, [], req.return_token_ids)
-        return await answer(studio, req, reply, lambda: chat_reply(served, messages, s))
+        chat, ids = await run_in_threadpool(chat_prompt, served, req.conversation(), s)
+        reply = Reply(True, req.model, len(ids), [], req.return_token_ids)
+        return await answer(studio, request, req, reply, lambda: chat_reply(served, chat, ids, s))
 
     return r

@@ -12,15 +12,15 @@
     /v1/...                 the OpenAI-compatible API (api.py)
 
 Guard, the outermost layer, answers a Host header that isn't this server's (a web page elsewhere
-reaching 127.0.0.1 through DNS rebinding) with 400 and a body over MAX_BODY with 413, and adds
-headers that keep the page from being framed or sniffed.
+reaching 127.0.0.1 through DNS rebinding) with 400, a page on another site (Origin) with 403, a
+request without the API key (when the server has one) with 401 and a body over MAX_BODY with 413,
+and adds headers that keep the page from being framed or sniffed. Any error, a bug's included, is
+answered in OpenAI's shape {"error": {...}}.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -37,32 +37,33 @@ from starlette.exceptions import HTTPException
 import bricklm.studio.api as api
 from bricklm import __version__
 from bricklm.storage.runs import CONFIG
-from bricklm.studio.api import MAX_TOKENS, SSE_HEADERS, ApiError, sse
+from bricklm.studio.api import MAX_TOKENS, SSE_HEADERS, ApiError
 from bricklm.studio.engine import Busy, Engine
 from bricklm.studio.guard import Guard
 from bricklm.studio.inside import look_inside
-from bricklm.studio.logs import Cursor, LiveRuns, describe, mtime, run_config
+from bricklm.studio.live import MAX_RUNS, MAX_STREAMS, LiveFeed, TooMany
+from bricklm.studio.logs import LiveRuns, describe, mtime, run_config
 from bricklm.studio.models import LoadFailed, ModelCache, NotFound, Served
 from bricklm.studio.runsdir import RunsDir
 
 STATIC = files("bricklm.studio") / "static"
-POLL_S = 1.0  # how often a live page's runs are looked at
-KEEPALIVE_S = 15.0  # a comment line on a quiet live stream, so a closed tab is noticed
-MAX_LIVE_RUNS = 32  # runs one live stream follows
 
 
 class Studio:
     """What the routes share: the runs folder, the runs followed live, the model cache and the generation engine."""
 
-    def __init__(self, runs: RunsDir, cache_size: int = 4, workers: int = 4, max_jobs: int = 68):
+    def __init__(
+        self, runs: RunsDir, cache_size: int = 4, workers: int = 4, max_jobs: int = 68, max_live: int = MAX_STREAMS
+    ):
         self.runs = runs
         self.live_runs = LiveRuns(runs)
         self.models = ModelCache(runs, cache_size)
         self.engine = Engine(workers, max_jobs)
-        self.closing = asyncio.Event()
+        self.closing = False
         # Set by whoever runs the server (server.serve: uvicorn's should_exit) so that live streams end
         # as soon as Ctrl-C is pressed, instead of holding the shutdown until its grace period runs out.
         self.exiting: Callable[[], bool] = lambda: False
+        self.live = LiveFeed(runs, self.live_runs, max_live, stopping=lambda: self.closing or self.exiting())
 
     def rows(self) -> list[dict]:
         """The runs table, newest first (blocking: reads files)."""
@@ -110,40 +111,6 @@ class Studio:
         except Busy as exc:
             raise ApiError(503, f"server busy: {exc}", code="server_busy") from None
 
-    def live_update(self, run, cursor: Cursor) -> tuple[Cursor, dict]:
-        """What a live page hasn't seen of `run`, with its current row (blocking)."""
-        live = self.live_runs.get(run)
-        cursor, delta = live.since(cursor)
-        return cursor, {"id": run.id, "row": describe(self.runs, run, live), **(delta or {"reset": False})}
-
-    async def live(self, runs: list) -> AsyncIterator[str]:
-        """Server-sent `run` events for each run: everything at first, then what was appended, every POLL_S."""
-        cursors = {run.id: Cursor() for run in runs}
-        seen: dict[str, tuple] = {}
-        quiet_since = time.monotonic()
-        while not self.closing.is_set() and not self.exiting():
-            for run in runs:
-                cursors[run.id], update = await run_in_threadpool(self.live_update, run, cursors[run.id])
-                row = update["row"]
-                now = (row["status"], row["step"], row["best_val_loss"], tuple(row["checkpoints"]))
-                if (
-                    update["reset"]
-                    or update.get("evals")
-                    or update.get("steps")
-                    or update.get("samples")
-                    or seen.get(run.id) != now
-                ):
-                    seen[run.id] = now
-                    quiet_since = time.monotonic()
-                    yield f"event: run\n{sse(update)}"
-            if time.monotonic() - quiet_since > KEEPALIVE_S:
-                quiet_since = time.monotonic()
-                yield ": keep-alive\n\n"
-            try:
-                await asyncio.wait_for(self.closing.wait(), POLL_S)
-            except asyncio.TimeoutError:  # the usual case: nothing is closing, look again
-                pass
-
 
 class InsideRequest(BaseModel):
     model: str = Field(min_length=1, max_length=512)
@@ -159,15 +126,19 @@ def create_app(
     cache_size: int = 4,
     workers: int = 4,
     max_jobs: int = 68,
+    api_key: str | None = None,
+    max_live: int = MAX_STREAMS,
 ) -> Guard:
-    """The studio over `runs_dir` (one run with single_run). allowed_hosts: the Host headers to answer
-    (None: any, for a server that listens beyond loopback). UserError if the folder is missing."""
-    studio = Studio(RunsDir(runs_dir, single_run), cache_size, workers, max_jobs)
+    """The studio over `runs_dir` (one run with single_run). allowed_hosts: the Host names to answer
+    (None: any). api_key: required of every request (guard.py) if given. max_live: live streams open at
+    once. UserError if the folder is missing."""
+    studio = Studio(RunsDir(runs_dir, single_run), cache_size, workers, max_jobs, max_live)
 
     @asynccontextmanager
     async def lifespan(app):
         yield
-        studio.closing.set()  # live streams end
+        studio.closing = True
+        studio.live.stop()  # live streams end
         studio.engine.shutdown()
 
     app = FastAPI(
@@ -202,12 +173,16 @@ def create_app(
         return await run_in_threadpool(studio.rows)
 
     @app.get("/api/live")
-    async def live(run: Annotated[list[str], Query(min_length=1, max_length=MAX_LIVE_RUNS)]):
+    async def live(run: Annotated[list[str], Query(min_length=1, max_length=MAX_RUNS)]):
         found = [studio.runs.get(r) for r in dict.fromkeys(run)]
         if None in found:
             missing = next(r for r, f in zip(dict.fromkeys(run), found, strict=True) if f is None)
             raise ApiError(404, f"no run {missing!r} in this folder", "run")
-        return StreamingResponse(studio.live(found), media_type="text/event-stream", headers=SSE_HEADERS)
+        try:
+            stream = studio.live.open(found)
+        except TooMany as exc:
+            raise ApiError(503, f"server busy: {exc}", code="server_busy") from None
+        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
     @app.post("/api/inside")
     async def inside(req: InsideRequest):
@@ -218,7 +193,7 @@ def create_app(
             raise ApiError(400, f"token ids must be in 0..{served.tokenizer.vocab_size - 1}", "ids")
         return await run_in_threadpool(look_inside, served, req.ids, req.prompt_len, req.position)
 
-    return Guard(app, allowed_hosts)
+    return Guard(app, allowed_hosts, api_key)
 
 
 def install_errors(app: FastAPI) -> None:
@@ -241,3 +216,7 @@ def install_errors(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request, exc: HTTPException):
         return ApiError(exc.status_code, str(exc.detail)).response()
+
+    @app.exception_handler(Exception)
+    async def _bug(request, exc: Exception):  # a bug: a clean body; the server still logs the traceback
+        return ApiError(500, "internal server error", code="internal_error").response()

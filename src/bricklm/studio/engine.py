@@ -8,9 +8,11 @@ A job is a function returning an iterator. A worker takes the job whose turn it 
 one item (one token), hands the item to the job's stream and puts the job at the back of the line.
 So fifty clients all see their first token within fifty token-steps, rather than the fiftieth
 waiting for forty-nine whole replies, and the total throughput is the same. A cancelled job is
-closed at its next turn. Sampling a token is mostly torch work that releases the GIL, so the event
-loop stays free to serve pages. A stream dropped without being read to the end (a browser that
-disconnects, a response cancelled before it began) cancels its job too, through a finalizer.
+closed at its next turn, and its slot is free at once (a client that gives up makes room for the next
+one straight away, not after the line comes round to it). Sampling a token is mostly torch work that
+releases the GIL, so the event loop stays free to serve pages. A stream dropped without being read to
+the end (a browser that disconnects, a response cancelled before it began) cancels its job too,
+through a finalizer.
 """
 
 from __future__ import annotations
@@ -32,11 +34,25 @@ class Busy(Exception):
 
 
 class _Turn:
-    """One job in the line: its iterator (made on its first turn) and where its items go."""
+    """One job in the line: its iterator (made on its first turn), where its items go, and its slot."""
 
-    def __init__(self, job: Job, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, cancel: threading.Event):
-        self.job, self.loop, self.queue, self.cancel = job, loop, queue, cancel
+    def __init__(self, engine: Engine, job: Job, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue):
+        self.engine, self.job, self.loop, self.queue = engine, job, loop, queue
+        self.cancel = threading.Event()
         self.items: Iterator[Any] | None = None
+        self.holds_slot = True
+
+    def release(self) -> None:
+        """Give the job's slot back (once): when it ends, or as soon as its client gives up."""
+        with self.engine.cv:
+            if self.holds_slot:
+                self.holds_slot = False
+                self.engine.jobs -= 1
+
+    def stop(self) -> None:
+        """Cancel the job: its slot is free now, and a worker closes it at its next turn."""
+        self.cancel.set()
+        self.release()
 
     def put(self, kind: int, item: Any = None) -> None:
         try:
@@ -52,7 +68,7 @@ class Engine:
         self.max_jobs = max_jobs
         self.line: deque[_Turn] = deque()
         self.cv = threading.Condition()
-        self.jobs = 0  # submitted and not finished
+        self.jobs = 0  # holding a slot: submitted, and neither finished nor given up by their client
         self.tokens = 0  # tokens produced since the start, every job together
         self.closed = False
         for i in range(workers):
@@ -61,14 +77,14 @@ class Engine:
     def submit(self, job: Job) -> TokenStream:
         """Put `job` in line; raises Busy when max_jobs are already going. Call from the event loop."""
         queue: asyncio.Queue = asyncio.Queue()
-        cancel = threading.Event()
         with self.cv:
             if self.jobs >= self.max_jobs:
                 raise Busy(f"{self.jobs} generations are going; try again shortly")
             self.jobs += 1
-            self.line.append(_Turn(job, asyncio.get_running_loop(), queue, cancel))
+            turn = _Turn(self, job, asyncio.get_running_loop(), queue)
+            self.line.append(turn)
             self.cv.notify()
-        return TokenStream(queue, cancel)
+        return TokenStream(queue, turn)
 
     def _work(self) -> None:
         while True:
@@ -78,11 +94,10 @@ class Engine:
                 if self.closed:
                     return
                 turn = self.line.popleft()
-            over = self._advance(turn)
-            with self.cv:
-                if over:
-                    self.jobs -= 1
-                else:
+            if self._advance(turn):
+                turn.release()
+            else:
+                with self.cv:
                     self.line.append(turn)
                     self.cv.notify()
 
@@ -121,9 +136,11 @@ class Engine:
 class TokenStream:
     """An async iterator over one job's items. Leaving early, by any route, cancels the job."""
 
-    def __init__(self, queue: asyncio.Queue, cancel: threading.Event):
-        self.queue, self.cancel = queue, cancel
-        weakref.finalize(self, cancel.set)  # dropped unread: stop the job at its next turn
+    def __init__(self, queue: asyncio.Queue, turn: _Turn):
+        self.queue, self.turn = queue, turn
+        # Dropped unread: stop the job at its next turn. Only the event here: a finalizer may run inside
+        # the engine's own locked code (garbage collection happens anywhere), so it takes no lock.
+        weakref.finalize(self, turn.cancel.set)
 
     def __aiter__(self) -> TokenStream:
         return self
@@ -132,7 +149,7 @@ class TokenStream:
         try:
             kind, item = await self.queue.get()
         except BaseException:  # cancelled: the client disconnected mid-stream
-            self.cancel.set()
+            self.turn.stop()
             raise
         if kind == _DONE:
             raise StopAsyncIteration
@@ -141,4 +158,4 @@ class TokenStream:
         return item
 
     async def aclose(self) -> None:
-        self.cancel.set()
+        self.turn.stop()

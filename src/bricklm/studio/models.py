@@ -12,9 +12,11 @@ and JSON, verified against the manifest, never a pickle.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from bricklm.errors import UserError
 from bricklm.model.gpt import GPT
@@ -102,7 +104,7 @@ class ModelCache:
             try:
                 served = self._load(run, name)
             except UserError as exc:
-                raise LoadFailed(f"cannot load {run.id}@{name}: {exc}") from None
+                raise LoadFailed(f"cannot load {run.id}@{name}: {inside_names(str(exc), self.runs.root)}") from None
         with self.lock:
             self.cache[key] = served
             while len(self.cache) > self.capacity:
@@ -125,3 +127,9 @@ class ModelCache:
         """`run@checkpoint` of every model in memory, oldest use first."""
         with self.lock:
             return [f"{s.run_id}@{s.checkpoint}" for s in self.cache.values()]
+
+
+def inside_names(message: str, root: Path) -> str:
+    """`message` with the runs folder's absolute path taken out: an error body names a file by its path in
+    the folder ("blog/checkpoints/step-000000600/model.safetensors"), never where the server keeps it."""
+    return message.replace(f"{root}{os.sep}", "").replace(str(root), ".")

@@ -18,6 +18,7 @@ file holds is parsed by storage/, as every command parses it.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -162,9 +163,9 @@ class RunsDir:
         return [p.name for p in ckpt.list_checkpoints(run.path, warn=False) if self._checkpoint_inside(p)]
 
     def _checkpoint_inside(self, path: Path) -> bool:
-        return self.inside(path) is not None and all(
-            self.inside(path / name) is not None for name in (*ckpt.FILES, ckpt.MANIFEST)
-        )
+        # Regular files only: reading a FIFO put there would block the loading thread forever.
+        files = [self.inside(path / name) for name in (*ckpt.FILES, ckpt.MANIFEST)]
+        return self.inside(path) is not None and all(f is not None and f.is_file() for f in files)
 
     def snapshots(self, run: Run) -> list[str]:
         """Names of the run's complete loss-level snapshots (snapshots/loss-X.XX) whose files all stay inside the
@@ -191,17 +192,23 @@ def lock_is_held(path: Path) -> bool:
 
     The trainer holds an exclusive flock for as long as it runs (files.RunLock) and the kernel drops
     it when the process dies, so a lock file left by a crash reads as not held. The probe asks for a
-    shared lock without waiting: refused means someone holds it; granted is released at once.
+    shared lock without waiting: refused means someone holds it; granted is released at once. Only a
+    regular file is a lock: anything else (a FIFO, whose open would wait for a writer forever, a
+    device, a folder) reads as not held, and is opened without blocking, if at all.
     """
     try:
         import fcntl
     except ImportError:  # Windows: no flock; a lock file that exists is taken as held
         return path.is_file()
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return False
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for something else since the lstat
+            return False
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True

@@ -2,7 +2,8 @@
 
     ids = prompt_ids(served, "The ")                            # UserError for characters the run lacks
     for piece in completion(served, ids, Settings(max_tokens=50)): ...
-    for piece in chat_reply(served, messages, Settings(max_tokens=100)): ...
+    chat, ids = chat_prompt(served, messages, settings)          # the conversation, tokenized once
+    for piece in chat_reply(served, chat, ids, settings): ...
 
 Both are iterators the engine advances a token at a time on its worker threads. A Piece carries the
 text that is ready (TextStream holds back half a multi-byte character; `stop` strings hold back
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 import torch
 
 from bricklm.finetune.chat import Chat
-from bricklm.finetune.conversations import render
 from bricklm.model.generate import TextStream, encode_prompt, generate
 from bricklm.studio.models import Served
 
@@ -95,19 +95,11 @@ def completion(served: Served, ids: list[int], s: Settings) -> Iterator[Piece]:
     yield Piece(out, finish="length")
 
 
-def chat_prompt_tokens(served: Served, messages: list[dict[str, str]], max_tokens: int) -> int:
-    """How many tokens of the conversation the model reads (Chat keeps what fits beside the reply)."""
-    ids, _ = render(served.tokenizer, messages, add_generation_prompt=True, unknown="drop")
-    return min(len(ids), served.block_size - min(max_tokens, served.block_size // 2))
-
-
-def chat_reply(served: Served, messages: list[dict[str, str]], s: Settings) -> Iterator[Piece]:
-    """The assistant's reply to a conversation that ends with a user message (finetune's chat template).
-
-    The conversation is rendered as `bricklm chat` renders it; oldest turns are dropped to fit the window.
-    """
+def chat_prompt(served: Served, messages: list[dict[str, str]], s: Settings) -> tuple[Chat, list[int]]:
+    """The Chat that will reply to a conversation ending with a user message, and the prompt ids it will
+    read: the conversation rendered as `bricklm chat` renders it (finetune's template), each message
+    tokenized once, the oldest turns dropped to fit the window beside the reply. Blocking."""
     system = messages[0]["content"] if messages[0]["role"] == "system" else None
-    turns = messages[1:] if system is not None else messages
     chat = Chat(
         served.model,
         served.tokenizer,
@@ -117,9 +109,14 @@ def chat_reply(served: Served, messages: list[dict[str, str]], s: Settings) -> I
         notify=lambda note: None,
         **s.sampling(),
     )
-    chat.history = [dict(m) for m in turns[:-1]]
+    chat.history = [dict(m) for m in (messages[1:] if system is not None else messages)]
+    return chat, chat.prompt_ids()
+
+
+def chat_reply(served: Served, chat: Chat, ids: list[int], s: Settings) -> Iterator[Piece]:
+    """The assistant's reply to the prompt `ids` from chat_prompt, piece by piece."""
     stop = StopText(s.stop)
-    for piece in chat.say(turns[-1]["content"]):
+    for piece in chat.reply(ids):
         out, stopped = stop.push(piece)
         yield Piece(out, served.tokenizer.encode(piece, unknown="drop"))
         if stopped:

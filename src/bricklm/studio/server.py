@@ -1,11 +1,14 @@
-"""Running the studio: bind the address (loopback unless told otherwise), then serve it with uvicorn.
+"""Running the studio: who may reach it, binding the address (loopback unless told otherwise), uvicorn.
 
-    serve("runs")                                  # bricklm studio: http://127.0.0.1:8000/
-    serve("runs/blog", single_run=True)            # bricklm serve --run runs/blog
-    serve("runs", host="0.0.0.0", port=8080)       # warns: anyone on the network can reach it
+    serve("runs")                                             # bricklm studio: http://127.0.0.1:8000/
+    serve("runs/blog", single_run=True)                       # bricklm serve --run runs/blog
+    serve("runs", host="0.0.0.0", api_key=key)                # beyond loopback: a key, or no_auth=True
+    serve("runs", host="0.0.0.0", allow_hosts=["studio.lan"]) # ... and the names clients use for it
 
-The socket is bound here, before uvicorn starts, so a port in use or an address that isn't this
-machine's is a UserError with one line instead of uvicorn's log and exit.
+Beyond loopback the server needs an API key (auth.py) unless no_auth says otherwise, and answers only
+requests addressed to its own names (hosts.py). The socket is bound here, before uvicorn starts, so a
+port in use or an address that isn't this machine's is a UserError with one line instead of
+uvicorn's log and exit.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ import uvicorn
 
 from bricklm.errors import UserError
 from bricklm.studio.app import create_app
+from bricklm.studio.auth import read_key
+from bricklm.studio.connections import HEADER_TIMEOUT_S, with_header_timeout
+from bricklm.studio.hosts import allowed_hosts
+from bricklm.studio.live import MAX_STREAMS
 
-LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
 WORKERS = 4  # generation threads
 
 
@@ -69,26 +75,65 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(runs_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, single_run: bool = False, log=print) -> None:
-    """Serve the studio for `runs_dir` (or one run) until Ctrl-C. Blocks."""
+def access(
+    host: str, api_key: str | None, no_auth: bool = False, allow_hosts: list[str] = ()
+) -> tuple[list[str], str | None]:
+    """(Host names to answer, API key to require) for a server on `host`; a UserError for a server beyond
+    loopback without a key (unless no_auth), or no_auth together with a key. Checked before anything listens."""
     loopback = is_loopback(host)
-    hosts = sorted({*LOOPBACK_NAMES, host}) if loopback else None
-    app = create_app(runs_dir, single_run, allowed_hosts=hosts, workers=WORKERS)
-    address_of(host, port)  # a typo in --host or --port is an error, not a warning about the network
-    if not loopback:
+    if no_auth and api_key is not None:
+        raise UserError(
+            "--no-auth and an API key (--api-key, --api-key-file or $BRICKLM_API_KEY) contradict each other"
+        )
+    if not loopback and api_key is None and not no_auth:
+        raise UserError(
+            f"listening on {host} lets anyone on the network reach this server: give it an API key "
+            "($BRICKLM_API_KEY, --api-key-file FILE or --api-key KEY), or pass --no-auth to serve without one"
+        )
+    return allowed_hosts(host, list(allow_hosts), loopback_only=loopback), api_key
+
+
+def uvicorn_config(app, header_timeout: float = HEADER_TIMEOUT_S) -> uvicorn.Config:
+    """How the studio runs under uvicorn: quiet, a short grace period, a deadline for request headers."""
+    return uvicorn.Config(
+        app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on", http=with_header_timeout(header_timeout)
+    )
+
+
+def serve(
+    runs_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    single_run: bool = False,
+    log=print,
+    *,
+    api_key: str | None = None,
+    api_key_file: str | None = None,
+    no_auth: bool = False,
+    allow_hosts: list[str] = (),
+    max_live: int = MAX_STREAMS,
+) -> None:
+    """Serve the studio for `runs_dir` (or one run) until Ctrl-C. Blocks. The API key is api_key, or read
+    from api_key_file, or from $BRICKLM_API_KEY (auth.read_key)."""
+    address_of(host, port)  # a typo in --host or --port is an error, not a refusal about keys
+    if max_live < 1:
+        raise UserError(f"--max-live must be at least 1, got {max_live}")
+    hosts, key = access(host, read_key(api_key, api_key_file, os.environ), no_auth, allow_hosts)
+    app = create_app(runs_dir, single_run, allowed_hosts=hosts, workers=WORKERS, api_key=key, max_live=max_live)
+    if no_auth and not is_loopback(host):
         warnings.warn(
-            f"listening on {host}: anyone on the network can reach this server, read the runs in {runs_dir} "
-            "and generate from them; leave out --host to stay on 127.0.0.1",
+            f"listening on {host} without an API key (--no-auth): anyone on the network can reach this server, "
+            f"read the runs in {runs_dir} and generate from them",
             stacklevel=2,
         )
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     what = f"run {Path(runs_dir)}" if single_run else f"runs in {Path(runs_dir)}"
-    log(f"bricklm studio: http://{shown}:{sock.getsockname()[1]}/  ({what}; Ctrl-C to stop)")
+    signin = "; open /?key=YOUR_KEY once in the browser" if key else ""
+    log(f"bricklm studio: http://{shown}:{sock.getsockname()[1]}/  ({what}{signin}; Ctrl-C to stop)")
     # The worker threads are the parallelism: a token-step of a small model is too short to split across
     # cores, and torch's own threads spinning beside them slowed generation ~50x on a loaded 2-core machine.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app))
     app.state.studio.exiting = lambda: server.should_exit  # Ctrl-C ends the pages' live streams too
     server.run(sockets=[sock])

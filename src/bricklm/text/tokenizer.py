@@ -239,8 +239,9 @@ class ChatTokenizer(Tokenizer):
 
     def encode(self, text: str, unknown: str = "error") -> list[int]:
         """Ids of plain text (never special tokens). unknown="drop" leaves out characters nobody knows."""
-        if unknown == "drop":
-            text = "".join(c for c in text if c in self._added_ids or can_encode(self.base, c))
+        if unknown == "drop":  # each distinct character asked about once, not once per occurrence
+            known = {c for c in set(text) if c in self._added_ids or can_encode(self.base, c)}
+            text = "".join(c for c in text if c in known)
         ids: list[int] = []
         run_start = 0
         for i, c in enumerate(text):

@@ -117,8 +117,12 @@ function followLive() {
   state.live = null;
   if (!ids.length) { scheduleDraw(); return; }
   const url = "/api/live?" + ids.map((id) => "run=" + encodeURIComponent(id)).join("&");
-  state.live = new EventSource(url);
-  state.live.addEventListener("run", (ev) => onRunEvent(JSON.parse(ev.data)));
+  const live = state.live = new EventSource(url);
+  live.addEventListener("run", (ev) => onRunEvent(JSON.parse(ev.data)));
+  // A refused stream (e.g. 503: every live slot is taken by other tabs) is not retried by the browser.
+  live.addEventListener("error", () => {
+    if (live.readyState === EventSource.CLOSED && state.live === live) showError("live updates stopped (the server refused them: too many open pages?); reload to try again");
+  });
 }
 
 function onRunEvent(u) {

@@ -38,7 +38,8 @@ export async function getJSON(url, options) {
   return body;
 }
 
-// Reads a fetch() response of server-sent events; calls onData with each parsed `data:` payload.
+// Reads a fetch() response of server-sent events; calls onData with each parsed `data:` payload
+// (an error event, sent when generation fails mid-stream, is thrown as an Error).
 export async function readEvents(response, onData) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
@@ -55,7 +56,9 @@ export async function readEvents(response, onData) {
         if (!line.startsWith("data: ")) continue;
         const payload = line.slice(6);
         if (payload === "[DONE]") return;
-        onData(JSON.parse(payload));
+        const data = JSON.parse(payload);
+        if (data.error) throw new Error(data.error.message);  // the job failed mid-stream
+        onData(data);
       }
     }
   }
