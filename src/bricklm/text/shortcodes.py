@@ -111,6 +111,14 @@ class _Scan:
         if not known and not (encloses or tag.self_closing or "=" in tag.attrs):
             return self.text[i : tag.end], tag.end  # prose in brackets: "[sic]"
         self.counts[SHORTCODES] += 1
+        if name in CAPTIONS and encloses:
+            self.open[name] += 1
+            # As WordPress's caption does: the image (and its link) first, the caption on a line after it.
+            rest = self.text[tag.end :].lstrip()
+            while rest.startswith("<") and (close := rest.find(">")) != -1:
+                rest = rest[close + 1 :].lstrip()
+            start = len(self.text) - len(rest)
+            return self.text[tag.end : start].rstrip() + "\n" + caption_attribute(tag.attrs), start
         if name in CAPTIONS or not (name in MEDIA or name in CODES):
             self.open[name] += encloses
             caption = caption_attribute(tag.attrs) if name in CAPTIONS else ""

@@ -31,6 +31,12 @@ def pick(filename: str, head: bytes) -> Reader | None:
 
 
 def described() -> str:
-    """What bricklm reads, for messages: ".md, ... files, a WordPress export (WXR), ..., or a zip of these"."""
+    """What bricklm reads, for messages: ".md, ... files, a WordPress export, ..., or a zip of these"."""
     others = [f"a {r.label}" for r in READERS if r is not MARKUP]
     return f"{', '.join(KINDS)} files, {', '.join(others)}, or a zip of these"
+
+
+def listed() -> str:
+    """Every kind of source with its extensions, for `prepare --help`."""
+    kinds = [f"{r.label}s ({', '.join(r.suffixes)})" for r in (MARKUP, *(r for r in READERS if r is not MARKUP))]
+    return "; ".join(kinds) + "; zips of any of these (.zip, read in place)"

@@ -38,4 +38,4 @@ def read(entry: Entry, cfg: PrepareConfig) -> Iterator[Document | Skipped]:
     yield Document(entry.name, body, note, cleaned.counts, len(text))
 
 
-READER = Reader("files", "Markdown, HTML and text files", tuple(KINDS), detect, read)
+READER = Reader("files", "Markdown, HTML or text file", tuple(KINDS), detect, read)

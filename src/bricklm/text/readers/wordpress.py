@@ -161,4 +161,4 @@ def _comment_left_out(comment: dict, cfg: PrepareConfig) -> str | None:
     return None if cfg.comments else "reader comment (--comments reads it)"
 
 
-READER = Reader("wordpress", "WordPress export (WXR)", (".xml", ".wxr"), detect, read, export=True)
+READER = Reader("wordpress", "WordPress export", (".xml", ".wxr"), detect, read, export=True)
