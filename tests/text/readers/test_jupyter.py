@@ -58,3 +58,14 @@ def test_notebooks_in_a_folder_prepare_beside_markdown(tmp_path, capsys):
     corpus = (tmp_path / "out" / "corpus.txt").read_text()
     assert corpus.startswith("A note.\n\nWhat the loss did") and "```python" in corpus
     assert "files read: 2" in capsys.readouterr().out
+
+
+def test_a_notebook_past_json_max_mb_is_skipped_saying_which_setting(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "huge.ipynb").write_text(notebook([("markdown", "Big. " * 300_000)]))  # 1.5 MB
+    (tmp_path / "src" / "note.md").write_text("A note.")
+    assert main(["prepare", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--json-max-mb", "1"]) == 0
+    assert (
+        f"{tmp_path}/src/huge.ipynb: larger than --json-max-mb 1 MB (raise it to read this)" in capsys.readouterr().out
+    )
+    assert (tmp_path / "out" / "corpus.txt").read_text() == "A note."
