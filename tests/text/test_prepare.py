@@ -431,3 +431,17 @@ def test_prepare_settings_merge_defaults_then_recipe_then_flags(tmp_path, capsys
     recipe.write_text('[prepare]\nsplit = "random"\n')
     with pytest.raises(UserError, match="prepare.split must be one of documents, tail"):
         prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe)]))
+
+
+def test_the_source_settings_come_from_a_recipe_or_flags(tmp_path):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('[prepare]\ntitles = "keep"\ninclude_drafts = true\narchive_max_ratio = 500\n')
+    parser = build_parser()
+    cfg = prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe), "--comments"]))
+    assert (cfg.titles, cfg.include_drafts, cfg.comments, cfg.archive_max_ratio) == ("keep", True, True, 500)
+    assert (cfg.archive_max_member_mb, cfg.json_max_mb) == (1024, 256)
+    cfg = prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe), "--no-include-drafts"]))
+    assert cfg.include_drafts is False
+    recipe.write_text('[prepare]\ntitles = "first"\n')
+    with pytest.raises(UserError, match="prepare.titles must be one of drop, keep"):
+        prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe)]))
