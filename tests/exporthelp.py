@@ -219,3 +219,88 @@ def zip_folder(folder: Path, path: Path) -> Path:
             if file.is_file():
                 zf.write(file, file.relative_to(folder.parent).as_posix())
     return path
+
+
+# ---------------------------------------------------------------- Ghost
+
+
+def lexical_text(text: str) -> dict:
+    return {
+        "detail": 0,
+        "format": 0,
+        "mode": "normal",
+        "style": "",
+        "text": text,
+        "type": "extended-text",
+        "version": 1,
+    }
+
+
+def lexical_block(kind: str, *children: dict, **extra) -> dict:
+    node = {"children": list(children), "direction": "ltr", "format": "", "indent": 0, "type": kind, "version": 1}
+    return {**node, **extra}
+
+
+def lexical(*blocks: dict) -> str:
+    """A Ghost 5 editor document (Lexical JSON, as the export stores it: a string)."""
+    return json.dumps({"root": lexical_block("root", *blocks)})
+
+
+def mobiledoc(sections: list, cards: list = (), atoms: list = ()) -> str:
+    """A Ghost 1-4 editor document (Mobiledoc 0.3.1, as a string)."""
+    return json.dumps(
+        {"version": "0.3.1", "atoms": list(atoms), "cards": list(cards), "markups": [], "sections": sections}
+    )
+
+
+def ghost_post(title="Welcome", html="<p>Hello from Ghost.</p>", status="published", kind="post", n=1, **body) -> dict:
+    """A post as Ghost 5 exports it: html beside lexical (or mobiledoc), type and status."""
+    return {
+        "id": f"65a4{n:020x}",
+        "uuid": f"0b4a9c3e-0000-4000-8000-{n:012d}",
+        "title": title,
+        "slug": title.lower().replace(" ", "-"),
+        "mobiledoc": body.get("mobiledoc"),
+        "lexical": body.get("lexical"),
+        "html": html,
+        "comment_id": f"65a4{n:020x}",
+        "plaintext": body.get("plaintext"),
+        "feature_image": None,
+        "featured": 0,
+        "type": kind,
+        "status": status,
+        "locale": None,
+        "visibility": "public",
+        "email_recipient_filter": "all",
+        "created_at": "2024-01-15T10:00:00.000Z",
+        "updated_at": "2024-01-15T10:00:00.000Z",
+        "published_at": "2024-01-15T10:00:00.000Z" if status in ("published", "sent") else None,
+        "custom_excerpt": None,
+        "codeinjection_head": None,
+        "codeinjection_foot": None,
+        "custom_template": None,
+        "canonical_url": None,
+        "newsletter_id": None,
+        "show_title_and_feature_image": 1,
+        **{k: v for k, v in body.items() if k not in ("mobiledoc", "lexical", "plaintext")},
+    }
+
+
+def ghost_export(posts: list[dict], wrapped: bool = True) -> str:
+    """A Ghost export (Settings → Advanced → Import/Export → Export content), as Ghost writes it."""
+    db = {
+        "meta": {"exported_on": 1705312800000, "version": "5.75.0"},
+        "data": {
+            "posts": posts,
+            "tags": [{"id": "65a4000000000000000000aa", "name": "News", "slug": "news", "visibility": "public"}],
+            "posts_tags": [
+                {"id": "65a4000000000000000000bb", "post_id": posts[0]["id"] if posts else "", "sort_order": 0}
+            ],
+            "users": [
+                {"id": "1", "name": "Writer", "slug": "writer", "email": "writer@example.com", "status": "active"}
+            ],
+            "posts_authors": [],
+            "settings": [{"key": "title", "value": "A Ghost site"}],
+        },
+    }
+    return json.dumps({"db": [db]} if wrapped else db, indent=2)

@@ -238,7 +238,8 @@ def test_finetune_help_shows_finetunings_own_defaults(capsys):
 
 def test_prepare_help_lists_every_kind_of_source(capsys):
     out = " ".join(help_text(capsys, "prepare", "--help").split())
-    for kind in ("Markdown, HTML or text files (.md,", "WordPress exports (.xml, .wxr)", "Jupyter notebooks (.ipynb)"):
+    kinds = ("Markdown, HTML or text files (.md,", "WordPress exports (.xml, .wxr)", "Ghost exports (.json)")
+    for kind in (*kinds, "Jupyter notebooks (.ipynb)"):
         assert kind in out, kind
     assert "zips of any of these" in out and "docs/sources.md" in out
     for flag in (

@@ -8,7 +8,7 @@ from bricklm.text import corpus, readers
 from bricklm.text.documents import Document
 from bricklm.text.readers import READERS, pick
 from bricklm.text.readers.base import Reader, left_out
-from exporthelp import make_zip, notebook, post, wxr
+from exporthelp import ghost_export, ghost_post, make_zip, notebook, post, wxr
 
 
 def test_every_reader_is_one_kind_with_the_protocol():
@@ -29,6 +29,8 @@ def test_every_reader_is_one_kind_with_the_protocol():
         ("export.wxr", b"\xef\xbb\xbf" + wxr([post()]).encode()[:8000], "wordpress"),
         ("feed.xml", b'<?xml version="1.0"?><rss version="2.0"><channel>', None),
         ("notes.md.xml", b"# WordPress export http://wordpress.org/export/ <rss", None),  # not XML at the start
+        ("site.ghost.2024-01-15.json", ghost_export([ghost_post()]).encode()[:8192], "ghost"),
+        ("package.json", b'{"name": "x", "version": "1.0"}', None),
         ("runs.ipynb", notebook([("markdown", "x")]).encode(), "jupyter"),
         ("runs.ipynb", b"not json", None),
         ("photo.jpg", b"\xff\xd8\xff", None),

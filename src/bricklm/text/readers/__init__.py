@@ -5,6 +5,7 @@
 
     markup.py     .md, .markdown, .txt, .html, .htm files, one document each (Obsidian's Markdown too)
     wordpress.py  WordPress exports (WXR): published posts and pages
+    ghost.py      Ghost exports (JSON): published posts and pages
     jupyter.py    Jupyter notebooks (.ipynb): markdown and code cells, never outputs
 
 Adding a kind of source is one module: detect(filename, head), read(entry, config) and a READER,
@@ -14,10 +15,10 @@ kind of folder (bricklm.text.archive): the readers pick their members the same w
 
 from __future__ import annotations
 
-from bricklm.text.readers import jupyter, markup, wordpress
+from bricklm.text.readers import ghost, jupyter, markup, wordpress
 from bricklm.text.readers.base import Reader
 
-READERS: tuple[Reader, ...] = (wordpress.READER, jupyter.READER, markup.READER)
+READERS: tuple[Reader, ...] = (wordpress.READER, ghost.READER, jupyter.READER, markup.READER)
 MARKUP = markup.READER
 KINDS = markup.KINDS  # file extensions read as writing without looking inside
 ARCHIVE_SUFFIXES = (".zip",)
