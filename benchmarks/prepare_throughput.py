@@ -1,12 +1,17 @@
-"""`bricklm prepare` throughput (MB/s) and peak memory, char against byte-level BPE.
+"""`bricklm prepare` throughput (MB/s) and peak memory, char against byte-level BPE, and per kind of source.
 
     nice -n 19 python benchmarks/prepare_throughput.py            # writes benchmarks/results/prepare_throughput.json
     python benchmarks/prepare_throughput.py --mb 50 --vocab-size 8000
+    python benchmarks/prepare_throughput.py --mb 50 --corpora wxr,zip --tokenizers char   # the exports, 50 MB each
 
-Two corpora: generated sentences (--mb megabytes over 200 .txt files, always available) and
-the blog's text (--corpus, default ../shared/data/bdunagan.com.txt, when present). Each prepare runs in a
-fresh process; "peak_growth_mb" is how far its peak RSS rose above the level after imports,
-the memory prepare itself held. The machine's load average is recorded beside the numbers.
+Corpora: generated sentences (--mb megabytes over 200 .txt files, always available); the blog's
+text (--corpus, default ../shared/data/bdunagan.com.txt, when present); a generated WordPress
+export ("wxr": one WXR file of --mb megabytes, block-editor posts with drafts and revisions
+among them, streamed by the reader); and a zip of --mb megabytes of Markdown ("zip", read in
+place member by member). Each prepare runs in a fresh process; "peak_growth_mb" is how far its
+peak RSS rose above the level after imports, the memory prepare itself held. "input_mb" is the
+size on disk (for the zip, compressed; "inflated_mb" beside it). The machine's load average is
+recorded beside the numbers.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 from common import REPO as ROOT
@@ -40,19 +46,74 @@ print(json.dumps({"seconds": seconds, "characters": r.characters, "tokens": r.tr
 """
 
 
-def generate(root: Path, mb: float, files: int = 200, seed: int = 0) -> None:
+def sentences(seed: int = 0) -> tuple[random.Random, list[str]]:
+    """A seeded generator and a pool of generated sentences to draw text from (fast: lines are drawn, not made)."""
     rng = random.Random(seed)
     letters = "abcdefghijklmnopqrstuvwxyzéü"
     words = ["".join(rng.choice(letters) for _ in range(rng.randint(1, 9))) for _ in range(5000)]
-    lines = [" ".join(rng.choices(words, k=rng.randint(4, 16))).capitalize() + "." for _ in range(20000)]
+    return rng, [" ".join(rng.choices(words, k=rng.randint(4, 16))).capitalize() + "." for _ in range(20000)]
+
+
+def generate(root: Path, mb: float, files: int = 200, seed: int = 0) -> None:
+    rng, lines = sentences(seed)
     root.mkdir(parents=True)
     per_file = int(mb * 2**20) // files
     for i in range(files):
         (root / f"doc{i:04d}.txt").write_text("\n".join(rng.choices(lines, k=per_file // 60)) + "\n")
 
 
+WXR_HEAD = """<?xml version="1.0" encoding="UTF-8" ?>
+<rss version="2.0" xmlns:excerpt="http://wordpress.org/export/1.2/excerpt/"
+\txmlns:content="http://purl.org/rss/1.0/modules/content/" xmlns:wfw="http://wellformedweb.org/CommentAPI/"
+\txmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:wp="http://wordpress.org/export/1.2/">
+<channel>
+\t<title>Generated</title>
+\t<wp:wxr_version>1.2</wp:wxr_version>
+"""
+WXR_ITEM = """\t<item>
+\t\t<title><![CDATA[{title}]]></title>
+\t\t<dc:creator><![CDATA[admin]]></dc:creator>
+\t\t<content:encoded><![CDATA[{content}]]></content:encoded>
+\t\t<excerpt:encoded><![CDATA[]]></excerpt:encoded>
+\t\t<wp:post_id>{id}</wp:post_id>
+\t\t<wp:post_name><![CDATA[post-{id}]]></wp:post_name>
+\t\t<wp:status><![CDATA[{status}]]></wp:status>
+\t\t<wp:post_type><![CDATA[{type}]]></wp:post_type>
+\t</item>
+"""
+
+
+def generate_wxr(path: Path, mb: float, seed: int = 0) -> None:
+    """A WordPress export of about mb megabytes: block-editor posts, one in ten a draft and one a revision."""
+    rng, lines = sentences(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(WXR_HEAD)
+        i = 0
+        while f.tell() < mb * 2**20:
+            paragraphs = [" ".join(rng.choices(lines, k=8)) for _ in range(8)]
+            content = "\n\n".join(f"<!-- wp:paragraph -->\n<p>{p}</p>\n<!-- /wp:paragraph -->" for p in paragraphs)
+            status, kind = {8: ("draft", "post"), 9: ("inherit", "revision")}.get(i % 10, ("publish", "post"))
+            f.write(WXR_ITEM.format(title=f"Post {i}", content=content, id=i, status=status, type=kind))
+            i += 1
+        f.write("</channel>\n</rss>\n")
+
+
+def generate_zip(path: Path, mb: float, files: int = 2000, seed: int = 0) -> None:
+    """A zip of about mb megabytes (inflated) of Markdown notes, as a vault or a site exported as a zip."""
+    rng, lines = sentences(seed)
+    per_file = int(mb * 2**20) // files
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(files):
+            body = "\n\n".join(" ".join(rng.choices(lines, k=6)) for _ in range(max(1, per_file // 600)))
+            zf.writestr(f"notes/{i // 100:02d}/note{i:04d}.md", f"---\ntitle: Note {i}\n---\n# Note {i}\n\n{body}\n")
+
+
 def measure(src: Path, out: Path, tokenizer: str, vocab_size: int) -> dict:
     size = sum(p.stat().st_size for p in ([src] if src.is_file() else src.rglob("*")) if p.is_file())
+    inflated = {}
+    if src.suffix == ".zip":
+        with zipfile.ZipFile(src) as zf:
+            inflated = {"inflated_mb": round(sum(i.file_size for i in zf.infolist()) / 2**20, 2)}
     done = subprocess.run(
         [sys.executable, "-c", MEASURE, str(src), str(out), tokenizer, str(vocab_size)],
         capture_output=True,
@@ -63,6 +124,7 @@ def measure(src: Path, out: Path, tokenizer: str, vocab_size: int) -> dict:
     r = json.loads(done.stdout)
     return {
         "input_mb": round(size / 2**20, 2),
+        **inflated,
         "seconds": round(r["seconds"], 2),
         "mb_per_s": round(size / 2**20 / r["seconds"], 2),
         "tokens": r["tokens"],
@@ -83,17 +145,28 @@ def main() -> None:
         default=shared_data("bdunagan.com.txt"),
         help="a real text to measure beside the generated one, when it exists",
     )
+    p.add_argument("--corpora", default="generated,blog,wxr,zip", help="which corpora, comma-separated")
+    p.add_argument("--tokenizers", default="char,bpe", help="which tokenizers, comma-separated")
     args = p.parse_args()
+    wanted = set(args.corpora.split(","))
     results = {}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        generate(tmp / "generated", args.mb)
-        corpora = {"generated": tmp / "generated"}
-        if args.corpus.is_file():
+        corpora = {}
+        if "generated" in wanted:
+            generate(tmp / "generated", args.mb)
+            corpora["generated"] = tmp / "generated"
+        if "blog" in wanted and args.corpus.is_file():
             corpora["blog"] = args.corpus
+        if "wxr" in wanted:
+            generate_wxr(tmp / "export.xml", args.mb)
+            corpora["wxr"] = tmp / "export.xml"
+        if "zip" in wanted:
+            generate_zip(tmp / "notes.zip", args.mb)
+            corpora["zip"] = tmp / "notes.zip"
         for name, src in corpora.items():
-            for tok in ("char", "bpe"):
+            for tok in args.tokenizers.split(","):
                 results[f"{name}/{tok}"] = measure(src, tmp / f"out-{name}-{tok}", tok, args.vocab_size)
                 print(name, tok, results[f"{name}/{tok}"], flush=True)
     result = {

@@ -26,10 +26,11 @@ from bricklm.text.data import load_corpus
 from conftest import TINY_FLAGS
 
 WATCHDOG_S = 30
-EXTENSIONS = [".md", ".txt", ".html", ".markdown", ".htm", ".jpg", ""]
+EXTENSIONS = [".md", ".txt", ".html", ".markdown", ".htm", ".jpg", "", ".xml", ".ipynb", ".zip", ".json"]
 # Openers that the cleaner scans from: a line of thousands of them must stay linear.
 OPENERS = ["[", "![", "{{", "{%", "<a ", "<!--", "<script>", "`", "```", "&#", "](", "<", "---\n", "\r", "\u0301"]
 OPENERS += ["{:", "[^", ":x:", "| a ", "> ", "- "]  # and the Markdown parser's: attribute lists, footnotes, ...
+OPENERS += ["[[", "![[", "%%", "> [!note]\n"]  # and Obsidian's
 
 
 def encoded(text: str, encoding: str) -> bytes:

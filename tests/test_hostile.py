@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
+import exporthelp
 from bricklm.cli import main
 from bricklm.storage import checkpoint as ckpt
 from bricklm.text.data import load_corpus
@@ -738,3 +739,116 @@ def test_a_run_directory_whose_name_is_not_utf8_works_everywhere(tiny_corpus, tm
     for argv in commands:
         assert main([str(a) for a in argv]) == 0, (argv, capsys.readouterr().err)
     assert json.loads((run / "summary.json").read_text())["run_dir"] == str(run)  # written escaped, read back whole
+
+
+# --- exports: damaged, hostile or of no kind bricklm reads (issue 26) -------------------------------
+#
+# Each ends in one `bricklm: error:` line naming the file (and the member, inside a zip), exit 1, no --out,
+# the export byte-identical. The exports are generated here in each platform's format (tests/exporthelp.py).
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<rss version="2.0" xmlns:wp="http://wordpress.org/export/1.2/"><channel><item><title>&lol3;</title></item></channel></rss>
+"""
+EXTERNAL_ENTITY = """<?xml version="1.0"?>
+<!DOCTYPE rss [<!ENTITY secret SYSTEM "file:///etc/hostname">]>
+<rss version="2.0" xmlns:wp="http://wordpress.org/export/1.2/"><channel><item><title>&secret;</title></item></channel></rss>
+"""
+
+
+def an_export(tmp_path: Path) -> str:
+    return exporthelp.wxr([exporthelp.post("Hello", "<p>" + "Some words. " * 50 + "</p>")])
+
+
+def prepare_refused(capsys, tmp_path: Path, src: Path, *needles: str, flags: tuple = ()):
+    refused(
+        capsys, ["prepare", src, "--out", tmp_path / "out", *flags], *needles, keep=(src,), absent=(tmp_path / "out",)
+    )
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.95])
+def test_prepare_refuses_a_damaged_zip(tmp_path, capsys, cut):
+    whole = exporthelp.make_zip(tmp_path / "whole.zip", {"posts/a.md": "Text. " * 200}).read_bytes()
+    (tmp_path / "export.zip").write_bytes(whole[: int(len(whole) * cut)])  # a download cut short
+    prepare_refused(capsys, tmp_path, tmp_path / "export.zip", "export.zip: not a readable zip")
+
+
+def test_prepare_refuses_a_zip_member_whose_data_is_damaged(tmp_path, capsys):
+    data = bytearray(exporthelp.make_zip(tmp_path / "x.zip", {"posts/a.md": "Text. " * 2000}).read_bytes())
+    data[60:70] = b"\x00" * 10  # inside the member's compressed bytes, after its local header
+    (tmp_path / "x.zip").write_bytes(bytes(data))
+    prepare_refused(capsys, tmp_path, tmp_path / "x.zip", "x.zip:posts/a.md: damaged zip member")
+
+
+@pytest.mark.parametrize("inside_a_zip", [False, True])
+def test_prepare_refuses_damaged_xml(tmp_path, capsys, inside_a_zip):
+    text = an_export(tmp_path)
+    text = text[: len(text) // 2]  # an export cut short
+    if inside_a_zip:
+        src, name = (
+            exporthelp.make_zip(tmp_path / "site.zip", {"site.wordpress.xml": text}),
+            "site.zip:site.wordpress.xml",
+        )
+    else:
+        (src := tmp_path / "export.xml").write_text(text)
+        name = "export.xml"
+    prepare_refused(capsys, tmp_path, src, f"{name}: not well-formed XML", "export it again")
+
+
+@pytest.mark.parametrize("xml", [BILLION_LAUGHS, EXTERNAL_ENTITY], ids=["entity-bomb", "external-entity"])
+def test_prepare_refuses_xml_entities(tmp_path, capsys, xml):
+    (tmp_path / "export.xml").write_text(xml)
+    prepare_refused(capsys, tmp_path, tmp_path / "export.xml", "export.xml: refused: it declares a DTD")
+
+
+def test_prepare_refuses_a_damaged_notebook(tmp_path, capsys):
+    (tmp_path / "nb.ipynb").write_text(exporthelp.notebook([("markdown", "Hello")])[:-40])
+    prepare_refused(capsys, tmp_path, tmp_path / "nb.ipynb", "nb.ipynb: damaged notebook, not valid JSON")
+    (tmp_path / "nb.ipynb").write_text('{"cells": [{"cell_type": "markdown", "source": 3}]}')
+    prepare_refused(capsys, tmp_path, tmp_path / "nb.ipynb", "nb.ipynb: damaged notebook: cell 1")
+
+
+def test_prepare_refuses_a_zip_bomb_by_its_ratio(tmp_path, capsys):
+    bomb = exporthelp.make_zip(tmp_path / "bomb.zip", {"notes/a.md": b" " * (8 << 20)})  # 8 MB in ~8 KB
+    prepare_refused(capsys, tmp_path, bomb, "bomb.zip:notes/a.md: refusing the zip", "100 times", "--archive-max-ratio")
+
+
+def test_prepare_refuses_a_zip_member_past_its_size_limit(tmp_path, capsys):
+    text = "".join(f"line {i} of a long note\n" for i in range(120_000)).encode()  # ~3 MB, compresses ~5:1
+    big = exporthelp.make_zip(tmp_path / "big.zip", {"big.md": text})
+    flags = ("--archive-max-member-mb", "1")
+    prepare_refused(capsys, tmp_path, big, "big.zip:big.md: refusing the zip", "past 1 MB", flags=flags)
+    assert main(["prepare", str(big), "--out", str(tmp_path / "ok")]) == 0  # within the default limits
+
+
+def test_prepare_refuses_a_zip_bomb_whose_header_lies_about_its_size(tmp_path, capsys):
+    """The sizes a header states are not what is checked: a member claiming 100 bytes that inflates to 8 MB is
+    refused (zipfile stops at the stated size, and the CRC then fails) rather than read as 100 bytes."""
+    data = bytearray(exporthelp.make_zip(tmp_path / "liar.zip", {"a.md": b" " * (8 << 20)}).read_bytes())
+    for header, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # uncompressed size: local, central header
+        at = data.index(header) + offset
+        data[at : at + 4] = (100).to_bytes(4, "little")
+    (tmp_path / "liar.zip").write_bytes(bytes(data))
+    prepare_refused(capsys, tmp_path, tmp_path / "liar.zip", "liar.zip:a.md: damaged zip member", "CRC")
+
+
+@pytest.mark.parametrize("member", ["../escape.md", "notes/../../escape.md", "/etc/escape.md", "C:\\escape.md"])
+def test_prepare_refuses_a_zip_member_that_escapes(tmp_path, capsys, member):
+    archive = exporthelp.make_zip(tmp_path / "evil.zip", {"ok.md": "Fine.", member: "Escaped."})
+    prepare_refused(capsys, tmp_path, archive, f"evil.zip: member {member!r} has a path that leaves the archive")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.zip"]  # nothing unpacked anywhere
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("feed.xml", '<?xml version="1.0"?><rss version="2.0"><channel><title>A feed</title></channel></rss>'),
+        ("export.zip", "this is not a zip at all"),
+        ("notes.ipynb", "not JSON"),
+    ],
+)
+def test_prepare_refuses_an_export_of_no_kind_it_reads(tmp_path, capsys, name, data):
+    (tmp_path / name).write_text(data)
+    needle = "not a readable zip" if name.endswith(".zip") else "not an export bricklm recognises; it reads .md"
+    prepare_refused(capsys, tmp_path, tmp_path / name, f"{name}: {needle}")

@@ -27,6 +27,7 @@ SPLITS = ("documents", "tail")
 CODE_MODES = ("drop", "keep")
 IMAGE_MODES = ("drop", "alt")
 TABLE_MODES = ("keep", "drop")
+TITLE_MODES = ("drop", "keep")
 TOKENIZERS = ("char", "bpe")
 
 
@@ -253,15 +254,31 @@ class PrepareConfig:
     code: str = _opt("drop", "drop or keep fenced code and highlight blocks", CODE_MODES)
     images: str = _opt("drop", "drop images or keep their alt text", IMAGE_MODES)
     tables: str = _opt("keep", "keep tables as one line per row, cells separated by commas, or drop them", TABLE_MODES)
+    titles: str = _opt(
+        "drop",
+        "drop each document's title (front matter title:, a WordPress post's title, a notebook's first heading), "
+        "as the blog did, or keep it as the document's first line",
+        TITLE_MODES,
+    )
+    include_drafts: bool = _opt(False, "also read a WordPress export's drafts, pending, scheduled and private posts")
+    comments: bool = _opt(False, "also read a WordPress export's approved reader comments, after their post")
     tokenizer: str = _opt(
         "char",
         "char: one token per character, like the blog; bpe: byte-level BPE trained on the corpus",
         TOKENIZERS,
     )
     vocab_size: int = _opt(4096, "most tokens the BPE vocabulary may have, at least 256 (tokenizer = bpe only)")
+    archive_max_member_mb: int = _opt(1024, "refuse a zip with a member that inflates past this many MB (a zip bomb)")
+    archive_max_ratio: int = _opt(
+        100, "refuse a zip with a member that inflates past this many times its compressed size, once past 1 MB"
+    )
+    json_max_mb: int = _opt(256, "largest JSON export read whole (a notebook, a Ghost export), in MB")
 
     def validate(self) -> None:
         _validate_fields(self, "prepare")
+        for name in ("archive_max_member_mb", "archive_max_ratio", "json_max_mb"):
+            if getattr(self, name) < 1:
+                raise UserError(f"prepare.{name} must be at least 1, not {getattr(self, name)}")
         if not 0 < self.val_fraction <= 0.5:
             raise UserError(f"prepare.val_fraction must be more than 0 and at most 0.5, not {self.val_fraction}")
         if self.tokenizer == "bpe" and self.vocab_size < 256:

@@ -248,3 +248,19 @@ def test_finetune_help_shows_finetunings_own_defaults(capsys):
     assert f"optimiser steps (default: {FINETUNE_TRAIN_DEFAULTS['max_iters']})" in text
     assert f"peak learning rate (default: {FINETUNE_TRAIN_DEFAULTS['learning_rate']})" in text
     assert "the learning rate then defaults to 0.001" in text
+
+
+def test_prepare_help_lists_every_kind_of_source(capsys):
+    out = " ".join(help_text(capsys, "prepare", "--help").split())
+    kinds = ("Markdown, HTML or text files (.md,", "WordPress exports (.xml, .wxr)", "Ghost exports (.json)")
+    for kind in (*kinds, "Jupyter notebooks (.ipynb)"):
+        assert kind in out, kind
+    assert "zips of any of these" in out and "docs/sources.md" in out
+    for flag in (
+        "--titles {drop,keep}",
+        "--include-drafts",
+        "--comments",
+        "--archive-max-member-mb",
+        "--archive-max-ratio",
+    ):
+        assert flag in out, flag

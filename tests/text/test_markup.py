@@ -238,8 +238,45 @@ def test_html_file_goes_through_the_html_parser():
     assert counts["front matter removed"] == 1 and counts["Liquid tags and blocks removed"] == 1
 
 
+HUGO_POST = """+++
+title = 'My First Post'
+date = 2024-01-14T07:07:07+01:00
+draft = false
+tags = ['red']
++++
+
+## Introduction
+
+This is **bold** text, and this is *emphasized* text.
+
+{{< figure src="/images/cat.jpg" title="A cat" >}}
+
+{{< notice note >}}
+The inner prose of a paired shortcode stays.
+{{< /notice >}}
+
+{{% details title="Click me" %}}
+Markdown **inside** a percent shortcode stays too.
+{{% /details %}}
+
+Visit the [Hugo](https://gohugo.io) website!
+"""
+
+
+def test_a_hugo_post_keeps_the_prose_of_its_shortcodes_and_loses_its_toml_front_matter():
+    assert clean(HUGO_POST) == (
+        "Introduction\n\n"
+        "This is bold text, and this is emphasized text.\n\n"
+        "The inner prose of a paired shortcode stays.\n\n"
+        "Markdown inside a percent shortcode stays too.\n\n"
+        "Visit the Hugo website!"
+    )
+    assert clean_document(HUGO_POST).counts["front matter removed"] == 1
+
+
 markdownish = st.lists(
-    st.sampled_from(list("ab \n\t*_`[]()!<>{}:^|-#=~\\&;.\"'\ufffc") + ["{:", "[^1]", ":x:", "{{", "{%", "%}", "}}"]),
+    st.sampled_from(list("ab \n\t*_`[]()!<>{}:^|-#=~\\&;.\"'\ufffc") + ["{:", "[^1]", ":x:", "{{", "{%", "%}", "}}"])
+    | st.sampled_from(["[[", "]]", "![[", "%%", "> [!note]- ", "\\|"]),  # Obsidian's syntax
     max_size=200,
 ).map("".join)
 

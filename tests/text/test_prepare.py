@@ -4,6 +4,7 @@ import argparse
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,6 +158,56 @@ def test_code_keep_keeps_fenced_code(tmp_path):
     prepare([tmp_path / "post.md"], tmp_path / "drop", log=quiet)
     assert (tmp_path / "keep" / "corpus.txt").read_text() == "Text.\n\n```\ncode here\n```"
     assert (tmp_path / "drop" / "corpus.txt").read_text() == "Text."
+
+
+# What prepare wrote from make_jekyll_site before exports had readers (recorded on main at 203fdfd, before
+# any change): every corpus prepared before must come out byte for byte the same.
+BEFORE_READERS = {
+    "documents": (
+        "22a39a25fc079c5bf20281829febe9f077c9545e63f6d9795eb25045b6d1fe94",
+        "1193877f054f5a0af2cdbd12fcef9e3fc03c90b20454c53b05c7e380283e02f3",
+        "af7e20e40b1a6a976f9e08da931cba7fef9c2d463e1db143c46630ed3aa85afe",
+    ),
+    "tail": (
+        "22a39a25fc079c5bf20281829febe9f077c9545e63f6d9795eb25045b6d1fe94",
+        "4bdef51d40ab524688ac6ca47bf93cca531fd42474ba00f36f446c881f3521ff",
+        "7e191b4b7564aff695fe076df714c77ee1aac1d726c26db791bbfecb5e808648",
+    ),
+    "keep": (
+        "4244b3eb32ea1646aa2e9b52f00887a5103e7161dc4417eb49c7aabae05df9ec",
+        "08a4a46283e6cd3c8df060c74c234d745be83d2412d0373f3bc99503ed9df830",
+        "3a77c626da4768dfaa7a2cd854e5e39207af6ba3e49bf1263d12b3fe07b75cb6",
+    ),
+}
+SETTINGS = {
+    "documents": PrepareConfig(),
+    "tail": PrepareConfig(split="tail"),
+    "keep": PrepareConfig(code="keep", images="alt", tables="drop"),
+}
+# The blog's text (../shared/data beside the repository, when this machine has it), prepared with the defaults.
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+BLOG_BEFORE_READERS = (
+    "167b22414ecf003064996cc2462a2a70058e93ba11450974eab858f1aed6d39b",
+    "0d5e48f643c39ef6a3074b7d659989369e5d421297cfc24bb2b67923b95d04fb",
+    "d0c2bd9e81e1d25a744b8c96065c591576a82f2eb2423c2acebfd0bc1b4a4f28",
+)
+
+
+def corpus_hashes(out):
+    return tuple(sha256(out / name) for name in ("corpus.txt", "train.bin", "val.bin"))
+
+
+@pytest.mark.parametrize("setting", sorted(BEFORE_READERS))
+def test_prepare_writes_what_it_wrote_before_the_readers(tmp_path, setting):
+    posts = make_jekyll_site(tmp_path)
+    prepare([posts], tmp_path / "out", SETTINGS[setting], log=quiet)
+    assert corpus_hashes(tmp_path / "out") == BEFORE_READERS[setting]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "bdunagan.com.txt").is_file(), reason="../shared/data is not on this machine")
+def test_the_blog_prepares_as_before_the_readers(tmp_path):
+    prepare([SHARED_DATA / "bdunagan.com.txt"], tmp_path / "out", log=quiet)
+    assert corpus_hashes(tmp_path / "out") == BLOG_BEFORE_READERS
 
 
 def make_posts(root, n=30):
@@ -379,4 +430,18 @@ def test_prepare_settings_merge_defaults_then_recipe_then_flags(tmp_path, capsys
         prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe)]))
     recipe.write_text('[prepare]\nsplit = "random"\n')
     with pytest.raises(UserError, match="prepare.split must be one of documents, tail"):
+        prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe)]))
+
+
+def test_the_source_settings_come_from_a_recipe_or_flags(tmp_path):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('[prepare]\ntitles = "keep"\ninclude_drafts = true\narchive_max_ratio = 500\n')
+    parser = build_parser()
+    cfg = prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe), "--comments"]))
+    assert (cfg.titles, cfg.include_drafts, cfg.comments, cfg.archive_max_ratio) == ("keep", True, True, 500)
+    assert (cfg.archive_max_member_mb, cfg.json_max_mb) == (1024, 256)
+    cfg = prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe), "--no-include-drafts"]))
+    assert cfg.include_drafts is False
+    recipe.write_text('[prepare]\ntitles = "first"\n')
+    with pytest.raises(UserError, match="prepare.titles must be one of drop, keep"):
         prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe)]))

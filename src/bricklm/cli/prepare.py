@@ -8,6 +8,7 @@ from bricklm.errors import UserError
 from bricklm.recipes import resolve_table
 from bricklm.text.corpus import BUILTINS, explain
 from bricklm.text.prepare import prepare
+from bricklm.text.readers import listed
 
 
 def register(sub) -> None:
@@ -16,8 +17,9 @@ def register(sub) -> None:
         "sources",
         nargs="*",
         metavar="SRC",
-        help="files and folders of writing (.md, .markdown, .txt, .html, .htm; folders are read recursively); "
-        "none: the built-in python-docs corpus",
+        help=f"files, folders (read recursively) and zips of writing: {listed()}. An export is recognised by "
+        "its content. How to export each platform, and what is kept: docs/sources.md. None: the built-in "
+        "python-docs corpus",
     )
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument(

@@ -1,115 +1,78 @@
-"""Gathering and cleaning documents: the first step of `bricklm prepare`.
+"""Finding writing and reading it as documents: the first step of `bricklm prepare`.
 
-    scan = scan_sources(["_posts", "notes.txt"])         # which files, which skipped
-    for item in read_documents(scan.files, code="drop"):  # one file at a time
-        ...                                               # a Document or a Skipped
+    scan = scan_sources(["_posts", "export.xml", "vault.zip"])  # which files, which skipped or ignored
+    for items in read_sources(scan, PrepareConfig()):           # one file at a time ...
+        for item in items: ...                                  # ... a Document or a Skipped at a time
 
     clean("---\\ntitle: x\\n---\\nHello [world](http://x)", "markdown")  # -> "Hello world"
     print(explain("_posts/2020-01-01-hello.md"))         # one file before and after cleaning
 
-What a cleaner keeps is what a reader of the rendered page would read
-(bricklm.text.markup turns Markdown and HTML into that prose). Plain `.txt` files
-are only normalised (line endings, NFC, trailing spaces, blank lines),
-because `<`, `[` and `{{` in plain text are the writer's own characters.
+A source is a file, a folder (read recursively) or a zip exactly as a platform exports it
+(read in place, like a folder). Each file is read by the reader its name and first bytes pick
+(bricklm.text.readers): Markdown, HTML and text files by their extension, exports by their
+content. Hidden files and folders are ignored, and so are files of other extensions; a zip
+met in a folder is opened when it holds something bricklm reads, else skipped and counted.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
-from bricklm.text.markup import Cleaned, check_options, to_prose
+from bricklm.text.archive import DEFAULT_LIMITS, Archive, ArchiveError, Limits, Member, is_zip
+from bricklm.text.documents import Document, Skipped, clean, clean_document, decode, display_path, normalise_lines
+from bricklm.text.readers import KINDS, MARKUP, SNIFFED, described, pick
+from bricklm.text.readers.base import HEAD_BYTES, FileEntry, Reader, read_text, suffix
 
-KINDS = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html", ".htm": "html"}
+# decode and the dataclasses live in documents.py; callers import them from here too
+__all__ = ["BUILTINS", "Document", "Scan", "Skipped", "builtin_documents", "clean", "decode", "display_path"]
+__all__ += ["explain", "read_document", "read_sources", "scan_sources"]
 BUILTINS = ("python-docs",)
-BINARY_SNIFF_BYTES = 8192
-
-
-# ---------------------------------------------------------------- cleaning
-
-
-def clean(text: str, kind: str = "markdown", code: str = "drop", *, images="drop", tables="keep") -> str:
-    """Return the readable text of one document.
-
-    kind is "markdown", "html" or "text" (see KINDS); code ("drop" or "keep") decides what
-    happens to code blocks, images ("drop" or "alt") to images, tables ("keep" or "drop")
-    to tables. See bricklm.text.markup for what is removed and what is kept.
-    """
-    return clean_document(text, kind, code=code, images=images, tables=tables).text
-
-
-def clean_document(text: str, kind: str = "markdown", **options) -> Cleaned:
-    """clean(), with the counts of markup removed or converted (options: code, images, tables)."""
-    check_options(**options)
-    text = _normalise_lines(text)
-    cleaned = Cleaned(text) if kind == "text" else to_prose(text, kind, **options)
-    cleaned.text = _tidy(unicodedata.normalize("NFC", cleaned.text))
-    return cleaned
-
-
-def _normalise_lines(text: str) -> str:
-    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _tidy(text: str) -> str:
-    """Strip trailing spaces, collapse runs of blank lines to one, trim blank lines at both ends."""
-    text = "\n".join(line.rstrip() for line in text.split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
 
 
 # ---------------------------------------------------------------- gathering
 
 
 @dataclass
-class Skipped:
-    """A file that was found but not used, and why."""
-
-    path: str
-    reason: str
-
-
-@dataclass
-class Document:
-    """One cleaned document. note says how it was read when that needs saying (a fallback encoding);
-    markup counts what cleaning removed or converted, source_characters is its length before."""
-
-    name: str
-    text: str
-    note: str | None = None
-    markup: Counter = field(default_factory=Counter, compare=False)
-    source_characters: int = field(default=0, compare=False)
-
-
-@dataclass
 class Scan:
-    """What scan_sources found: text files to read (sorted), files skipped, counts of files ignored."""
+    """What scan_sources found: files to read (sorted; a zip's members as archive.Member), the reader of
+    each, files skipped, counts of files ignored, and per zip opened, what it held."""
 
-    files: list[Path] = field(default_factory=list)
+    files: list[Path | Member] = field(default_factory=list)
+    readers: dict = field(default_factory=dict)  # file -> Reader
     skipped: list[Skipped] = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)  # reason -> count
     ignored_extensions: Counter = field(default_factory=Counter)  # ".jpg" -> count
+    archives: list[dict] = field(default_factory=list)  # {"path", "files", "ignored"}
 
 
-def scan_sources(sources: Iterable[str | Path], exclude: Iterable[str | Path] = ()) -> Scan:
-    """Find the text files under sources (files or folders, recursively), sorted by path.
+def scan_sources(
+    sources: Iterable[str | Path], exclude: Iterable[str | Path] = (), limits: Limits = DEFAULT_LIMITS
+) -> Scan:
+    """Find the files to read under sources (files, folders recursively, zips), sorted by path.
 
-    Hidden files and folders (".git") are ignored, and so are the folders in
-    exclude (the output folder, so a re-run never reads its own corpus.txt).
-    Directory symlinks are followed, each real folder once, so loops end.
-    A source path that does not exist is a UserError.
+    Hidden files and folders (".git") are ignored, and so are the folders in exclude (the output
+    folder, so a re-run never reads its own corpus.txt). Directory symlinks are followed, each real
+    folder once, so loops end. A source path that does not exist is a UserError; so is a file named
+    as a source that looks like an export (.xml, .json, .zip, ...) but is none bricklm recognises.
+    limits: how far a zip's member may inflate (archive.Limits).
     """
     scan = Scan()
     excluded = {os.path.realpath(p) for p in exclude}
     seen_dirs: set[str] = set()
-    found: dict[str, Path] = {}
+    found: dict = {}
+
+    def add(key, file, reader: Reader) -> None:
+        if key not in found:
+            found[key] = file
+            scan.readers[file] = reader
 
     def visit(path: Path, top: bool) -> None:
         if not top and path.name.startswith("."):
@@ -137,28 +100,90 @@ def scan_sources(sources: Iterable[str | Path], exclude: Iterable[str | Path] = 
                 for child in children:
                     visit(child, top=False)
             return
-        suffix = path.suffix.lower()
-        if suffix not in KINDS:
+        ext = path.suffix.lower()
+        if ext not in KINDS and not (top or ext in SNIFFED):
             scan.ignored["extension"] += 1
-            scan.ignored_extensions[suffix or "(none)"] += 1
+            scan.ignored_extensions[ext or "(none)"] += 1
         elif not stat.S_ISREG(st.st_mode):
             scan.skipped.append(Skipped(display_path(path), "not a regular file"))  # a FIFO would block the read
+        elif ext in KINDS:
+            add(os.path.abspath(path), path, MARKUP)
         else:
-            found.setdefault(os.path.abspath(path), path)
+            _look_inside(path, top, ext, limits, scan, add)
 
     for src in sources:
         path = Path(src)
         if not os.path.lexists(path):
             raise UserError(f"no such file or folder: {src}")
         visit(path, top=True)
-    scan.files = sorted(found.values())
+    scan.files = sorted(found.values(), key=_sort_key)
     return scan
 
 
-def display_path(path: str | Path) -> str:
-    """path as valid Unicode for reports and meta.json: bytes that aren't UTF-8 in a file name (which
-    Python carries as lone surrogates, unprintable and unencodable) are shown as \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+def _look_inside(path: Path, top: bool, ext: str, limits: Limits, scan: Scan, add) -> None:
+    """A file whose kind its first bytes tell: an export, a zip, or (not top) a file of another extension."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError as e:
+        scan.skipped.append(Skipped(display_path(path), f"unreadable ({_why(e)})"))
+        return
+    if is_zip(head) or (top and ext == ".zip"):
+        _scan_zip(Archive(path, limits), top, scan, add)
+        return
+    reader = pick(path.name, head)
+    if reader is not None:
+        add(os.path.abspath(path), path, reader)
+    elif top and ext in SNIFFED:
+        raise UserError(f"{display_path(path)}: not an export bricklm recognises; it reads {described()}")
+    else:
+        scan.ignored["extension"] += 1
+        scan.ignored_extensions[ext or "(none)"] += 1
+
+
+def _scan_zip(archive: Archive, top: bool, scan: Scan, add) -> None:
+    """Add a zip's members that bricklm reads; a zip holding none is skipped (or, named as a source, read as
+    empty). A damaged zip named as a source is a UserError; met in a folder, it is skipped."""
+    try:
+        members = archive.members()
+        ignored, extensions, picked = Counter(), Counter(), []
+        for member in members:
+            ext = suffix(member.filename)
+            reader = None
+            if member.hidden:
+                ignored["hidden"] += 1
+                continue
+            if ext in KINDS:
+                reader = MARKUP
+            elif ext in SNIFFED and ext != ".zip":  # a zip inside a zip is not opened
+                reader = pick(member.filename, member.head())
+            if reader is None:
+                ignored["extension"] += 1
+                extensions[ext or "(none)"] += 1
+            else:
+                picked.append((member, reader))
+    except ArchiveError as e:
+        if top:
+            raise UserError(f"{archive.name}: not a readable zip ({e})") from None
+        scan.skipped.append(Skipped(archive.name, f"not a readable zip ({e})"))
+        return
+    finally:
+        archive.close()
+    if not picked and not top:
+        held = ", ".join(f"{ext} {n}" for ext, n in sorted(extensions.items())) or "nothing"
+        scan.skipped.append(Skipped(archive.name, f"a zip of nothing bricklm reads ({held})"))
+        return
+    scan.ignored.update(ignored)
+    scan.ignored_extensions.update(extensions)
+    scan.archives.append({"path": archive.name, "files": len(picked), "ignored": sum(ignored.values())})
+    real = os.path.abspath(archive.path)
+    for i, (member, reader) in enumerate(picked):
+        add((real, i), member, reader)
+
+
+def _sort_key(file: Path | Member) -> tuple[str, ...]:
+    # A zip's members sort where the zip would, each by its path inside; a Path sorts as Path's own ordering.
+    return file.archive.path.parts + file.parts if isinstance(file, Member) else file.parts
 
 
 def _stat_failure(path: Path, e: OSError) -> str:
@@ -171,51 +196,31 @@ def _why(e: OSError) -> str:
     return e.strerror or type(e).__name__
 
 
-def decode(raw: bytes) -> tuple[str, str]:
-    """Decode file bytes: UTF-8 (or UTF-16 with a BOM), else cp1252, else latin-1. Returns (text, encoding)."""
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return raw.decode("utf-16"), "utf-16"
-        except UnicodeDecodeError:
-            pass
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            return raw.decode(encoding), encoding
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1"), "latin-1"  # every byte is a latin-1 character, so this cannot fail
+# ---------------------------------------------------------------- reading
+
+
+def read_sources(scan: Scan, cfg: PrepareConfig) -> Iterator[Iterator[Document | Skipped]]:
+    """For each file the scan found, in order, an iterator over what its reader yields (one document for a
+    post, many for an export). A zip stays open while its members are read."""
+    archive = None
+    try:
+        for file in scan.files:
+            inside = file.archive if isinstance(file, Member) else None
+            if archive is not None and inside is not archive:
+                archive.close()
+            archive = inside
+            yield scan.readers[file].read(file if inside else FileEntry(file), cfg)
+    finally:
+        if archive is not None:
+            archive.close()
 
 
 def read_document(path: Path, code: str = "drop", **options) -> Document | Skipped:
-    """Read, decode and clean one file; any reason not to use it comes back as Skipped.
+    """Read, decode and clean one Markdown, HTML or text file; any reason not to use it comes back as Skipped.
 
-    options: images ("drop" or "alt") and tables ("keep" or "drop"), as for clean().
+    options: images ("drop" or "alt"), tables ("keep" or "drop") and titles ("drop" or "keep"), as for prepare.
     """
-    source = _read_source(path)
-    if isinstance(source, Skipped):
-        return source
-    text, note = source
-    cleaned = clean_document(text, KINDS[path.suffix.lower()], code=code, **options)
-    return Document(display_path(path), cleaned.text, note, cleaned.counts, len(text))
-
-
-def _read_source(path: Path) -> tuple[str, str | None] | Skipped:
-    """The decoded text of a file and a note on its encoding, or why it can't be used."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        return Skipped(display_path(path), f"unreadable ({_why(e)})")
-    is_utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff"))
-    if b"\x00" in raw[:BINARY_SNIFF_BYTES] and not is_utf16:
-        return Skipped(display_path(path), "binary (NUL byte in the first 8 KB)")
-    text, encoding = decode(raw)
-    return text, None if encoding in ("utf-8", "utf-16") else f"decoded as {encoding} (not valid UTF-8)"
-
-
-def read_documents(files: Iterable[Path], code: str = "drop", **options) -> Iterator[Document | Skipped]:
-    """read_document for each file, in order, one at a time."""
-    for path in files:
-        yield read_document(path, code, **options)
+    return next(MARKUP.read(FileEntry(Path(path)), PrepareConfig(code=code, **options)))
 
 
 def explain(path: str | Path, code: str = "drop", **options) -> str:
@@ -233,10 +238,10 @@ def explain(path: str | Path, code: str = "drop", **options) -> str:
     kind = KINDS.get(path.suffix.lower())
     if kind is None:
         raise UserError(f"--explain reads {', '.join(KINDS)} files, not {display_path(path)}")
-    source = _read_source(path)
+    source = read_text(FileEntry(path))
     if isinstance(source, Skipped):
         raise UserError(f"cannot explain {source.path}: {source.reason}")
-    before = _normalise_lines(source[0])
+    before = normalise_lines(source[0])
     cleaned = clean_document(before, kind, code=code, **options)
     removed = 1 - len(cleaned.text) / len(before) if before else 0
     lines = [f"=== {display_path(path)}: before cleaning ({len(before):,} characters, {kind})", before]

@@ -4,8 +4,9 @@
     html_text("<p>Tom &amp; <b>Jerry</b></p><script>x()</script>", counts)  # -> "\nTom & Jerry\n"
     counts  # {"HTML tags removed": 6, "scripts and styles removed": 1}
 
-Tags and comments go, block tags become line breaks, script and style contents go,
-entities are decoded; with images="alt" an <img> leaves its alt text.
+Tags and comments (WordPress's block-editor comments, `<!-- wp:... -->`, too) go, block tags
+become line breaks, script and style contents go, entities are decoded; with images="alt" an
+<img> leaves its alt text.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from html.parser import HTMLParser
 IMAGES = {"drop": "images dropped", "alt": "images replaced by their alt text"}
 HTML_TAGS = "HTML tags removed"
 HTML_COMMENTS = "HTML comments removed"
+BLOCK_COMMENTS = "block-editor comments removed"  # WordPress's <!-- wp:paragraph --> and <!-- /wp:paragraph -->
 SCRIPTS = "scripts and styles removed"
 
 _BLOCK_TAGS = frozenset(
@@ -90,7 +92,7 @@ class _HtmlText(HTMLParser):
             self.parts.append(data)
 
     def handle_comment(self, data):
-        self.counts[HTML_COMMENTS] += 1
+        self.counts[BLOCK_COMMENTS if data.strip().startswith(("wp:", "/wp:")) else HTML_COMMENTS] += 1
 
     def handle_decl(self, decl):
         self.counts[HTML_TAGS] += 1

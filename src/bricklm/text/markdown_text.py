@@ -6,7 +6,8 @@
 The parser is CommonMark with tables, strikethrough, footnotes and definition lists,
 plus rules of our own for attribute lists (kramdown's `{: .class}` and `{:toc}`, and
 `{ key=value }` right after a link or image), emoji shortcodes, footnote markers whose
-note is missing, and code spans kept as typed.
+note is missing, code spans kept as typed, and Obsidian's wikilinks, embeds, callouts
+and comments (obsidian.py).
 Paragraphs, headings and list items become text ("- " and "1. " markers stay, as in a
 plain-text note; so does "> " before a quote), code spans stay verbatim, links become
 their text, footnote texts follow the post without markers, table rows become lines
@@ -26,6 +27,7 @@ from mdit_py_plugins.deflist import deflist_plugin
 from mdit_py_plugins.footnote import footnote_plugin
 
 from bricklm.text.html_text import IMAGES, html_text
+from bricklm.text.obsidian import CALLOUTS, COMMENTS, EMBEDS, WIKILINKS, obsidian_plugin
 
 # Stands in for a Liquid output ({{ ... }}) while Markdown is parsed, so that `**{{ x }}**` is still
 # emphasis (not four stars) and a line built only from Liquid can be recognised and dropped.
@@ -61,6 +63,19 @@ def markdown_text(
     return _Renderer(counts, code, images, tables, highlights).render(tokens)
 
 
+def opening_heading(text: str) -> tuple[str | None, str]:
+    """(the heading text opens with, as prose; the text after it), or (None, text) when it opens otherwise.
+
+    A notebook's title is its first cell's opening heading: opening_heading("# Hi\\n\\nBody") -> ("Hi", "\\nBody").
+    """
+    tokens = _parser().parse(text, {})
+    if not tokens or tokens[0].type != "heading_open" or not tokens[0].map:
+        return None, text
+    lines = text.split("\n")
+    end = tokens[0].map[1]
+    return markdown_text("\n".join(lines[:end]), Counter()), "\n".join(lines[end:])
+
+
 def drop_liquid_lines(text: str) -> str:
     """Drop the lines built from Liquid outputs alone, a loop's "- **{{ title }}** — {{ date }}": no prose is left."""
     if PLACEHOLDER not in text:
@@ -74,6 +89,7 @@ def drop_liquid_lines(text: str) -> str:
 @cache
 def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark").enable(["table", "strikethrough"]).use(footnote_plugin).use(deflist_plugin)
+    md.use(obsidian_plugin)
     md.disable(["footnote_inline", "text_join"])  # ^[...] is not kramdown; text_join would hide escapes
     md.inline.ruler.at("backticks", _verbatim_code_span)
     md.inline.ruler.before("link", "attribute_list", _attribute_list_inline)
@@ -184,11 +200,14 @@ def _emoji_inline(state, silent: bool) -> bool:
 # ---------------------------------------------------------------- tokens to prose
 
 _LEAVES = {"paragraph_open", "heading_open", "dt_open"}
+_CONVERTED = {"emoji": EMOJI, "wikilink": WIKILINKS}
 _EMPHASIS = {"em_open", "strong_open", "s_open"}
 _MARKERS = {
     "footnote_ref": FOOTNOTE_MARKERS,
     "undefined_footnote_ref": FOOTNOTE_MARKERS,
     "attribute_list": ATTRIBUTE_LISTS,
+    "embed": EMBEDS,
+    "obsidian_comment": COMMENTS,
 }
 
 
@@ -224,6 +243,9 @@ class _Renderer:
             elif t.type == "list_item_open":
                 marker = f"{t.info}{t.markup} "
                 self.stack.append(_Container(marker, " " * len(marker)))
+            elif t.type == "blockquote_open" and t.meta.get("callout"):
+                self.counts[CALLOUTS] += 1  # a callout is a box on the page, not a quote: no "> "
+                self.stack.append(_Container("", ""))
             elif t.type == "blockquote_open":
                 self.stack.append(_Container("> ", "> "))
             elif t.type in ("list_item_close", "blockquote_close"):
@@ -236,8 +258,8 @@ class _Renderer:
                 self._write("---", t.map)
             elif t.type == "table_open":
                 i = self._table(tokens, i)
-            elif t.type == "attribute_list":
-                self.counts[ATTRIBUTE_LISTS] += 1
+            elif t.type in ("attribute_list", "obsidian_comment"):
+                self.counts[_MARKERS[t.type]] += 1
             elif t.type == "footnote_open":
                 self.counts[FOOTNOTE_TEXTS] += 1
                 self.new_group = True
@@ -284,9 +306,9 @@ class _Renderer:
             if kind == "html_inline":
                 parts.append(t.content)
                 continue
-            if kind in ("text", "text_special", "emoji"):
+            if kind in ("text", "text_special", "emoji", "wikilink"):
                 if kind != "text":
-                    self.counts[EMOJI if kind == "emoji" else ESCAPES if t.info == "escape" else ENTITIES] += 1
+                    self.counts[_CONVERTED.get(kind) or (ESCAPES if t.info == "escape" else ENTITIES)] += 1
                 piece = t.content
             elif kind in ("softbreak", "hardbreak"):
                 piece = "\n"

@@ -4,11 +4,15 @@
     cleaned.text     # the prose
     cleaned.counts   # Counter: "links reduced to their text" -> 12, "footnote markers removed" -> 3, ...
 
+    front_matter_title("---\\ntitle: Hello\\n---\\nBody")   # -> "Hello" (for --titles keep)
+
 Front matter goes first. Jekyll runs Liquid before Markdown, so Liquid goes next: tags
 and outputs are removed, the prose a tag captures stays, `{% raw %}` keeps its content
-and `{% highlight %}` becomes a code block. Then Markdown is parsed, not pattern-matched
-(markdown_text: markdown-it-py), and HTML goes through html.parser (html_text). Nothing
-here reads files; corpus.py does, and normalises line endings and Unicode around this.
+and `{% highlight %}` becomes a code block (templated=False skips both, for text a
+platform stored rather than a static site's file). Then Markdown is parsed, not
+pattern-matched (markdown_text: markdown-it-py), and HTML goes through html.parser
+(html_text). Nothing here reads files; the readers do, and documents.py normalises line
+endings and Unicode around this.
 """
 
 from __future__ import annotations
@@ -18,10 +22,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+import yaml
+
 from bricklm.config import CODE_MODES, IMAGE_MODES, TABLE_MODES
 from bricklm.errors import UserError
 from bricklm.text.html_text import html_text
 from bricklm.text.markdown_text import CODE, PLACEHOLDER, drop_liquid_lines, markdown_text
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 FRONT_MATTER = "front matter removed"
 LIQUID = "Liquid tags and blocks removed"
@@ -35,18 +46,25 @@ class Cleaned:
     counts: Counter = field(default_factory=Counter)
 
 
-def to_prose(text: str, kind: str = "markdown", *, code="drop", images="drop", tables="keep") -> Cleaned:
+def to_prose(
+    text: str, kind: str = "markdown", *, templated: bool = True, code="drop", images="drop", tables="keep"
+) -> Cleaned:
     """Render "markdown" or "html" text as prose. Line endings must already be "\\n".
 
-    code: "drop" or "keep" fenced, indented and `{% highlight %}` code; images: "drop" them or
-    keep their "alt" text; tables: "keep" each row as a line, or "drop" them.
+    templated: remove front matter and Liquid first (a static site's file); code: "drop" or "keep"
+    fenced, indented and `{% highlight %}` code; images: "drop" them or keep their "alt" text;
+    tables: "keep" each row as a line, or "drop" them.
     """
     check_options(code, images, tables)
     counts: Counter = Counter()
-    body = strip_front_matter(text)
-    counts[FRONT_MATTER] += body != text
+    body, highlights = text, frozenset()
+    if templated:
+        body = strip_front_matter(text)
+        counts[FRONT_MATTER] += body != text
     # A U+FFFC of the writer's own marks an embedded object, which has no text; ours marks Liquid.
-    body, highlights = _remove_liquid(body.replace(PLACEHOLDER, ""), kind, code, counts)
+    body = body.replace(PLACEHOLDER, "")
+    if templated:
+        body, highlights = _remove_liquid(body, kind, code, counts)
     if kind == "html":
         prose = drop_liquid_lines(html_text(body, counts, images))
     else:
@@ -71,21 +89,43 @@ def strip_front_matter(text: str) -> str:
     A `---` later in the body is a horizontal rule and is left alone; so is an
     opening fence that is never closed.
     """
+    return split_front_matter(text)[2]
+
+
+def split_front_matter(text: str) -> tuple[str | None, str, str]:
+    """(fence, front matter, body): fence is "---" or "+++", or None when text opens with no closed front matter
+    (then front matter is "" and body is text)."""
     first, _, rest = text.partition("\n")
     fence = first.rstrip()
     if fence not in ("---", "+++"):
-        return text
+        return None, "", text
     closers = ("---", "...") if fence == "---" else ("+++",)
     pos = 0
     while pos <= len(rest):
         end = rest.find("\n", pos)
         line = rest[pos:] if end == -1 else rest[pos:end]
         if line.rstrip() in closers:
-            return "" if end == -1 else rest[end + 1 :]
+            return fence, rest[:pos], "" if end == -1 else rest[end + 1 :]
         if end == -1:
             break
         pos = end + 1
-    return text
+    return None, "", text
+
+
+def front_matter_title(text: str) -> str | None:
+    """The `title` of a file's YAML (---) or TOML (+++) front matter, or None (no front matter, no title,
+    or front matter its own parser cannot read: the file is still read, only without a title)."""
+    fence, front, _ = split_front_matter(text)
+    if fence is None:
+        return None
+    try:
+        values = yaml.safe_load(front) if fence == "---" else tomllib.loads(front)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, RecursionError, ValueError):
+        return None
+    title = values.get("title") if isinstance(values, dict) else None
+    if isinstance(title, bool) or not isinstance(title, (str, int, float)):
+        return None
+    return str(title)
 
 
 # ---------------------------------------------------------------- Liquid, before anything else

@@ -1,14 +1,15 @@
 """`bricklm prepare`: turn writing into a corpus folder that `bricklm train` reads.
 
     bricklm prepare _posts notes/ --out data/blog          # your writing
+    bricklm prepare export.xml vault.zip --out data/all     # a WordPress export, a zipped vault
     bricklm prepare --out data/pydocs                       # built-in: Python's reference docs
     bricklm prepare --explain _posts/2020-01-01-hello.md    # one file before and after cleaning
     prepare(["_posts"], "data/blog", PrepareConfig(split="tail"))   # the same from Python
 
-gather -> clean -> write corpus.txt -> build vocabulary -> split -> tokenize
--> train.bin/val.bin -> meta.json. Documents are cleaned and written one at
-a time, then corpus.txt is read back one document (or chunk) at a time, so
-memory holds one document, not the corpus.
+gather (corpus.py, a reader per kind of source) -> clean -> write corpus.txt -> build vocabulary
+-> split -> tokenize -> train.bin/val.bin -> meta.json. Documents are cleaned and written one at
+a time (an export is streamed), then corpus.txt is read back one document (or chunk) at a time,
+so memory holds one document, not the corpus.
 
 The folder is built under a hidden name beside --out and swapped in whole (files.swap_in), under
 a lock beside it (files.RunLock), like a checkpoint: two prepares into one folder can't mix their
@@ -21,8 +22,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from itertools import chain
 from pathlib import Path
 
 from bricklm.config import PrepareConfig
@@ -38,126 +39,16 @@ from bricklm.files import (
     swap_in,
     temp_sibling,
 )
-from bricklm.text.corpus import (
-    BUILTINS,
-    KINDS,
-    Document,
-    Skipped,
-    builtin_documents,
-    display_path,
-    read_documents,
-    scan_sources,
-)
+from bricklm.text.archive import Limits, Member
+from bricklm.text.corpus import BUILTINS, builtin_documents, read_sources, scan_sources
 from bricklm.text.data import CORPUS_NAMES, TokenWriter, split_documents, tail_split_index
+from bricklm.text.documents import Document, Skipped, display_path
+from bricklm.text.readers import described
+from bricklm.text.report import PrepareReport
 from bricklm.text.streaming import build_tokenizer, char_progress, with_progress
-from bricklm.text.tokenizer import CharTokenizer
 
 SEPARATOR = "\n\n"  # between documents, so one post never runs into the next
 CHUNK_CHARS = 1 << 20
-LIST_LIMIT = 20  # files listed by name in the printed report; meta.json has them all
-MOST_CLEANED = 3  # documents that lost the most characters to cleaning, named in the report to check by eye
-
-
-@dataclass
-class PrepareReport:
-    """What prepare read, skipped and wrote. to_dict() is what meta.json holds (plus "out")."""
-
-    out: str
-    sources: list[str]
-    builtin: str | None
-    code: str
-    split: str  # the split used; differs from split_requested when one document forces "tail"
-    split_requested: str
-    val_fraction: float
-    seed: int
-    images: str = "drop"
-    tables: str = "keep"
-    files_read: list[dict] = field(default_factory=list)  # {"path", "characters"[, "note"]}
-    files_skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
-    files_ignored: dict = field(default_factory=dict)  # reason -> count
-    ignored_extensions: dict = field(default_factory=dict)  # ".jpg" -> count
-    documents: int = 0
-    characters: int = 0
-    tokenizer: str = CharTokenizer.kind
-    vocab_size: int = 0
-    dtype: str = ""
-    split_note: str | None = None
-    val_documents: list[str] = field(default_factory=list)
-    train_tokens: int = 0
-    val_tokens: int = 0
-    sha256: dict = field(default_factory=dict)
-    markup: dict = field(default_factory=dict)  # "links reduced to their text" -> count, over all documents
-    most_cleaned: list[dict] = field(default_factory=list)  # {"path", "characters_before", "characters_after"}
-    bricklm_version: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def format(self) -> str:
-        lines = [f"prepared {self.out}"]
-        if self.builtin:
-            lines.append(f"source: built-in corpus {self.builtin} ({len(self.files_read)} documents)")
-        else:
-            notes = [f for f in self.files_read if f.get("note")]
-            extra = f" ({len(notes)} decoded with a fallback encoding)" if notes else ""
-            lines.append(f"files read: {len(self.files_read)}{extra}")
-            lines += _listed([f"{f['path']}: {f['note']}" for f in notes])
-        if self.files_skipped:
-            lines.append(f"files skipped: {len(self.files_skipped)}")
-            lines += _listed([f"{f['path']}: {f['reason']}" for f in self.files_skipped])
-        if self.files_ignored:
-            lines.append(f"files ignored: {sum(self.files_ignored.values())} ({self._ignored_summary()})")
-        lines += [
-            f"documents: {self.documents:,}",
-            f"characters: {self.characters:,}",
-            f"vocabulary: {self.vocab_size} {'BPE tokens' if self.tokenizer == 'bpe' else 'characters'} "
-            f"({self.dtype} token files)",
-            f"split: {self._split_summary()}",
-            f"train tokens: {self.train_tokens:,}",
-            f"val tokens: {self.val_tokens:,}",
-        ]
-        return "\n".join(lines + self._cleaning_summary())
-
-    def _cleaning_summary(self) -> list[str]:
-        lines = []
-        if self.markup:
-            lines.append("markup removed or converted:")
-            lines += [f"  {what}: {n:,}" for what, n in sorted(self.markup.items(), key=lambda kv: (-kv[1], kv[0]))]
-        if self.most_cleaned:
-            lines.append("most text removed by cleaning (see one with: bricklm prepare --explain FILE):")
-            for doc in self.most_cleaned:
-                before, after = doc["characters_before"], doc["characters_after"]
-                lines.append(f"  {doc['path']}: {before - after:,} of {before:,} characters ({1 - after / before:.0%})")
-        return lines
-
-    def _ignored_summary(self) -> str:
-        parts = []
-        for reason, count in sorted(self.files_ignored.items()):
-            if reason == "extension":
-                by_ext = ", ".join(f"{ext} {n}" for ext, n in sorted(self.ignored_extensions.items()))
-                parts.append(f"extension: {by_ext}")
-            else:
-                parts.append(f"{reason}: {count}")
-        return "; ".join(parts)
-
-    def _split_summary(self) -> str:
-        tokens = self.train_tokens + self.val_tokens
-        share = f"{self.val_tokens / tokens:.1%}" if tokens else "0%"
-        if self.split == "documents":
-            text = (
-                f"documents, seed {self.seed}: {len(self.val_documents)} of {self.documents} "
-                f"documents held out ({share} of the tokens)"
-            )
-        else:
-            text = f"tail: the last {share} of the text held out"
-        return text + (f"; {self.split_note}" if self.split_note else "")
-
-
-def _listed(items: list[str]) -> list[str]:
-    shown = [f"  {item}" for item in items[:LIST_LIMIT]]
-    if len(items) > LIST_LIMIT:
-        shown.append(f"  ... and {len(items) - LIST_LIMIT} more (see meta.json)")
-    return shown
 
 
 def prepare(
@@ -195,6 +86,9 @@ def prepare(
         code=cfg.code,
         images=cfg.images,
         tables=cfg.tables,
+        titles=cfg.titles,
+        include_drafts=cfg.include_drafts,
+        comments=cfg.comments,
         split=cfg.split,
         split_requested=cfg.split,
         val_fraction=cfg.val_fraction,
@@ -205,11 +99,15 @@ def prepare(
     if builtin:
         items = with_progress(builtin_documents(builtin))
     else:  # listed before the lock and temp folder exist beside out, which may be inside a source
-        scan = scan_sources(sources, exclude=[out])
-        report.files_skipped = [asdict(s) for s in scan.skipped]
+        scan = scan_sources(sources, exclude=[out], limits=Limits.of(cfg))
+        report.files_skipped = [{"path": s.path, "reason": s.reason} for s in scan.skipped]
         report.files_ignored = dict(scan.ignored)
         report.ignored_extensions = dict(scan.ignored_extensions)
-        items = with_progress(read_documents(scan.files, cfg.code, images=cfg.images, tables=cfg.tables), scan.files)
+        report.archives = scan.archives
+        for file, reader in scan.readers.items():
+            if reader.export:
+                report.add_export(file.name if isinstance(file, Member) else display_path(file), reader.label)
+        items = chain.from_iterable(with_progress(read_sources(scan, cfg), scan.files))
     make_dir(out.parent, f"--out {out}: its parent")
     # The lock and the folder being built sit beside out, not in it: out is replaced whole at the end.
     with RunLock(out.parent, name=f".{out.name}.lock", doing="prepared", subject=out):
@@ -295,17 +193,11 @@ def _write_corpus(items, path: Path, report: PrepareReport) -> tuple[list[str], 
     with open(path, "w", encoding="utf-8", newline="") as f:  # newline="": "\n" stays "\n" on every OS
         for item in items:
             if isinstance(item, Skipped):
-                report.files_skipped.append(asdict(item))
+                report.skip(item)
                 continue
             assert isinstance(item, Document)
-            _count_cleaning(item, report)
-            if not item.text:
-                report.files_skipped.append({"path": item.name, "reason": "no text after cleaning"})
+            if not report.read(item):
                 continue
-            record = {"path": item.name, "characters": len(item.text)}
-            if item.note:
-                record["note"] = item.note
-            report.files_read.append(record)
             if lengths:
                 f.write(SEPARATOR)
                 chars.update(SEPARATOR)
@@ -316,17 +208,6 @@ def _write_corpus(items, path: Path, report: PrepareReport) -> tuple[list[str], 
     report.documents = len(lengths)
     report.characters = sum(lengths) + len(SEPARATOR) * max(len(lengths) - 1, 0)
     return names, lengths, chars
-
-
-def _count_cleaning(doc: Document, report: PrepareReport) -> None:
-    """Add a document's markup counts to the report, and keep the MOST_CLEANED that lost the most characters."""
-    for what, n in doc.markup.items():
-        report.markup[what] = report.markup.get(what, 0) + n
-    if doc.source_characters > len(doc.text):
-        record = {"path": doc.name, "characters_before": doc.source_characters, "characters_after": len(doc.text)}
-        ranked = report.most_cleaned + [record]
-        ranked.sort(key=lambda d: d["characters_after"] - d["characters_before"])
-        report.most_cleaned = ranked[:MOST_CLEANED]
 
 
 def _write_splits(
@@ -388,10 +269,12 @@ def _no_text_message(report: PrepareReport) -> str:
         details.append(f"{len(report.files_skipped)} files skipped")
     if report.files_ignored.get("extension"):
         details.append(f"{report.files_ignored['extension']} ignored for their extension")
+    if left_out := report.left_out_summary():
+        details.append(f"left out of exports: {left_out}")
     tail = f" ({', '.join(details)})" if details else ""
     skipped = [f"{f['path']} ({f['reason']})" for f in report.files_skipped]
     named = f"; skipped: {', '.join(skipped[:3])}" + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
-    return f"no text found in {where}{tail}; bricklm reads {', '.join(KINDS)} files" + (named if skipped else "")
+    return f"no text found in {where}{tail}; bricklm reads {described()}" + (named if skipped else "")
 
 
 def _version() -> str | None:

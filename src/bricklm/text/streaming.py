@@ -1,6 +1,6 @@
 """The parts of `bricklm prepare` that keep memory bounded on corpora bigger than memory.
 
-    items = with_progress(read_documents(files), files)      # a bar over files and bytes
+    groups = with_progress(read_sources(scan, cfg), scan.files)  # a bar over files and bytes
     for text in corpus_chunks("corpus.txt"): ...              # corpus.txt back, a chunk at a time
     tok = build_tokenizer("bpe", chars, "corpus.txt", 4000)   # char vocabulary or a trained BPE
 
@@ -27,13 +27,15 @@ TRAIN_CHUNK_CHARS = 1 << 16
 
 
 def with_progress(items: Iterable, files: list[Path] | None = None, desc: str = "reading") -> Iterator:
-    """Yield items unchanged, advancing a bar by each file's size (or by one item when there are no files)."""
+    """Yield items unchanged, advancing a bar by each file's size (or by one item when there are no files).
+
+    With files, there is one item per file (what its reader yields for it); a file may be a zip's member."""
     sizes = []
     for path in files or []:
-        try:
-            sizes.append(os.stat(path).st_size)
+        try:  # a zip's member says its size; a file on disk is asked
+            sizes.append(path.size() if hasattr(path, "size") else os.stat(path).st_size)
         except OSError:
-            sizes.append(0)  # read_document reports why; the bar just doesn't count it
+            sizes.append(0)  # its reader reports why; the bar just doesn't count it
     bar = tqdm(
         total=sum(sizes) if files else None,
         desc=desc,

@@ -1,0 +1,43 @@
+"""One reader per kind of source, picked by a file's name and first bytes; base.py says what a reader is.
+
+    reader = pick("export.xml", head)      # the Reader these first 8 KB are, or None
+    for item in reader.read(entry, config): ...
+
+    markup.py     .md, .markdown, .txt, .html, .htm files, one document each (Obsidian's Markdown too)
+    wordpress.py  WordPress exports (WXR): published posts and pages
+    ghost.py      Ghost exports (JSON): published posts and pages
+    jupyter.py    Jupyter notebooks (.ipynb): markdown and code cells, never outputs
+
+Adding a kind of source is one module: detect(filename, head), read(entry, config) and a READER,
+listed in READERS (the first whose detect says yes reads the file). Zips are not a reader but a
+kind of folder (bricklm.text.archive): the readers pick their members the same way.
+"""
+
+from __future__ import annotations
+
+from bricklm.text.readers import ghost, jupyter, markup, wordpress
+from bricklm.text.readers.base import Reader
+
+READERS: tuple[Reader, ...] = (wordpress.READER, ghost.READER, jupyter.READER, markup.READER)
+MARKUP = markup.READER
+KINDS = markup.KINDS  # file extensions read as writing without looking inside
+ARCHIVE_SUFFIXES = (".zip",)
+# Extensions worth a look inside when a folder holds them: an export is recognised by its content.
+SNIFFED = frozenset(s for r in READERS if r is not MARKUP for s in r.suffixes) | set(ARCHIVE_SUFFIXES)
+
+
+def pick(filename: str, head: bytes) -> Reader | None:
+    """The reader for a file with this name whose first bytes are head, or None."""
+    return next((r for r in READERS if r.detect(filename, head)), None)
+
+
+def described() -> str:
+    """What bricklm reads, for messages: ".md, ... files, a WordPress export, ..., or a zip of these"."""
+    others = [f"a {r.label}" for r in READERS if r is not MARKUP]
+    return f"{', '.join(KINDS)} files, {', '.join(others)}, or a zip of these"
+
+
+def listed() -> str:
+    """Every kind of source with its extensions, for `prepare --help`."""
+    kinds = [f"{r.label}s ({', '.join(r.suffixes)})" for r in (MARKUP, *(r for r in READERS if r is not MARKUP))]
+    return "; ".join(kinds) + "; zips of any of these (.zip, read in place)"
