@@ -17,7 +17,7 @@ from bricklm.inspect.health import HealthCallback
 from bricklm.model.generate import TextStream, check_sampling_settings, encode_prompt, generate
 from bricklm.model.gpt import count_params
 from bricklm.recipes import load_config, resolve
-from bricklm.storage.runs import format_summary, load_run, read_run_config
+from bricklm.storage.runs import format_summary, load_run, read_run_config, read_summary
 from bricklm.training.hardware import resolve_device
 from bricklm.training.trainer import Trainer
 
@@ -158,15 +158,19 @@ def cmd_info(args) -> int:
             )
         run = load_run(args.run)
         model_cfg, train_cfg = run.model_cfg, run.train_cfg
+        summary = read_summary(args.run) if (Path(args.run) / "summary.json").is_file() else None
     else:
         model_cfg, train_cfg = load_config(args.config, overrides_from_args(args))
         if model_cfg.vocab_size == 0:
             model_cfg.vocab_size = 107
-    print(format_info(model_cfg, train_cfg, count_params(model_cfg)))
+        summary = None
+    print(format_info(model_cfg, train_cfg, count_params(model_cfg), summary))
     return 0
 
 
-def format_info(model_cfg, train_cfg, n_params: int) -> str:
+def format_info(model_cfg, train_cfg, n_params: int, summary: dict | None = None) -> str:
+    """The GPT-3 paper's table; for a finished run (summary.json), its final val loss too, per token and in bits
+    per byte of text (the measure that compares across tokenizers)."""
     rows = [
         ("n_params", f"{n_params:,}"),
         ("n_layers", model_cfg.n_layer),
@@ -178,5 +182,9 @@ def format_info(model_cfg, train_cfg, n_params: int) -> str:
         ("context window", model_cfg.block_size),
         ("vocabulary", model_cfg.vocab_size),
     ]
+    if summary:
+        rows.append(("val loss", f"{summary['val_loss']:.4f} (nats per token)"))
+        if summary.get("val_bpb") is not None:
+            rows.append(("val bits per byte", f"{summary['val_bpb']:.4f}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

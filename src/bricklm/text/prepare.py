@@ -48,7 +48,7 @@ from bricklm.text.corpus import (
     read_documents,
     scan_sources,
 )
-from bricklm.text.data import CORPUS_NAMES, TokenWriter, split_documents, tail_split_index
+from bricklm.text.data import CORPUS_NAMES, TokenWriter, load_tokens, split_bytes, split_documents, tail_split_index
 from bricklm.text.streaming import build_tokenizer, char_progress, with_progress
 from bricklm.text.tokenizer import CharTokenizer
 
@@ -85,6 +85,8 @@ class PrepareReport:
     val_documents: list[str] = field(default_factory=list)
     train_tokens: int = 0
     val_tokens: int = 0
+    train_bytes: int = 0  # UTF-8 bytes of each split's text: bits per byte divides by them
+    val_bytes: int = 0
     sha256: dict = field(default_factory=dict)
     markup: dict = field(default_factory=dict)  # "links reduced to their text" -> count, over all documents
     most_cleaned: list[dict] = field(default_factory=list)  # {"path", "characters_before", "characters_after"}
@@ -377,6 +379,8 @@ def _write_splits(
         train.close(keep=ok)
         val.close(keep=ok)
     report.train_tokens, report.val_tokens = train.count, val.count
+    report.train_bytes = split_bytes(load_tokens(train_path), tokenizer) if train.count else 0
+    report.val_bytes = split_bytes(load_tokens(val_path), tokenizer) if val.count else 0
     report.dtype = train.dtype.name
     report.sha256.update({"train.bin": train.sha256, "val.bin": val.sha256})
 

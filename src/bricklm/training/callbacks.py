@@ -42,6 +42,7 @@ class TrainState:
     tokens: int = 0
     last_train: float = float("nan")
     last_val: float = float("nan")
+    last_val_bpb: float | None = None  # last_val in bits per byte, when the data knows its bytes
     skipped_steps: int = 0  # steps whose loss or gradient norm was not finite: no update was made
     extra: dict[str, Any] = field(default_factory=dict)  # room for callbacks (e.g. early-stop counters)
 
