@@ -234,3 +234,18 @@ def test_finetune_help_shows_finetunings_own_defaults(capsys):
     assert f"optimiser steps (default: {FINETUNE_DEFAULTS['max_iters']})" in text
     assert f"peak learning rate (default: {FINETUNE_DEFAULTS['learning_rate']})" in text
     assert "the learning rate then defaults to 0.001" in text
+
+
+def test_losses_are_also_in_bits_per_byte(tiny_run, tiny_corpus, capsys):
+    import math
+
+    meta = json.loads((tiny_corpus / "meta.json").read_text())
+    per_byte = {s: meta[f"{s}_tokens"] / meta[f"{s}_bytes"] for s in ("train", "val")}
+    evals = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    for m in evals:
+        for s in ("train", "val"):
+            assert m[f"{s}_bpb"] == pytest.approx(m[f"{s}_loss"] / math.log(2) * per_byte[s])
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["val_bpb"] == pytest.approx(evals[-1]["val_bpb"])
+    assert main(["info", "--run", str(tiny_run)]) == 0
+    assert f"val bits per byte  {summary['val_bpb']:.4f}" in capsys.readouterr().out
