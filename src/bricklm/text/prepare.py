@@ -49,10 +49,10 @@ from bricklm.text.corpus import (
     scan_sources,
 )
 from bricklm.text.data import CORPUS_NAMES, TokenWriter, load_tokens, split_bytes, split_documents, tail_split_index
+from bricklm.text.splits import SEPARATOR
 from bricklm.text.streaming import build_tokenizer, char_progress, with_progress
 from bricklm.text.tokenizer import CharTokenizer
 
-SEPARATOR = "\n\n"  # between documents, so one post never runs into the next
 CHUNK_CHARS = 1 << 20
 LIST_LIMIT = 20  # files listed by name in the printed report; meta.json has them all
 MOST_CLEANED = 3  # documents that lost the most characters to cleaning, named in the report to check by eye
