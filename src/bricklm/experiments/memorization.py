@@ -166,7 +166,8 @@ def format_memorization(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"held-out text matches {chance['chance_length']} characters by chance in this corpus (95th percentile "
-            f"of the longest match in {chance['windows']} held-out windows of {chance['window_chars']:,} characters; "
+            f"of the longest match in {chance['windows']} held-out window{'s' * (chance['windows'] != 1)} of "
+            f"{chance['window_chars']:,} characters; "
             f"median {chance['median']}, max {chance['max']})",
         ]
     lines += [

@@ -184,7 +184,7 @@ def _check_hashes(data_dir: Path, meta: dict) -> None:
             )
 
 
-def split_bytes(tokens: np.ndarray, tokenizer: Tokenizer, chunk: int = 1 << 24) -> int:
+def split_bytes(tokens: np.ndarray, tokenizer: Tokenizer, chunk: int = 1 << 22) -> int:
     """UTF-8 bytes of the text the tokens spell: each id's byte length, counted a chunk at a time (any size)."""
     lengths = tokenizer.token_bytes()
     total = 0
