@@ -677,10 +677,12 @@ def test_a_missing_manifest_is_one_warning_line(tiny_run, tmp_path):
     (run / "checkpoints" / "step-000000006" / "manifest.json").unlink()
     done = cli("sample", "--run", run, "--checkpoint", "last", "--max-new-tokens", "3")
     assert done.returncode == 0
+    warning, *rest = done.stderr.splitlines()  # then only the copying meter's line for the sample
     assert (
-        done.stderr == f"bricklm: warning: ignoring incomplete checkpoint {run}/checkpoints/step-000000006 "
-        "(no manifest.json)\n"
+        warning == f"bricklm: warning: ignoring incomplete checkpoint {run}/checkpoints/step-000000006 "
+        "(no manifest.json)"
     ), done.stderr
+    assert len(rest) == 1 and rest[0].startswith("copied: longest "), done.stderr
 
 
 def test_overfit_says_the_plot_name_it_wrote(tiny_run, tmp_path, capsys):

@@ -195,6 +195,11 @@ class TrainConfig:
     ema: float = _opt(
         0.0, "decay of a moving average of the weights that is evaluated, sampled and saved (0 = off; e.g. 0.99)"
     )
+    copy_index: bool = _opt(
+        True,
+        "at the start, index the training text in RUN/copying for the copying meter of sample and memorization "
+        "(on disk: about 5 bytes per byte of training text; without it they build it on first use)",
+    )
 
     def validate(self) -> None:
         _validate_fields(self, "train")

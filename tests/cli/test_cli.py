@@ -264,3 +264,18 @@ def test_prepare_help_lists_every_kind_of_source(capsys):
         "--archive-max-ratio",
     ):
         assert flag in out, flag
+
+
+def test_losses_are_also_in_bits_per_byte(tiny_run, tiny_corpus, capsys):
+    import math
+
+    meta = json.loads((tiny_corpus / "meta.json").read_text())
+    per_byte = {s: meta[f"{s}_tokens"] / meta[f"{s}_bytes"] for s in ("train", "val")}
+    evals = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    for m in evals:
+        for s in ("train", "val"):
+            assert m[f"{s}_bpb"] == pytest.approx(m[f"{s}_loss"] / math.log(2) * per_byte[s])
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["val_bpb"] == pytest.approx(evals[-1]["val_bpb"])
+    assert main(["info", "--run", str(tiny_run)]) == 0
+    assert f"val bits per byte  {summary['val_bpb']:.4f}" in capsys.readouterr().out

@@ -219,3 +219,39 @@ def test_get_batch_reaches_the_last_token():
 def test_get_batch_on_too_short_split_is_a_user_error():
     with pytest.raises(UserError, match="fewer than block_size"):
         get_batch(np.arange(8, dtype=np.uint16), 2, 8, torch.Generator())
+
+
+# ---------------------------------------------------------------- bits per byte
+
+
+def test_bits_per_byte_is_loss_over_ln2_times_tokens_per_byte():
+    import math
+
+    from bricklm.text.data import bits_per_byte, split_bytes
+
+    text = "aé🙂 b"  # 1 + 2 + 4 + 1 + 1 bytes in UTF-8, 5 characters
+    tok = CharTokenizer.from_text(text)
+    tokens = np.array(tok.encode(text * 3), dtype=np.uint16)
+    assert split_bytes(tokens, tok) == 3 * 9 == len((text * 3).encode("utf-8"))
+    assert split_bytes(tokens, tok, chunk=4) == 27  # counted a chunk at a time, the same
+    assert bits_per_byte(2.0, 15 / 27) == pytest.approx(2.0 / math.log(2) * 15 / 27)
+    assert bits_per_byte(math.log(2), 1.0) == pytest.approx(1.0)  # one nat-coin per byte is one bit
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_prepare_records_each_splits_bytes_and_old_corpora_count_them(tmp_path, kind):
+    from bricklm.config import PrepareConfig
+    from bricklm.text.data import tokens_per_byte
+    from bricklm.text.prepare import prepare
+
+    src = tmp_path / "notes.txt"
+    src.write_text("Café au lait, s'il vous plaît 🙂.\n" * 40 + "Ünïcödé at the end.\n" * 5, encoding="utf-8")
+    out = tmp_path / "corpus"
+    prepare([src], out, PrepareConfig(split="tail", tokenizer=kind, vocab_size=300), log=lambda *a: None)
+    train, val, tok, meta = load_corpus(out)
+    assert meta["train_bytes"] == len(tok.decode(train).encode("utf-8"))
+    assert meta["val_bytes"] == len(tok.decode(val).encode("utf-8"))
+    ratio = tokens_per_byte(meta, {"train": train, "val": val}, tok)
+    old = {k: v for k, v in meta.items() if not k.endswith("_bytes")}  # a corpus prepared before bpb
+    assert tokens_per_byte(old, {"train": train, "val": val}, tok) == ratio
+    assert ratio["train"] == len(train) / meta["train_bytes"] < 1  # accents and emoji take more than a byte

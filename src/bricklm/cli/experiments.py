@@ -1,13 +1,17 @@
-"""The blog's experiments as commands: sweep, ablate, bench-devices, overfit, samples-by-loss, report."""
+"""The blog's experiments as commands: sweep, ablate, bench-devices, overfit, samples-by-loss, memorization,
+report."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 from bricklm.cli.flags import add_config_flags, overrides_from_args
+from bricklm.cli.train import add_min_span_flag, check_min_span
 from bricklm.errors import UserError
 from bricklm.experiments.devices import bench_devices, bench_table
+from bricklm.experiments.memorization import PLOT, RESULT, format_memorization, memorization
 from bricklm.experiments.plan import (
     ABLATIONS,
     RESULTS_JSONL,
@@ -98,6 +102,26 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--temperature", type=float, default=1.0, help="1.0 = the blog's plain sampling; 0 = greedy")
     p.set_defaults(func=cmd_samples_by_loss)
+
+    p = sub.add_parser(
+        "memorization",
+        help="how much of what a run generates is copied from its training text, beside held-out text",
+        description="Generate --samples samples and measure what each copied verbatim from the training text "
+        "(the longest copied span, and the share of the text in copied spans of --min-span characters or more), "
+        "beside the same measure on held-out text of the same lengths (what 'not copying' looks like for this "
+        "corpus); then the same over the run's loss-level snapshots and its best and last checkpoints, to show "
+        "copying grow as it overfits. Writes RUN/memorization.json and RUN/memorization.png.",
+    )
+    p.add_argument("--run", required=True, metavar="RUN", help="run directory from `bricklm train`")
+    p.add_argument("--samples", type=int, default=8, metavar="K", help="samples per set of weights (default 8)")
+    p.add_argument("--checkpoint", default="best", help="best (default), last, or a step-... directory name")
+    p.add_argument(
+        "--max-new-tokens", "--max_new_tokens", type=int, default=500, dest="max_new_tokens", help="default 500"
+    )
+    p.add_argument("--temperature", type=float, default=0.8, help="as in `bricklm sample` (default 0.8)")
+    p.add_argument("--seed", type=int, default=1337)
+    add_min_span_flag(p)
+    p.set_defaults(func=cmd_memorization)
 
     p = sub.add_parser(
         "report",
@@ -193,6 +217,23 @@ def cmd_samples_by_loss(args) -> int:
             line = line.replace("\n", f" (the same evaluation as < {previous['level']:g})\n", 1)
         print(line)
         previous = entry
+    return 0
+
+
+def cmd_memorization(args) -> int:
+    check_min_span(args.min_span)
+    result = memorization(
+        args.run,
+        samples=args.samples,
+        max_new_tokens=args.max_new_tokens,
+        checkpoint=args.checkpoint,
+        min_span=args.min_span,
+        temperature=args.temperature,
+        seed=args.seed,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    print(format_memorization(result))
+    print(f"\nwrote {Path(args.run) / RESULT}, {Path(args.run) / PLOT}")
     return 0
 
 

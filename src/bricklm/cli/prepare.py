@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from bricklm.cli.flags import add_config_flags, overrides_from_args
-from bricklm.config import PrepareConfig
+from bricklm.config import ModelConfig, PrepareConfig, TrainConfig
 from bricklm.errors import UserError
+from bricklm.model.gpt import count_params
 from bricklm.recipes import resolve_table
 from bricklm.text.corpus import BUILTINS, explain
 from bricklm.text.prepare import prepare
 from bricklm.text.readers import listed
+from bricklm.training.datasize import DataSize
 
 
 def register(sub) -> None:
@@ -54,4 +56,14 @@ def cmd_prepare(args) -> int:
         return 0
     report = prepare(args.sources, args.out, cfg, builtin=args.builtin, overwrite=args.overwrite)
     print(report.format())
+    for line in default_run_lines(report.vocab_size, report.train_tokens):
+        print(line)
     return 0
+
+
+def default_run_lines(vocab_size: int, train_tokens: int) -> list[str]:
+    """Where `bricklm train --data OUT` with the default settings would sit on this text (datasize.py)."""
+    model, train = ModelConfig(vocab_size=vocab_size), TrainConfig()
+    size = DataSize(count_params(model), train_tokens, train.batch_size * model.block_size, train.max_iters)
+    lines = [f"the default model and training: {size.line()}"]
+    return lines + ([f"warning: with the defaults, {size.warning()}"] if size.warning() else [])

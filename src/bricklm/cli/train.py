@@ -17,7 +17,9 @@ from bricklm.finetune.trainer import finetune
 from bricklm.model.generate import TextStream, check_sampling_settings, encode_prompt, generate
 from bricklm.model.gpt import count_params
 from bricklm.recipes import load_config, resolve
-from bricklm.storage.runs import CONFIG, format_summary, load_run, read_run_config
+from bricklm.storage.copying import run_index
+from bricklm.storage.runs import CONFIG, format_summary, load_run, read_run_config, read_summary
+from bricklm.text.copyindex import MIN_SPAN
 from bricklm.training.hardware import resolve_device
 from bricklm.training.trainer import Trainer
 
@@ -55,7 +57,14 @@ def register(sub) -> None:
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sample", help="generate text from a trained run, streamed as it is produced")
+    p = sub.add_parser(
+        "sample",
+        help="generate text from a trained run, streamed as it is produced",
+        description="Generate text from a trained run. After each sample, a line on stderr says what it copied "
+        "verbatim from the training text: its longest copied span (characters, and the document it comes from) "
+        "and the share of the text inside copied spans of --min-span characters or more. The run's copying "
+        "index (RUN/copying) is built on first use if the corpus it trained on is still there.",
+    )
     p.add_argument("--run", required=True, metavar="RUN", help="run directory from `bricklm train`")
     p.add_argument("--checkpoint", default="best", help="best (lowest val loss), last, or a step-... directory name")
     p.add_argument("--prompt", default="", help="text to continue (default: start from token 0, like the blog)")
@@ -67,6 +76,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context each token (slow)")
     p.add_argument("--device", default="cpu", choices=DEVICES)
+    add_min_span_flag(p)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser(
@@ -79,6 +89,22 @@ def register(sub) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="or a recipe (vocab_size defaults to 107, the blog's)")
     add_config_flags(p, (ModelConfig, TrainConfig), only=INFO_FIELDS)
     p.set_defaults(func=cmd_info)
+
+
+def add_min_span_flag(p) -> None:
+    p.add_argument(
+        "--min-span",
+        type=int,
+        default=MIN_SPAN,
+        metavar="N",
+        help=f"copied spans count toward the share copied from N characters on (default {MIN_SPAN}; shorter "
+        "matches are mostly common words and phrases)",
+    )
+
+
+def check_min_span(n: int) -> None:
+    if n < 1:
+        raise UserError(f"--min-span must be >= 1, got {n}")
 
 
 def cmd_train(args) -> int:
@@ -116,17 +142,21 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
     check_sampling_settings(args.max_new_tokens, args.temperature, args.top_p, seed=args.seed)
+    check_min_span(args.min_span)
     if args.num_samples < 1:
         raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
     device = resolve_device(args.device)
     run = load_run(args.run, args.checkpoint, device)
     idx = encode_prompt(run.tokenizer, args.prompt, device)
+    index, why = run_index(args.run, log=lambda line: print(line, file=sys.stderr))
+    if index is None:
+        print(f"copied: not measured: {why}", file=sys.stderr)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     for i in range(args.num_samples):
         if args.num_samples > 1:
             print(f"--- sample {i + 1} ---")
         sys.stdout.write(args.prompt)
-        stream = TextStream(run.tokenizer)
+        stream, text = TextStream(run.tokenizer), []
         for token in generate(
             run.model,
             idx,
@@ -137,9 +167,16 @@ def cmd_sample(args) -> int:
             generator=gen,
             use_cache=not args.no_cache,
         ):
-            sys.stdout.write(stream.push(int(token[0])))
+            text.append(stream.push(int(token[0])))
+            sys.stdout.write(text[-1])
             sys.stdout.flush()
-        sys.stdout.write(stream.flush() + "\n")
+        text.append(stream.flush())
+        sys.stdout.write(text[-1] + "\n")
+        if index is not None:
+            sys.stdout.flush()  # the sample first, then what it copied
+            print(index.measure("".join(text), args.min_span).line(), file=sys.stderr)
+    if index is not None:
+        index.close()
     return 0
 
 
@@ -153,15 +190,19 @@ def cmd_info(args) -> int:
             )
         run = load_run(args.run)
         model_cfg, train_cfg = run.model_cfg, run.train_cfg
+        summary = read_summary(args.run) if (Path(args.run) / "summary.json").is_file() else None
     else:
         model_cfg, train_cfg = load_config(args.config, overrides_from_args(args))
         if model_cfg.vocab_size == 0:
             model_cfg.vocab_size = 107
-    print(format_info(model_cfg, train_cfg, count_params(model_cfg)))
+        summary = None
+    print(format_info(model_cfg, train_cfg, count_params(model_cfg), summary))
     return 0
 
 
-def format_info(model_cfg, train_cfg, n_params: int) -> str:
+def format_info(model_cfg, train_cfg, n_params: int, summary: dict | None = None) -> str:
+    """The GPT-3 paper's table; for a finished run (summary.json), its final val loss too, per token and in bits
+    per byte of text (the measure that compares across tokenizers)."""
     rows = [
         ("n_params", f"{n_params:,}"),
         ("n_layers", model_cfg.n_layer),
@@ -173,5 +214,9 @@ def format_info(model_cfg, train_cfg, n_params: int) -> str:
         ("context window", model_cfg.block_size),
         ("vocabulary", model_cfg.vocab_size),
     ]
+    if summary:
+        rows.append(("val loss", f"{summary['val_loss']:.4f} (nats per token)"))
+        if summary.get("val_bpb") is not None:
+            rows.append(("val bits per byte", f"{summary['val_bpb']:.4f}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -37,7 +37,8 @@ MEAN_KEYS = ("val_loss", "train_loss", "best_val_loss", "training_time_s", "toke
 def group_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per group (a variant, or one sweep run) in plan order, its seeds pooled.
 
-    The record has a single run's keys, with MEAN_KEYS the mean over seeds, plus: seeds (how many
+    The record has a single run's keys, with MEAN_KEYS (and val_bpb, where every seed has it) the mean over
+    seeds, plus: seeds (how many
     finished), val_std (sample std of val_loss; None for one seed), val_losses (per seed, plan order),
     best_steps, run_dirs. A group of one seed is that run's record with seeds = 1.
     """
@@ -50,6 +51,8 @@ def group_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         record = dict(runs[0], name=name)
         for key in MEAN_KEYS:
             record[key] = statistics.fmean(r[key] for r in runs)
+        bpb = [r.get("val_bpb") for r in runs]  # absent from runs trained before bits per byte
+        record["val_bpb"] = statistics.fmean(bpb) if None not in bpb else None
         losses = [r["val_loss"] for r in runs]
         record.update(
             seeds=len(runs),

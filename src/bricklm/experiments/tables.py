@@ -20,6 +20,12 @@ from bricklm.files import atomic_write_bytes
 from bricklm.storage.metrics import METRICS, read_metrics
 from bricklm.storage.plots import plt, save
 
+
+def format_bpb(record: dict[str, Any]) -> str:
+    """Val loss in bits per byte of text (comparable across tokenizers); a dash for runs from before bpb."""
+    return "–" if record.get("val_bpb") is None else f"{record['val_bpb']:.3f}"
+
+
 # The blog's sweep table, top to bottom: (row label, how to read it from a result, kind). A run without a
 # result shows its planned settings ("setting" rows), why it has none ("status") and a dash ("result").
 SWEEP_ROWS: list[tuple[str, Any, str]] = [
@@ -35,6 +41,7 @@ SWEEP_ROWS: list[tuple[str, Any, str]] = [
     ("Training time (s)", lambda r: f"{r['training_time_s']:.{1 if r['training_time_s'] < 100 else 0}f}", "result"),
     ("Train loss", lambda r: f"{r['train_loss']:.3f}", "result"),
     ("Validation loss", format_loss, "result"),
+    ("Val bits per byte", format_bpb, "result"),
 ]
 
 
@@ -90,7 +97,8 @@ def sweep_table(results: list[dict[str, Any]], missing: list[dict[str, Any]] = (
 
 
 def ablation_table(results: list[dict[str, Any]], missing: list[dict[str, Any]] = ()) -> str:
-    """One row per variant: val loss (mean ± std over seeds), its difference to the original, the best val.
+    """One row per variant: val loss (mean ± std over seeds), its difference to the original, the best val, and
+    the val loss in bits per byte (comparable across tokenizers).
 
     missing: planned variants without a result (missing_groups); their rows say why.
     """
@@ -101,19 +109,23 @@ def ablation_table(results: list[dict[str, Any]], missing: list[dict[str, Any]] 
     seeded = any(g["seeds"] > 1 for g in groups)
     if seeded:
         lines = [
-            "| Variant | Parameters | Val loss (mean ± std) | Δ vs original | Per seed | Best val (steps) |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| Variant | Parameters | Val loss (mean ± std) | Δ vs original | Per seed | Best val (steps) | Val bpb |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
     else:
-        lines = ["| Variant | Parameters | Val loss | Δ vs original | Best val (step) |", "|---|---:|---:|---:|---:|"]
+        lines = [
+            "| Variant | Parameters | Val loss | Δ vs original | Best val (step) | Val bpb |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
     for g in sorted([*groups, *missing], key=lambda r: r["index"]):
         if "why" in g:
-            lines.append(f"| {g['label']} | – | *{short_why(g['why'])}* | – |" + " – |" * (1 + seeded))
+            lines.append(f"| {g['label']} | – | *{short_why(g['why'])}* | – |" + " – |" * (2 + seeded))
             continue
         delta = "0" if g is original else (format_delta(g, original) if original else "")
         best = f"{g['best_val_loss']:.3f} ({', '.join(f'{s:,}' for s in g['best_steps'])})"
         per_seed = f" {', '.join(f'{v:.3f}' for v in g['val_losses'])} |" if seeded else ""
-        lines.append(f"| {g['label']} | {g['parameters']:,} | {format_loss(g)} | {delta} |{per_seed} {best} |")
+        cells = f"{format_loss(g)} | {delta} |{per_seed} {best} | {format_bpb(g)}"
+        lines.append(f"| {g['label']} | {g['parameters']:,} | {cells} |")
     return "\n".join(lines)
 
 

@@ -31,6 +31,8 @@ METRIC_FIELDS = {
     "time": "a number",
     "train_loss": "a number",
     "val_loss": "a number",
+    "train_bpb": "a number",  # the losses in bits per byte of text (text/data.py: bits_per_byte)
+    "val_bpb": "a number",
     "skipped": "a boolean",
     "eval": "a boolean",
 }

@@ -137,6 +137,8 @@ def check_summary(summary: Any, path: Path) -> dict[str, Any]:
     for key, kind in SUMMARY_FIELDS.items():
         if not has_type(summary.get(key), kind):
             raise UserError(f"{path}: {key} is {summary.get(key)!r}, not {kind}; the summary is damaged")
+    if summary.get("val_bpb") is not None and not has_type(summary["val_bpb"], "a number"):  # absent before bpb
+        raise UserError(f"{path}: val_bpb is {summary['val_bpb']!r}, not a number; the summary is damaged")
     return summary
 
 
@@ -169,7 +171,8 @@ def format_summary(result: dict) -> str:
         f"training time:   {result['training_time_s']:.1f} s ({result['steps']} steps, "
         f"{result['tokens_per_s']:,.0f} tokens/s)",
         f"train loss:      {result['train_loss']:.4f}",
-        f"val loss:        {result['val_loss']:.4f} (best {result['best_val_loss']:.4f} at step {result['best_step']})",
+        f"val loss:        {result['val_loss']:.4f} (best {result['best_val_loss']:.4f} at step {result['best_step']})"
+        + (f"; {result['val_bpb']:.4f} bits per byte" if result.get("val_bpb") is not None else ""),
         f"checkpoints:     {Path(result['run_dir']) / 'checkpoints'}",
     ]
     if result.get("stop_reason"):

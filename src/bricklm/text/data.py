@@ -7,6 +7,7 @@ meta.json promises: the vocabulary and token counts, every id below the vocabula
 
     train, val, tok, meta = load_corpus("data/blog")
     check_split_length(val, block_size=128, name="val")
+    bits_per_byte(loss, tokens_per_byte(meta, {"val": val}, tok)["val"])   # a loss per token in bits per byte
     x, y = get_batch(train, 32, 128, torch.Generator().manual_seed(0))  # (32, 128) int64 each
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import warnings
@@ -180,6 +182,37 @@ def _check_hashes(data_dir: Path, meta: dict) -> None:
                 f"{path} does not match the sha256 in meta.json: it was changed, or mixed in from another "
                 f"prepare, since prepare wrote it; run `bricklm prepare ... --out {data_dir} --overwrite` again"
             )
+
+
+def split_bytes(tokens: np.ndarray, tokenizer: Tokenizer, chunk: int = 1 << 22) -> int:
+    """UTF-8 bytes of the text the tokens spell: each id's byte length, counted a chunk at a time (any size)."""
+    lengths = tokenizer.token_bytes()
+    total = 0
+    for start in range(0, len(tokens), chunk):
+        counts = np.bincount(np.asarray(tokens[start : start + chunk], dtype=np.int64), minlength=len(lengths))
+        total += int(counts[: len(lengths)] @ lengths)
+    return total
+
+
+def tokens_per_byte(meta: dict, splits: dict[str, np.ndarray], tokenizer: Tokenizer) -> dict[str, float]:
+    """{"train": ..., "val": ...}: tokens per UTF-8 byte of each split's text, from meta.json's train_bytes and
+    val_bytes (prepare writes them), else counted from the tokens (a corpus prepared before they existed)."""
+    out = {}
+    for name, tokens in splits.items():
+        nbytes = meta.get(f"{name}_bytes")
+        if not isinstance(nbytes, int) or isinstance(nbytes, bool):
+            nbytes = split_bytes(tokens, tokenizer)
+        out[name] = len(tokens) / nbytes if nbytes else 0.0
+    return out
+
+
+def bits_per_byte(loss: float, tokens_per_byte: float) -> float:
+    """A loss in nats per token as bits per UTF-8 byte of text: loss / ln 2 x tokens per byte.
+
+    Comparable across tokenizers (a character, a BPE token), as nanochat reports it; for ASCII text and a
+    character tokenizer it is loss / ln 2.
+    """
+    return loss / math.log(2) * tokens_per_byte
 
 
 def check_split_length(tokens, block_size, name) -> None:

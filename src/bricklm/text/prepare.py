@@ -41,13 +41,13 @@ from bricklm.files import (
 )
 from bricklm.text.archive import Limits, Member
 from bricklm.text.corpus import BUILTINS, builtin_documents, read_sources, scan_sources
-from bricklm.text.data import CORPUS_NAMES, TokenWriter, split_documents, tail_split_index
+from bricklm.text.data import CORPUS_NAMES, TokenWriter, load_tokens, split_bytes, split_documents, tail_split_index
 from bricklm.text.documents import Document, Skipped, display_path
 from bricklm.text.readers import described
 from bricklm.text.report import PrepareReport
+from bricklm.text.splits import SEPARATOR
 from bricklm.text.streaming import build_tokenizer, char_progress, with_progress
 
-SEPARATOR = "\n\n"  # between documents, so one post never runs into the next
 CHUNK_CHARS = 1 << 20
 
 
@@ -258,6 +258,8 @@ def _write_splits(
         train.close(keep=ok)
         val.close(keep=ok)
     report.train_tokens, report.val_tokens = train.count, val.count
+    report.train_bytes = split_bytes(load_tokens(train_path), tokenizer) if train.count else 0
+    report.val_bytes = split_bytes(load_tokens(val_path), tokenizer) if val.count else 0
     report.dtype = train.dtype.name
     report.sha256.update({"train.bin": train.sha256, "val.bin": val.sha256})
 

@@ -57,6 +57,8 @@ class PrepareReport:
     val_documents: list[str] = field(default_factory=list)
     train_tokens: int = 0
     val_tokens: int = 0
+    train_bytes: int = 0  # UTF-8 bytes of each split's text: bits per byte divides by them
+    val_bytes: int = 0
     sha256: dict = field(default_factory=dict)
     markup: dict = field(default_factory=dict)  # "links reduced to their text" -> count, over all documents
     most_cleaned: list[dict] = field(default_factory=list)  # {"path", "characters_before", "characters_after"}

@@ -115,6 +115,10 @@ class CharTokenizer(Tokenizer):
             raise ValueError(f"token ids must be in 0..{len(self.chars) - 1}")
         return "".join([self.chars[i] for i in ids])
 
+    def token_bytes(self) -> np.ndarray:
+        """The UTF-8 length of each id's text (what bits per byte divides by)."""
+        return np.array([len(c.encode("utf-8", "surrogatepass")) for c in self.chars], dtype=np.int64)
+
     def to_dict(self) -> dict:
         return {"type": self.kind, "chars": list(self.chars)}
 
@@ -185,6 +189,10 @@ class BPETokenizer(Tokenizer):
         if ids and (min(ids) < 0 or max(ids) >= self.vocab_size):
             raise ValueError(f"token ids must be in 0..{self.vocab_size - 1}")
         return self.hf.decode(ids, skip_special_tokens=False)
+
+    def token_bytes(self) -> np.ndarray:
+        """The number of bytes each id stands for: byte-level tokens are spelt one character per byte."""
+        return np.array([len(self.hf.id_to_token(i) or "") for i in range(self.vocab_size)], dtype=np.int64)
 
     def to_dict(self) -> dict:
         return {"type": self.kind, "hf": json.loads(self.hf.to_str())}

@@ -1,9 +1,11 @@
 """What the training loop carries (TrainState), what it shows its callbacks (Context), and the callbacks
-that TrainConfig switches on: early stopping, loss-level snapshots and the time/target budget.
+that TrainConfig switches on: early stopping, loss-level snapshots, the time/target budget, and the
+copying meter's index of the training text (made once, at the start).
 
     early_stop = 5                # stop after 5 evaluations without a new best val loss
     loss_levels = "4.0,3.0,2.5"   # keep the weights when val loss first falls below each level
     max_seconds = 60              # stop at the first evaluation past 60 s of wall time
+    copy_index = true             # index the training text in RUN/copying for `sample` and `memorization`
 
 A callback sees the loop through a Context: the model (whole, also under FSDP), the state, the
 settings, the run directory and a way to log and to add lines to metrics.jsonl. It never reaches
@@ -25,9 +27,12 @@ from typing import Any
 import torch
 
 from bricklm.config import ModelConfig, TrainConfig, parse_loss_levels
+from bricklm.errors import UserError
 from bricklm.model.generate import sample_text
+from bricklm.storage.copying import run_index
 from bricklm.storage.metrics import SAMPLES
 from bricklm.storage.snapshots import SNAPSHOTS, level_name, write_snapshot
+from bricklm.training.datasets import TokenDataset
 
 
 @dataclass
@@ -42,6 +47,7 @@ class TrainState:
     tokens: int = 0
     last_train: float = float("nan")
     last_val: float = float("nan")
+    last_val_bpb: float | None = None  # last_val in bits per byte, when the data knows its bytes
     skipped_steps: int = 0  # steps whose loss or gradient norm was not finite: no update was made
     eval_pending: bool = False  # a stop signal cut this step's evaluation short: resuming runs it first
     extra: dict[str, Any] = field(default_factory=dict)  # room for callbacks (e.g. early-stop counters)
@@ -76,7 +82,7 @@ class Callback:
 
 def config_callbacks(cfg: TrainConfig) -> list[Callback]:
     """The callbacks a TrainConfig asks for (the Trainer adds them to any it was given)."""
-    out: list[Callback] = []
+    out: list[Callback] = [CopyIndexAtStart()] if cfg.copy_index else []
     levels = parse_loss_levels(cfg.loss_levels)
     if levels:
         out.append(LossLevelSnapshots(levels))
@@ -109,6 +115,23 @@ class EvalSamples(Callback):
         with open(ctx.run_dir / SAMPLES, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         return None
+
+
+class CopyIndexAtStart(Callback):
+    """Index the training text for the copying meter once, as training starts (storage/copying.py); a run
+    resumed with its index in place keeps it. A failure is a note: the meter is not worth a lost run."""
+
+    def on_start(self, ctx: Context) -> None:
+        if not isinstance(ctx.data, TokenDataset):
+            return  # fine-tuning: the meter uses the base run's index
+        try:
+            index, why = run_index(ctx.run_dir, log=ctx.log)
+        except UserError as exc:
+            index, why = None, str(exc)
+        if index is None:
+            ctx.log(f"copying meter: not built: {why}")
+        else:
+            index.close()
 
 
 class EarlyStopping(Callback):

@@ -2,7 +2,7 @@
 
     data = open_dataset("corpus/")                       # or None: the built-in corpus, prepared into the run
     x, y = data.batch(generator, cfg, block_size, device, dist)
-    losses = data.losses(model, cfg, block_size, device, dist)   # {"train": ..., "val": ...}
+    losses = data.losses(model, cfg, block_size, device, dist)   # {"train": ..., "val": ..., "train_bpb": ...}
     val = full_split_loss(model, data.val, block_size)  # every target of the split scored once
 
 The Trainer only ever calls `check`, `describe`, `batch`, `losses` and reads `tokenizer`, so
@@ -26,7 +26,7 @@ import torch
 
 from bricklm.config import TrainConfig
 from bricklm.model.gpt import evaluating
-from bricklm.text.data import as_tensor, batch_at, check_split_length, load_corpus
+from bricklm.text.data import as_tensor, batch_at, bits_per_byte, check_split_length, load_corpus, tokens_per_byte
 from bricklm.text.prepare import prepare
 
 
@@ -36,6 +36,7 @@ class TokenDataset:
     def __init__(self, data_dir: str | Path):
         self.dir = Path(data_dir)
         self.train, self.val, self.tokenizer, self.meta = load_corpus(self.dir)
+        self.tokens_per_byte = tokens_per_byte(self.meta, {"train": self.train, "val": self.val}, self.tokenizer)
 
     def check(self, block_size: int) -> None:
         check_split_length(self.train, block_size, "train")
@@ -54,8 +55,9 @@ class TokenDataset:
         self, model, cfg: TrainConfig, block_size: int, device, dist=None, autocast=None, forward=None, progress=None
     ) -> dict[str, float]:
         """Mean loss over eval_iters batches per split, from a generator of its own; with eval_full, val over
-        the whole split instead. forward: what to call instead of model (compiled, or DDP-wrapped), if
-        anything; progress(done, total): told the batches scored so far, from 0 at the start.
+        the whole split instead; and each as bits per byte ("train_bpb", "val_bpb"). forward: what to call
+        instead of model (compiled, or DDP-wrapped), if anything; progress(done, total): told the batches
+        scored so far, from 0 at the start.
 
         The same batches every evaluation (so curves compare like with like), and training's batch
         sampler is untouched (so evaluating more often doesn't change the run).
@@ -83,7 +85,7 @@ class TokenDataset:
         if cfg.eval_full:  # the honest number: every target of the val split, scored once
             done = lambda k: progress(cfg.eval_iters + k, total)  # noqa: E731
             out["val"] = full_split_loss(model, self.val, block_size, cfg.batch_size, device, autocast, done)
-        return out
+        return out | {f"{name}_bpb": bits_per_byte(out[name], self.tokens_per_byte[name]) for name in ("train", "val")}
 
 
 def open_dataset(data_dir: str | Path | None, run_dir: Path, dist=None, log=print) -> TokenDataset:

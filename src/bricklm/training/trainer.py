@@ -38,7 +38,8 @@ from bricklm.storage.metrics import METRICS, SAMPLES
 from bricklm.training import distributed
 from bricklm.training.callbacks import Callback, Context, TrainState, config_callbacks, sample_seed
 from bricklm.training.console import Console
-from bricklm.training.datasets import open_dataset
+from bricklm.training.datasets import TokenDataset, open_dataset
+from bricklm.training.datasize import DataSize
 from bricklm.training.hardware import apply_kernel, check_fits, resolve_device, tune
 from bricklm.training.health import HealthCallback
 from bricklm.training.interrupts import EvaluationStopped, NonFiniteSteps, StopSignals, stopped_at
@@ -208,7 +209,7 @@ class Trainer:
         # Every process's micro-batches count: the tokens one optimiser step learns from.
         tokens_per_step = cfg.batch_size * cfg.grad_accum * dist.world_size * self.model_cfg.block_size
         n_params = self.model.n_params()
-        for line in plan_lines(n_params, self.model_cfg, cfg, dist, self.device, self.run_dir):
+        for line in plan_lines(n_params, self.model_cfg, cfg, dist, self.device, self.run_dir, self.data):
             self.log(line)
         ctx = self._context(self.model)
         for cb in self.callbacks:
@@ -290,8 +291,9 @@ class Trainer:
                 progress=progress,
             )
         s.last_train, s.last_val, s.eval_pending = losses["train"], losses["val"], False
+        s.last_val_bpb = losses.get("val_bpb")
         s.wall = time.perf_counter() - self.wall_start if step else s.wall  # this evaluation counts too
-        record = {"step": step, "eval": True, "train_loss": s.last_train, "val_loss": s.last_val, "time": s.elapsed}
+        record = {"step": step, "eval": True, **eval_losses(losses), "time": s.elapsed}
         improved = s.last_val < s.best_val
         if improved:
             s.best_val, s.best_step = s.last_val, step
@@ -346,6 +348,13 @@ class Trainer:
         )
 
 
+def eval_losses(losses: dict[str, float]) -> dict[str, float]:
+    """An evaluation's losses as metrics.jsonl names them: per token, and in bits per byte where the data
+    knows its bytes (a corpus does; fine-tuning's conversations don't)."""
+    named = {"train_loss": losses["train"], "val_loss": losses["val"]}
+    return named | {k: losses[k] for k in ("train_bpb", "val_bpb") if k in losses}
+
+
 def set_vocab_size(model_cfg: ModelConfig, tokenizer) -> None:
     """The model's vocabulary is the tokenizer's; a recipe that says otherwise is an error."""
     vocab = tokenizer.vocab_size
@@ -354,8 +363,9 @@ def set_vocab_size(model_cfg: ModelConfig, tokenizer) -> None:
     model_cfg.vocab_size = vocab
 
 
-def plan_lines(n_params: int, model_cfg: ModelConfig, cfg: TrainConfig, dist, device, run_dir) -> list[str]:
-    """What training is about to do, said before the first step."""
+def plan_lines(n_params: int, model_cfg: ModelConfig, cfg: TrainConfig, dist, device, run_dir, data=None) -> list[str]:
+    """What training is about to do, said before the first step: and for a corpus, where the run sits between
+    too little text and plenty (datasize.py), with a warning when it will mostly memorise."""
     lines = [
         f"training {n_params:,} parameters on {device} for {cfg.max_iters} steps "
         f"(batch {cfg.batch_size} x block {model_cfg.block_size}, run dir {run_dir})"
@@ -365,6 +375,11 @@ def plan_lines(n_params: int, model_cfg: ModelConfig, cfg: TrainConfig, dist, de
             f"{dist.world_size} process(es) ({dist.backend or 'alone'}) x {cfg.grad_accum} micro-batches "
             f"of {cfg.batch_size}: {cfg.batch_size * cfg.grad_accum * dist.world_size} sequences per step"
         )
+    if isinstance(data, TokenDataset):
+        per_step = cfg.batch_size * cfg.grad_accum * dist.world_size * model_cfg.block_size
+        size = DataSize(n_params, len(data.train), per_step, cfg.max_iters)
+        lines.append(f"data: {size.line()}")
+        lines += [f"warning: {size.warning()}"] if size.warning() else []
     return lines
 
 
@@ -377,6 +392,7 @@ def summary_record(s: TrainState, run_dir: Path, n_params: int, processes: int, 
         "training_time_s": round(s.elapsed, 2),
         "train_loss": s.last_train,
         "val_loss": s.last_val,
+        "val_bpb": s.last_val_bpb,  # None where the data doesn't know its bytes (fine-tuning)
         "best_val_loss": s.best_val,
         "best_step": s.best_step,
         "tokens_per_s": s.tokens / s.elapsed if s.elapsed else 0.0,
