@@ -1,4 +1,4 @@
-"""`bricklm inspect`: shape tables, health figures, plots, `train --log-health`, and the diagnosis."""
+"""`bricklm inspect`: shape tables, plots, health over a short training (probe.py), `train --log-health` from the command line, and the diagnosis."""
 
 import json
 
@@ -12,7 +12,6 @@ from bricklm.inspect.probe import probe_training
 from bricklm.model.gpt import GPT, count_params
 from bricklm.recipes import load_config
 from bricklm.text.data import load_corpus
-from bricklm.training.health import attention_entropy, grad_norms, measure, snapshot, update_ratios
 from conftest import TINY_FLAGS
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -47,45 +46,6 @@ def test_inspect_all_blocks_lists_every_block(capsys):
 
 
 # --- the figures ----------------------------------------------------------------------------
-
-
-def test_attention_entropy_is_one_for_uniform_and_zero_for_one_position():
-    T = 6
-    uniform = torch.tril(torch.ones(T, T)) / torch.arange(1, T + 1)[:, None]
-    onehot = torch.eye(T)
-    w = torch.stack([uniform, onehot])[None]  # (1, 2 heads, T, T)
-    ent = attention_entropy(w)
-    assert ent[0] == pytest.approx(1.0) and ent[1] == pytest.approx(0.0, abs=1e-6)
-
-
-def test_grad_norms_and_update_ratios_per_layer():
-    model = tiny_gpt()
-    x = torch.randint(0, 20, (2, 8))
-    _, loss = model(x, x)
-    loss.backward()
-    g = grad_norms(model)
-    assert list(g) == ["embed", "block0", "block1", "head"] and all(v > 0 for v in g.values())
-    before = snapshot(model)
-    with torch.no_grad():
-        model.blocks[1].ffn.fc.weight.mul_(1.5)  # only block1 moves: ratio = 0.5 × its share of the norm
-    r = update_ratios(before, model)
-    assert r["block0"] == 0 and r["embed"] == 0 and r["block1"] > 0
-    fc = before["blocks.1.ffn.fc.weight"].norm()
-    mats = torch.cat([t.flatten() for n, t in before.items() if n.startswith("blocks.1.")])
-    assert r["block1"] == pytest.approx(float(0.5 * fc / mats.norm()), rel=1e-4)
-
-
-def test_measure_reports_every_figure_and_the_residual_probe_tells_the_variants_apart():
-    x = torch.randint(0, 20, (4, 8))
-    default = measure(tiny_gpt(), x, x)
-    for key in ("grad_norm", "act_mean", "act_std", "embed_cos", "passthrough", "input_sensitivity", "attn_entropy"):
-        assert key in default
-    assert len(default["act_std"]) == 3 and len(default["attn_entropy"]) == 2 and len(default["attn_entropy"][0]) == 2
-    assert all(p == pytest.approx(1, abs=0.1) for p in default["passthrough"])
-    assert max(default["input_sensitivity"]) < 0.05  # LayerNorm in front of attention
-    assert max(measure(tiny_gpt(residual="bug"), x, x)["passthrough"]) < 0.2
-    assert max(measure(tiny_gpt(residual="off"), x, x)["passthrough"]) < 0.2
-    assert min(measure(tiny_gpt(norm="none"), x, x)["input_sensitivity"]) > 0.9
 
 
 def test_attention_plot_shows_every_block_or_an_even_spread():
