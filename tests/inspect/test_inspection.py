@@ -1,4 +1,5 @@
-"""`bricklm inspect`: shape tables, plots, health over a short training (probe.py), `train --log-health` from the command line, and the diagnosis."""
+"""`bricklm inspect`: shape tables, plots, health over a short training (probe.py), `train --log-health` from
+the command line, and the diagnosis."""
 
 import json
 
