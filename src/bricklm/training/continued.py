@@ -123,4 +123,3 @@ def lineage_line(config: dict[str, Any]) -> str | None:
     added = origin.get("added_tokens")
     more = f"; {added} tokens added" if isinstance(added, int) and added else ""
     return f"continued from {origin.get('run')} (step {origin.get('step')}, {origin.get('checkpoint')}{more})"
-
