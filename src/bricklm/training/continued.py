@@ -25,6 +25,7 @@ import torch
 
 from bricklm.config import ModelConfig, TrainConfig
 from bricklm.errors import UserError
+from bricklm.model.gpt import GPT
 from bricklm.model.vocab import extend_vocab
 from bricklm.recipes import build, merge
 from bricklm.storage import checkpoint as ckpt
@@ -45,10 +46,10 @@ class Continued:
     config: dict[str, Any]  # {"init_from": {...}}: merged into the run's config.json
 
     def build_model(self) -> torch.nn.Module:
+        """The starting weights the first time; later calls (--fsdp's full copies) a model of the same shape,
+        whose weights the caller fills in."""
         model, self.model = self.model, None  # the trainer owns it now
-        if model is None:
-            raise RuntimeError("a continued run's first model is built once")
-        return model
+        return model if model is not None else GPT(self.model_cfg)
 
 
 def continued(
