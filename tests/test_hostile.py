@@ -882,6 +882,8 @@ def test_train_init_from_a_run_without_a_checkpoint_is_refused(tiny_run, tiny_co
 def test_train_init_from_with_resume_is_refused(tiny_run, tiny_corpus, capsys):
     argv = ["train", "--init-from", tiny_run, "--resume", tiny_run, "--data", tiny_corpus]
     refused(capsys, argv, "--init-from", "--resume", "give one", keep=(tiny_run, tiny_corpus))
+    # Without --data there is no corpus in RUN's tokenizer to continue on (the built-in one has its own).
+    refused(capsys, ["train", "--init-from", tiny_run], "needs --data", "--tokenizer-from", keep=(tiny_run,))
 
 
 def test_train_init_from_a_corpus_in_another_tokenizer_is_refused(tiny_run, tmp_path, capsys):
