@@ -260,6 +260,8 @@ PREPARE_FLAGS = {
     "--tokenizer": choices("char", "bpe"),
     "--overwrite": SWITCH,
     "--vocab-size": st.sampled_from(["-1", "0", "255", "256", "300", str(2**32), str(2**64)]),
+    "--tokenizer-from": st.sampled_from(["", ".", "/", "missing", "/dev/null", "src/post.md"]),
+    "--unknown-chars": choices("add", "drop", "error"),
 }
 OUTS = ["new", "a corpus", "a file", "through a file", "the source", "a folder of notes"]
 

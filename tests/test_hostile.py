@@ -854,3 +854,51 @@ def test_prepare_refuses_an_export_of_no_kind_it_reads(tmp_path, capsys, name, d
     (tmp_path / name).write_text(data)
     needle = "not a readable zip" if name.endswith(".zip") else "not an export bricklm recognises; it reads .md"
     prepare_refused(capsys, tmp_path, tmp_path / name, f"{name}: {needle}")
+
+
+# --- keep learning from new writing: prepare --tokenizer-from, train --init-from (issue 28) ---------------------
+
+
+@pytest.mark.parametrize("content", ['{"version": "1.0", "model": {"type": "BPE", "vocab": {}}}', "[1, 2]", "{"])
+def test_prepare_tokenizer_from_a_file_that_is_not_bricklms_is_refused(tmp_path, capsys, content):
+    src, out = posts(tmp_path / "posts"), tmp_path / "corpus"
+    (tmp_path / "tokenizer.json").write_text(content)
+    argv = ["prepare", src, "--out", out, "--tokenizer-from", tmp_path / "tokenizer.json"]
+    refused(capsys, argv, "--tokenizer-from", keep=(tmp_path / "tokenizer.json", src), absent=(out,))
+
+
+def test_prepare_tokenizer_from_with_unknown_chars_error_is_refused(tiny_run, tmp_path, capsys):
+    src, out = posts(tmp_path / "posts", "naïve café\n" * 40), tmp_path / "corpus"
+    argv = ["prepare", src, "--out", out, "--tokenizer-from", tiny_run, "--unknown-chars", "error"]
+    refused(capsys, argv, "characters the tokenizer of", "'é' (U+00E9)", keep=(src, tiny_run), absent=(out,))
+
+
+def test_train_init_from_a_run_without_a_checkpoint_is_refused(tiny_run, tiny_corpus, tmp_path, capsys):
+    parent, run = tmp_path / "untrained", tmp_path / "new"
+    parent.mkdir()
+    shutil.copy(tiny_run / "config.json", parent / "config.json")
+    argv = ["train", "--init-from", parent, "--data", tiny_corpus, "--out", run, *TINY_FLAGS]
+    refused(capsys, argv, "no checkpoint to start from", keep=(parent, tiny_corpus), absent=(run,))
+
+
+def test_train_init_from_with_resume_is_refused(tiny_run, tiny_corpus, capsys):
+    argv = ["train", "--init-from", tiny_run, "--resume", tiny_run, "--data", tiny_corpus]
+    refused(capsys, argv, "--init-from", "--resume", "give one", keep=(tiny_run, tiny_corpus))
+    # Without --data there is no corpus in RUN's tokenizer to continue on (the built-in one has its own).
+    refused(capsys, ["train", "--init-from", tiny_run], "needs --data", "--tokenizer-from", keep=(tiny_run,))
+
+
+def test_train_init_from_a_corpus_in_another_tokenizer_is_refused(tiny_run, tmp_path, capsys):
+    corpus, run = tmp_path / "other", tmp_path / "new"
+    assert main(["prepare", str(posts(tmp_path / "posts", "Zebras? Quietly 42!\n" * 40)), "--out", str(corpus)]) == 0
+    capsys.readouterr()
+    argv = ["train", "--init-from", tiny_run, "--data", corpus, "--out", run, *TINY_FLAGS]
+    refused(capsys, argv, f"--tokenizer-from {tiny_run}", keep=(tiny_run, corpus), absent=(run,))
+
+
+def test_train_init_from_with_another_model_shape_is_refused(tiny_run, tiny_corpus, tmp_path, capsys):
+    run, recipe = tmp_path / "new", tmp_path / "wide.toml"
+    argv = ["train", "--init-from", tiny_run, "--data", tiny_corpus, "--out", run]
+    refused(capsys, [*argv, *tiny_flags(n_embd=32)], "--n-embd 32", "model.n_embd = 16", absent=(run,))
+    recipe.write_text('[model]\nnorm = "rmsnorm"\n')
+    refused(capsys, [*argv, "--config", recipe], f"model.norm = 'rmsnorm' in {recipe}", "'layernorm'", absent=(run,))

@@ -29,6 +29,7 @@ IMAGE_MODES = ("drop", "alt")
 TABLE_MODES = ("keep", "drop")
 TITLE_MODES = ("drop", "keep")
 TOKENIZERS = ("char", "bpe")
+PREPARE_UNKNOWN_CHARS = ("add", "drop", "error")  # characters a reused tokenizer lacks (prepare --tokenizer-from)
 
 
 def _opt(default, help: str, choices: tuple | None = None, metavar: str | None = None):
@@ -273,6 +274,18 @@ class PrepareConfig:
         TOKENIZERS,
     )
     vocab_size: int = _opt(4096, "most tokens the BPE vocabulary may have, at least 256 (tokenizer = bpe only)")
+    tokenizer_from: str = _opt(
+        "",
+        "reuse this run's (or corpus's, or file's) tokenizer.json instead of building one, so that `train "
+        "--init-from RUN` can continue RUN on this writing (tokenizer and vocab_size are then RUN's)",
+        metavar="RUN",
+    )
+    unknown_chars: str = _opt(
+        "add",
+        "with tokenizer_from: characters the reused tokenizer lacks are added as new tokens after its own, "
+        "dropped from the token files, or an error (byte-level BPE lacks none)",
+        PREPARE_UNKNOWN_CHARS,
+    )
     archive_max_member_mb: int = _opt(1024, "refuse a zip with a member that inflates past this many MB (a zip bomb)")
     archive_max_ratio: int = _opt(
         100, "refuse a zip with a member that inflates past this many times its compressed size, once past 1 MB"

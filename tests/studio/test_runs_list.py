@@ -114,3 +114,18 @@ def test_the_studio_never_writes_into_a_run(http, runs_root):
     http.post("/v1/chat/completions", json={"model": "tiny-chat", "messages": [{"role": "user", "content": "a"}]})
     http.post("/api/inside", json={"model": "tiny", "ids": [1, 2, 3], "prompt_len": 1, "position": 2})
     assert tree(runs_root) == before
+
+
+def test_a_continued_runs_row_carries_its_lineage(http, runs_root):
+    """train --init-from writes config.json's init_from table; the row's config has it for the details pane."""
+    run = runs_root / "continued"
+    shutil.copytree(runs_root / "tiny", run)
+    config = json.loads((run / "config.json").read_text())
+    origin = {"run": "runs/tiny", "checkpoint": "runs/tiny/checkpoints/step-000000006", "step": 6, "added_tokens": 1}
+    (run / "config.json").write_text(json.dumps({**config, "init_from": origin}))
+    time.sleep(WALK_TTL_S + 0.1)  # the folder is walked again after this
+    try:
+        rows = {r["id"]: r for r in http.get("/api/runs").json()}
+        assert rows["continued"]["config"]["init_from"] == origin and "init_from" not in rows["tiny"]["config"]
+    finally:
+        shutil.rmtree(run)

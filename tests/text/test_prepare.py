@@ -445,3 +445,85 @@ def test_the_source_settings_come_from_a_recipe_or_flags(tmp_path):
     recipe.write_text('[prepare]\ntitles = "first"\n')
     with pytest.raises(UserError, match="prepare.titles must be one of drop, keep"):
         prepare_config(parser.parse_args(["prepare", "--out", "x", "--config", str(recipe)]))
+
+
+# --- --tokenizer-from: a new corpus in an earlier run's (or corpus's) tokenizer ---------------------------------
+
+
+def _writing(root: Path, name: str, *texts: str) -> Path:
+    folder = root / name
+    folder.mkdir()
+    for i, text in enumerate(texts):
+        (folder / f"post{i}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def old_corpus(tmp_path):
+    src = _writing(tmp_path, "old", "the cat sat on the mat.\n" * 20, "a dog ran to the cat.\n" * 20)
+    prepare([src], tmp_path / "c1", log=quiet)
+    return tmp_path / "c1"
+
+
+def test_tokenizer_from_adds_unknown_characters_after_the_old_ids(tmp_path, old_corpus):
+    from bricklm.text.tokenizer import extends, load_tokenizer
+
+    new = _writing(tmp_path, "new", "the café sat on a mat.\n" * 20, "Über the dog.\n" * 20)
+    report = prepare([new], tmp_path / "c2", PrepareConfig(tokenizer_from=str(old_corpus)), log=quiet)
+    old_tok, new_tok = load_tokenizer(old_corpus / "tokenizer.json"), load_tokenizer(tmp_path / "c2/tokenizer.json")
+    assert new_tok.chars[: old_tok.vocab_size] == old_tok.chars and extends(new_tok, old_tok)
+    assert new_tok.chars[old_tok.vocab_size :] == ["b", "f", "Ü", "é"]  # in code point order
+    meta = json.loads((tmp_path / "c2/meta.json").read_text())
+    assert meta["tokenizer_from"] == str(old_corpus) and meta["vocab_size"] == new_tok.vocab_size
+    assert meta["unknown_chars"] == {"mode": "add", "characters": ["b", "f", "Ü", "é"], "dropped": 0}
+    assert "4 characters it lacked added as new tokens" in report.format()
+    train, val, tok, _ = load_corpus(tmp_path / "c2")
+    text = (tmp_path / "c2/corpus.txt").read_text(encoding="utf-8")
+    assert tok.decode(train) in text and tok.decode(val) in text and "é" in tok.decode(train) + tok.decode(val)
+
+
+def test_tokenizer_from_drop_and_error(tmp_path, old_corpus):
+    from bricklm.text.tokenizer import load_tokenizer
+
+    new = _writing(tmp_path, "new", "the café sat.\n" * 20, "the cat sat.\n" * 20)
+    cfg = PrepareConfig(tokenizer_from=str(old_corpus / "tokenizer.json"), unknown_chars="drop")
+    report = prepare([new], tmp_path / "c2", cfg, log=quiet)
+    assert load_tokenizer(tmp_path / "c2/tokenizer.json") == load_tokenizer(old_corpus / "tokenizer.json")
+    assert report.unknown_chars == {"mode": "drop", "characters": ["f", "é"], "dropped": 40}
+    # One document each side, so no separator is encoded; every "é" and "f" (40) left out, nothing else.
+    assert report.train_tokens + report.val_tokens == report.characters - len("\n\n") - 40
+    with pytest.raises(UserError, match=r"2 characters the tokenizer of .* lacks: 'f' \(U\+0066\), 'é'"):
+        prepare([new], tmp_path / "c3", PrepareConfig(tokenizer_from=str(old_corpus), unknown_chars="error"))
+    assert not (tmp_path / "c3").exists()
+
+
+def test_tokenizer_from_a_bpe_run_has_nothing_unknown(tmp_path):
+    from bricklm.text.tokenizer import load_tokenizer
+
+    old = _writing(tmp_path, "old", "the cat sat on the mat.\n" * 30, "a dog ran to the cat.\n" * 30)
+    prepare([old], tmp_path / "c1", PrepareConfig(tokenizer="bpe", vocab_size=300), log=quiet)
+    new = _writing(tmp_path, "new", "naïve café, 東京 🐈\n" * 20, "the cat.\n" * 20)
+    report = prepare([new], tmp_path / "c2", PrepareConfig(tokenizer_from=str(tmp_path / "c1")), log=quiet)
+    assert report.tokenizer == "bpe" and report.unknown_chars["characters"] == []
+    assert load_tokenizer(tmp_path / "c2/tokenizer.json") == load_tokenizer(tmp_path / "c1/tokenizer.json")
+    assert "it knows every character of this writing (byte-level BPE)" in report.format()
+    train, val, tok, _ = load_corpus(tmp_path / "c2")
+    assert "🐈" in tok.decode(train) + tok.decode(val)
+
+
+@pytest.mark.parametrize(
+    "content", ['{"version": "1.0", "model": {"type": "BPE"}}', "not json", '{"type": "sentencepiece"}']
+)
+def test_tokenizer_from_a_file_that_is_not_bricklms_is_one_error_line(tmp_path, old_corpus, content, capsys):
+    from bricklm.cli import main
+
+    (tmp_path / "tok.json").write_text(content)
+    new = _writing(tmp_path, "new", "the cat.\n" * 20)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert (
+        main(["prepare", str(new), "--out", str(tmp_path / "c2"), "--tokenizer-from", str(tmp_path / "tok.json")]) == 1
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bricklm: error: --tokenizer-from") and "not a bricklm" in err[0]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "c2").exists()

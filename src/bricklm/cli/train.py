@@ -20,6 +20,7 @@ from bricklm.recipes import load_config, resolve
 from bricklm.storage.copying import run_index
 from bricklm.storage.runs import CONFIG, format_summary, load_run, read_run_config, read_summary
 from bricklm.text.copyindex import MIN_SPAN
+from bricklm.training.continued import INIT_FROM, continued, lineage_line
 from bricklm.training.hardware import resolve_device
 from bricklm.training.trainer import Trainer
 
@@ -48,12 +49,20 @@ def register(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a GPT on a prepared corpus (or the built-in one)",
-        description="Train a GPT. Settings come from the defaults, then --config FILE.toml, then flags.",
+        description="Train a GPT. Settings come from the defaults, then --config FILE.toml, then flags. "
+        "--init-from RUN continues a trained model on new writing: its weights and shape, your training settings.",
     )
     p.add_argument("--config", metavar="FILE.toml", help="a recipe with [model] and [train] tables")
     p.add_argument("--data", metavar="DIR", help="corpus directory from `bricklm prepare` (default: built-in corpus)")
     p.add_argument("--out", metavar="RUN", help="run directory to create (default: runs/run-DATE-TIME)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its newest complete checkpoint")
+    p.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="start a new run (--out) from RUN's best weights, with a fresh optimiser and schedule, on --data: a "
+        "corpus prepared with `bricklm prepare ... --tokenizer-from RUN`; the model's shape is RUN's, the training "
+        "settings yours",
+    )
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -109,6 +118,11 @@ def check_min_span(n: int) -> None:
 
 def cmd_train(args) -> int:
     overrides = overrides_from_args(args)
+    extra, build_model = None, None
+    if args.init_from and args.resume:
+        raise UserError(
+            "--init-from starts a new run from another run's weights and --resume continues a run in place: give one"
+        )
     if args.resume:
         run_dir = Path(args.resume)
         if args.out and Path(args.out).resolve() != run_dir.resolve():
@@ -124,6 +138,7 @@ def cmd_train(args) -> int:
             report(*finetune(resume=run_dir, recipe=args.config, overrides=changes))
             return 0
         model_cfg, train_cfg = resolve(saved, args.config, overrides)  # the run's own settings, then changes
+        extra = {INIT_FROM: saved[INIT_FROM]} if INIT_FROM in saved else None  # a continued run keeps its lineage
         data = args.data or saved.get("data", {}).get("dir")
         if data and Path(data).resolve() == (run_dir / "corpus").resolve():
             data = None  # the built-in corpus, prepared inside the run
@@ -131,9 +146,15 @@ def cmd_train(args) -> int:
         if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would pick its own time
             raise UserError("under torchrun, give --out RUN so that every process uses the same run directory")
         run_dir = Path(args.out or f"runs/run-{time.strftime('%Y%m%d-%H%M%S')}")
-        model_cfg, train_cfg = load_config(args.config, overrides)
         data = args.data
-    trainer = Trainer(model_cfg, train_cfg, data, run_dir, resume=bool(args.resume))
+        if args.init_from:
+            start = continued(args.init_from, data, args.config, overrides)
+            model_cfg, train_cfg, extra, build_model = start.model_cfg, start.train_cfg, start.config, start.build_model
+        else:
+            model_cfg, train_cfg = load_config(args.config, overrides)
+    trainer = Trainer(
+        model_cfg, train_cfg, data, run_dir, resume=bool(args.resume), build_model=build_model, extra_config=extra
+    )
     result = trainer.run()
     if trainer.dist.is_main:  # under torchrun, one summary, not one per process
         print(format_summary(result))
@@ -191,12 +212,16 @@ def cmd_info(args) -> int:
         run = load_run(args.run)
         model_cfg, train_cfg = run.model_cfg, run.train_cfg
         summary = read_summary(args.run) if (Path(args.run) / "summary.json").is_file() else None
+        lineage = lineage_line(read_run_config(args.run))
     else:
         model_cfg, train_cfg = load_config(args.config, overrides_from_args(args))
         if model_cfg.vocab_size == 0:
             model_cfg.vocab_size = 107
         summary = None
+        lineage = None
     print(format_info(model_cfg, train_cfg, count_params(model_cfg), summary))
+    if lineage:
+        print(lineage)
     return 0
 
 

@@ -25,7 +25,6 @@ What happens, in order:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,29 +44,11 @@ from bricklm.finetune.data import ConversationDataset
 from bricklm.finetune.lora import LoRAWeights, apply_lora
 from bricklm.finetune.settings import resolve_settings
 from bricklm.model.gpt import GPT
+from bricklm.model.vocab import extend_vocab
 from bricklm.storage.runs import load_run
 from bricklm.text.tokenizer import SPECIALS, ChatTokenizer, load_tokenizer
 from bricklm.training.callbacks import sample_seed
 from bricklm.training.trainer import Trainer
-
-
-def extend_vocab(model: GPT, vocab_size: int) -> GPT:
-    """A copy of model with vocab_size rows in tok_emb and head; old rows kept, new rows the mean of the old."""
-    old = model.config.vocab_size
-    if vocab_size < old:
-        raise ValueError(f"cannot shrink the vocabulary from {old} to {vocab_size}")
-    new = GPT(replace(model.config, vocab_size=vocab_size)).to(next(model.parameters()).device)
-    state = {}
-    for key, t in model.state_dict().items():
-        if key in ("tok_emb.weight", "head.weight", "head.bias"):
-            # The mean row keeps a new token's logit at the average of the old ones (Hewitt, 2021),
-            # so the extended model predicts almost exactly what the pretrained one did.
-            rows = t.mean(dim=0, keepdim=True).expand(vocab_size - old, *t.shape[1:])
-            t = torch.cat([t, rows], dim=0)
-        state[key] = t
-    missing, unexpected = new.load_state_dict(state, strict=False)
-    assert not unexpected and set(missing) <= {"head.weight"}, (missing, unexpected)
-    return new
 
 
 def chat_tokenizer(source_tok, conversations, unknown_chars: str, log=print) -> ChatTokenizer:

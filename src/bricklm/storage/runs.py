@@ -109,7 +109,7 @@ def check_run_config(config: Any, path: Path) -> dict[str, Any]:
     """
     if not isinstance(config, dict) or not isinstance(config.get("model", {}), dict):
         raise UserError(f"{path} is not a bricklm run config (expected an object with a model table)")
-    for key in ("train", "data", "finetune"):
+    for key in ("train", "data", "finetune", "init_from"):
         if not isinstance(config.get(key, {}), dict):
             raise UserError(f"{path}: {key} is not a table; the run's config is damaged")
     if not isinstance(config.get("data", {}).get("dir", ""), (str, type(None))):

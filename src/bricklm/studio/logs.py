@@ -233,7 +233,7 @@ def describe(runs: RunsDir, run: Run, live: LiveRun) -> dict[str, Any]:
         "group_kind": run.group_kind,
         "status": status,
         "chat": "finetune" in config,
-        "config": {k: config[k] for k in ("model", "train", "finetune") if k in config},
+        "config": {k: config[k] for k in ("model", "train", "finetune", "init_from") if k in config},
         "parameters": summary["parameters"] if summary else parameters(config),
         "best_val_loss": best_val,
         "best_step": best_step,

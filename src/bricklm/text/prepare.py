@@ -47,6 +47,7 @@ from bricklm.text.readers import described
 from bricklm.text.report import PrepareReport
 from bricklm.text.splits import SEPARATOR
 from bricklm.text.streaming import build_tokenizer, char_progress, with_progress
+from bricklm.text.tokenizer import grow, load_tokenizer, unknown_chars
 
 CHUNK_CHARS = 1 << 20
 
@@ -79,6 +80,7 @@ def prepare(
     out = Path(out)
     check_out_dir(out)
     _check_apart(out, sources)
+    reused = reused_tokenizer(cfg.tokenizer_from) if cfg.tokenizer_from else None  # refused before any work
     report = PrepareReport(
         out=str(out),
         sources=[display_path(s) for s in sources] or [f"builtin:{builtin}"],
@@ -93,7 +95,7 @@ def prepare(
         split_requested=cfg.split,
         val_fraction=cfg.val_fraction,
         seed=cfg.seed,
-        tokenizer=cfg.tokenizer,
+        tokenizer=reused.kind if reused else cfg.tokenizer,
         bricklm_version=_version(),
     )
     if builtin:
@@ -118,13 +120,13 @@ def prepare(
             raise UserError(f"{out} already holds a corpus; add --overwrite to replace it, or pick a new --out")
         if not builtin:
             log(f"reading {len(scan.files)} files from {', '.join(report.sources)}")
-        _build(items, out, cfg, report)
+        _build(items, out, cfg, report, reused)
     replaced = " (replacing the corpus that was there: --overwrite)" if replacing else ""
     log(f"wrote {out}/: {', '.join(CORPUS_NAMES)}{replaced}")
     return report
 
 
-def _build(items, out: Path, cfg: PrepareConfig, report: PrepareReport) -> None:
+def _build(items, out: Path, cfg: PrepareConfig, report: PrepareReport, reused=None) -> None:
     """Write the corpus into a hidden folder beside out, then swap it in whole: a crash leaves the old or the new."""
     tmp = temp_sibling(out)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -133,10 +135,13 @@ def _build(items, out: Path, cfg: PrepareConfig, report: PrepareReport) -> None:
         names, lengths, chars = _write_corpus(items, tmp / "corpus.txt", report)
         if not lengths:
             raise UserError(_no_text_message(report))
-        tok = build_tokenizer(cfg.tokenizer, chars, tmp / "corpus.txt", cfg.vocab_size)
+        if reused is None:
+            tok = encoder = build_tokenizer(cfg.tokenizer, chars, tmp / "corpus.txt", cfg.vocab_size)
+        else:
+            tok, encoder = _reuse(reused, chars, cfg, report)
         tok.save(tmp / "tokenizer.json")
         report.vocab_size = tok.vocab_size
-        _write_splits(tok, tmp / "corpus.txt", tmp / "train.bin", tmp / "val.bin", names, lengths, cfg, report)
+        _write_splits(encoder, tmp / "corpus.txt", tmp / "train.bin", tmp / "val.bin", names, lengths, cfg, report)
         report.sha256["corpus.txt"] = sha256_file(tmp / "corpus.txt")
         report.sha256["tokenizer.json"] = sha256_file(tmp / "tokenizer.json")
         meta = {k: v for k, v in report.to_dict().items() if k != "out"}
@@ -145,6 +150,57 @@ def _build(items, out: Path, cfg: PrepareConfig, report: PrepareReport) -> None:
         swap_in(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a swap; what a failure left otherwise
+
+
+def reused_tokenizer(source: str | Path):
+    """The tokenizer of a run or corpus folder (its tokenizer.json), or of a tokenizer.json file; one that is not
+    bricklm's is a UserError naming it."""
+    path = Path(source)
+    path = path / "tokenizer.json" if path.is_dir() else path
+    if not path.is_file():
+        raise UserError(
+            f"--tokenizer-from {source}: no tokenizer.json there (give a run or corpus folder, or the file)"
+        )
+    try:
+        return load_tokenizer(path)
+    except UserError as e:
+        raise UserError(f"--tokenizer-from {source}: not a bricklm tokenizer ({e})") from None
+
+
+def _reuse(base, chars: set[str], cfg: PrepareConfig, report: PrepareReport):
+    """(the tokenizer to save, the one that encodes) for a reused tokenizer: unknown characters added after its
+    ids, dropped while encoding, or refused, as cfg.unknown_chars says; the report counts them."""
+    unknown = unknown_chars(base, chars)
+    report.tokenizer_from = cfg.tokenizer_from
+    report.unknown_chars = {"mode": cfg.unknown_chars, "characters": unknown, "dropped": 0}
+    if not unknown:
+        return base, base
+    listed = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown[:20]) + (", ..." if len(unknown) > 20 else "")
+    if cfg.unknown_chars == "error":
+        raise UserError(
+            f"the writing has {len(unknown)} characters the tokenizer of {cfg.tokenizer_from} lacks: {listed}; "
+            "give --unknown-chars add (new tokens) or drop"
+        )
+    if cfg.unknown_chars == "add":
+        grown = grow(base, unknown)
+        return grown, grown
+    return base, _Dropping(base, unknown, report)
+
+
+class _Dropping:
+    """Encodes with base after removing the characters it lacks, counting them in the report."""
+
+    def __init__(self, base, unknown: list[str], report: PrepareReport):
+        self.base, self.vocab_size, self.report = base, base.vocab_size, report
+        self.table = dict.fromkeys(map(ord, unknown))
+
+    def encode_array(self, text: str):
+        kept = text.translate(self.table)
+        self.report.unknown_chars["dropped"] += len(text) - len(kept)
+        return self.base.encode_array(kept)
+
+    def token_bytes(self):
+        return self.base.token_bytes()
 
 
 def _check_apart(out: Path, sources: list[str]) -> None:

@@ -52,6 +52,8 @@ class PrepareReport:
     characters: int = 0
     tokenizer: str = CharTokenizer.kind
     vocab_size: int = 0
+    tokenizer_from: str | None = None  # prepare --tokenizer-from: the run whose tokenizer was reused
+    unknown_chars: dict = field(default_factory=dict)  # then: {"mode", "characters" it lacked, "dropped"}
     dtype: str = ""
     split_note: str | None = None
     val_documents: list[str] = field(default_factory=list)
@@ -141,6 +143,7 @@ class PrepareReport:
             f"characters: {self.characters:,}",
             f"vocabulary: {self.vocab_size} {'BPE tokens' if self.tokenizer == 'bpe' else 'characters'} "
             f"({self.dtype} token files)",
+            *self._reused_summary(),
             f"split: {self._split_summary()}",
             f"train tokens: {self.train_tokens:,}",
             f"val tokens: {self.val_tokens:,}",
@@ -189,6 +192,22 @@ class PrepareReport:
             else:
                 parts.append(f"{reason}: {count}")
         return "; ".join(parts)
+
+    def _reused_summary(self) -> list[str]:
+        """With --tokenizer-from: whose tokenizer, and what became of the characters it lacked."""
+        if not self.tokenizer_from:
+            return []
+        unknown = self.unknown_chars
+        chars = unknown.get("characters", [])
+        shown = "".join(chars[:40]) + ("..." if len(chars) > 40 else "")
+        mode = unknown.get("mode")
+        if not chars:
+            what = "it knows every character of this writing" + (" (byte-level BPE)" * (self.tokenizer == "bpe"))
+        elif mode == "add":
+            what = f"{len(chars)} characters it lacked added as new tokens after its own: {shown!r}"
+        else:
+            what = f"{len(chars)} characters it lacked dropped ({unknown.get('dropped', 0):,} in all): {shown!r}"
+        return [f"tokenizer: reused from {self.tokenizer_from}; {what}"]
 
     def _split_summary(self) -> str:
         tokens = self.train_tokens + self.val_tokens

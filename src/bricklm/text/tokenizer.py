@@ -15,6 +15,9 @@ as its base alphabet, so text the merges never saw still encodes, one byte per t
 and there is no normaliser, so decode(encode(text)) == text. A chat tokenizer puts the special
 tokens (<|system|>, <|user|>, <|assistant|>, <|end|>) and any characters the base lacks after
 the base's ids; typed text never becomes a special token.
+
+`grow` appends characters to a char or chat tokenizer (prepare --tokenizer-from, --unknown-chars add) and
+`extends` says whether one tokenizer is another with tokens appended (train --init-from checks it).
 """
 
 from __future__ import annotations
@@ -262,6 +265,16 @@ class ChatTokenizer(Tokenizer):
             ids += self.base.encode(text[run_start:])
         return ids
 
+    def encode_array(self, text: str) -> np.ndarray:
+        """encode as an int64 numpy array (what prepare calls)."""
+        return np.asarray(self.encode(text), dtype=np.int64)
+
+    def token_bytes(self) -> np.ndarray:
+        """The base's byte lengths, then 0 for each special token (no text of the writer's), then each added
+        character's UTF-8 length."""
+        added = [len(c.encode("utf-8", "surrogatepass")) for c in self.added_chars]
+        return np.concatenate([self.base.token_bytes(), np.zeros(len(self.specials), np.int64), added]).astype(np.int64)
+
     def decode(self, ids, skip_specials: bool = False) -> str:
         out, run = [], []
         n = self.base.vocab_size
@@ -310,6 +323,41 @@ def can_encode(tokenizer, text: str) -> bool:
     except (UserError, ValueError, KeyError):
         return False
     return True
+
+
+def unknown_chars(tokenizer, chars) -> list[str]:
+    """The characters of chars that tokenizer cannot encode, in code point order (none for byte-level BPE)."""
+    if isinstance(tokenizer, BPETokenizer):
+        return []  # every byte has a token: any character encodes
+    return sorted(c for c in set(chars) if not can_encode(tokenizer, c))
+
+
+def grow(tokenizer, chars) -> Tokenizer:
+    """tokenizer with chars appended as new tokens after every id it has (so its ids stay what they were).
+
+    A character tokenizer gets them at the end of its list, a chat tokenizer after its added characters;
+    byte-level BPE has nothing to add (it encodes any text), so asking it to grow is a bug."""
+    chars = list(chars)
+    if not chars:
+        return tokenizer
+    if isinstance(tokenizer, CharTokenizer):
+        return CharTokenizer(tokenizer.chars + chars)
+    if isinstance(tokenizer, ChatTokenizer):
+        return ChatTokenizer(tokenizer.base, tokenizer.specials, tokenizer.added_chars + chars)
+    raise ValueError(f"a {tokenizer.kind} tokenizer encodes every character; there is nothing to add")
+
+
+def extends(tokenizer, base) -> bool:
+    """True if tokenizer is base, or base with tokens appended (grow): every id of base means what it did."""
+    if type(tokenizer) is not type(base):
+        return False
+    if isinstance(base, CharTokenizer):
+        return tokenizer.chars[: base.vocab_size] == base.chars
+    if isinstance(base, ChatTokenizer):
+        n = len(base.added_chars)
+        same = tokenizer.base == base.base and tokenizer.specials == base.specials
+        return same and tokenizer.added_chars[:n] == base.added_chars
+    return tokenizer == base
 
 
 _KINDS = {"char": CharTokenizer, "bpe": BPETokenizer, "chat": ChatTokenizer}

@@ -95,6 +95,8 @@ function renderDetails() {
   add(dl, "status", row.status + (row.group ? ` · in ${row.group_kind} ${row.group}` : ""));
   add(dl, "parameters", fmtInt(row.parameters));
   add(dl, "best val loss", row.best_step === null ? fmtLoss(row.best_val_loss) : `${fmtLoss(row.best_val_loss)} (step ${fmtInt(row.best_step)})`);
+  const origin = row.config.init_from;  // train --init-from: the run (and step) this one continued
+  if (origin) add(dl, "continued from", `${origin.run} (step ${origin.step}${origin.added_tokens ? `; ${origin.added_tokens} tokens added` : ""})`);
   add(dl, "checkpoints", row.checkpoints.length ? row.checkpoints.join(", ") : "none yet");
   if (row.snapshots.length) add(dl, "snapshots", row.snapshots.join(", "));
   const m = row.config.model || {};
