@@ -8,6 +8,7 @@ make_zip(path, {"posts/a.md": "Text"})                   # a zip, members writte
 
 from __future__ import annotations
 
+import html
 import json
 import zipfile
 from pathlib import Path
@@ -304,3 +305,84 @@ def ghost_export(posts: list[dict], wrapped: bool = True) -> str:
         },
     }
     return json.dumps({"db": [db]} if wrapped else db, indent=2)
+
+
+# ---------------------------------------------------------------- Blogger, Atom and RSS
+
+BLOGGER_HEAD = """<?xml version='1.0' encoding='UTF-8'?><?xml-stylesheet href="http://www.blogger.com/styles/atom.css" \
+type="text/css"?><feed xmlns='http://www.w3.org/2005/Atom' xmlns:openSearch='http://a9.com/-/spec/opensearchrss/1.0/' \
+xmlns:gd='http://schemas.google.com/g/2005' xmlns:thr='http://purl.org/syndication/thread/1.0' \
+xmlns:georss='http://www.georss.org/georss'><id>tag:blogger.com,1999:blog-7000</id>\
+<updated>2024-01-15T10:00:00.000-08:00</updated><title type='text'>A Test Blog</title>\
+<link rel='http://schemas.google.com/g/2005#feed' type='application/atom+xml' \
+href='https://www.blogger.com/feeds/7000/archive'/><author><name>Writer</name>\
+<email>noreply@blogger.com</email></author><generator version='7.00' uri='http://www.blogger.com'>Blogger</generator>\
+<openSearch:totalResults>{n}</openSearch:totalResults>"""
+
+
+def blogger_entry(kind="post", title="Hello", content="<p>Hi.</p>", draft=False, n=1) -> dict:
+    return {"kind": kind, "title": title, "content": content, "draft": draft, "n": n}
+
+
+def _blogger_entry(e: dict) -> str:
+    draft = "<app:control xmlns:app='http://purl.org/atom/app#'><app:draft>yes</app:draft></app:control>"
+    reply = "<thr:in-reply-to ref='tag:blogger.com,1999:blog-7000.post-1' type='text/html'/>"
+    return (
+        f"<entry><id>tag:blogger.com,1999:blog-7000.{e['kind']}-{e['n']}</id>"
+        "<published>2024-01-15T10:00:00.000-08:00</published><updated>2024-01-15T10:00:00.000-08:00</updated>"
+        + (draft if e["draft"] else "")
+        + "<category scheme='http://schemas.google.com/g/2005#kind' "
+        f"term='http://schemas.google.com/blogger/2008/kind#{e['kind']}'/>"
+        "<category scheme='http://www.blogger.com/atom/ns#' term='notes'/>"
+        f"<title type='text'>{html.escape(e['title'])}</title>"
+        f"<content type='html'>{html.escape(e['content'])}</content>"
+        f"<link rel='alternate' type='text/html' href='https://test.blogspot.com/2024/01/p{e['n']}.html'/>"
+        "<author><name>Writer</name><email>noreply@blogger.com</email></author>"
+        + (reply if e["kind"] == "comment" else "<thr:total>1</thr:total>")
+        + "</entry>"
+    )
+
+
+def blogger_export(entries: list[dict]) -> str:
+    """A Blogger export (Settings → Manage blog → Back up content): an Atom feed of every post, page,
+    comment, the template and the settings, kinds marked by category, drafts by app:draft."""
+    return BLOGGER_HEAD.format(n=len(entries)) + "".join(_blogger_entry(e) for e in entries) + "</feed>"
+
+
+def atom_feed(entries: list[tuple[str, str, str]]) -> str:
+    """An Atom 1.0 feed of (title, content type, content) entries; xhtml content is written as XHTML."""
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
+        "<title>Notes</title><link href='https://example.org/'/><updated>2024-01-15T10:00:00Z</updated>"
+        "<author><name>Writer</name></author><id>urn:uuid:60a76c80-d399-11d9-b93c-0003939e0af6</id>"
+    ]
+    for n, (title, kind, content) in enumerate(entries, 1):
+        body = content if kind == "xhtml" else html.escape(content)
+        wrapped = f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>' if kind == "xhtml" else body
+        out.append(
+            f"<entry><title>{html.escape(title)}</title><link href='https://example.org/{n}'/>"
+            f"<id>urn:uuid:{n:08d}-0000-4000-8000-000000000000</id><updated>2024-01-15T10:00:00Z</updated>"
+            f"<summary>Summary {n}.</summary><content type='{kind}'>{wrapped}</content></entry>"
+        )
+    return "".join(out) + "</feed>"
+
+
+def rss_feed(items: list[tuple[str, str]], encoded: bool = False) -> str:
+    """An RSS 2.0 feed of (title, HTML) items, in description or (encoded) content:encoded."""
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/" xmlns:atom="http://www.w3.org/2005/Atom">'
+        "<channel><title>Notes</title><link>https://example.org/</link><description>A blog</description>"
+        "<atom:link href='https://example.org/feed.xml' rel='self' type='application/rss+xml'/>"
+    ]
+    for n, (title, body) in enumerate(items, 1):
+        field = (
+            f"<content:encoded>{cdata(body)}</content:encoded>"
+            if encoded
+            else f"<description>{cdata(body)}</description>"
+        )
+        out.append(
+            f"<item><title>{html.escape(title)}</title><link>https://example.org/{n}</link>"
+            f"<guid>https://example.org/{n}</guid><pubDate>Mon, 15 Jan 2024 10:00:00 +0000</pubDate>{field}</item>"
+        )
+    return "".join(out) + "</channel></rss>"

@@ -27,7 +27,8 @@ def test_every_reader_is_one_kind_with_the_protocol():
         ("export.xml", wxr([post()]).encode()[:8192], "wordpress"),
         ("export", wxr([post()]).encode()[:8192], "wordpress"),  # no extension: its content says
         ("export.wxr", b"\xef\xbb\xbf" + wxr([post()]).encode()[:8000], "wordpress"),
-        ("feed.xml", b'<?xml version="1.0"?><rss version="2.0"><channel>', None),
+        ("feed.xml", b'<?xml version="1.0"?><rss version="2.0"><channel>', "feed"),
+        ("sitemap.xml", b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">', None),
         ("notes.md.xml", b"# WordPress export http://wordpress.org/export/ <rss", None),  # not XML at the start
         ("site.ghost.2024-01-15.json", ghost_export([ghost_post()]).encode()[:8192], "ghost"),
         ("package.json", b'{"name": "x", "version": "1.0"}', None),

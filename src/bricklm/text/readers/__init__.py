@@ -5,6 +5,7 @@
 
     markup.py     .md, .markdown, .txt, .html, .htm files, one document each (Obsidian's Markdown too)
     wordpress.py  WordPress exports (WXR): published posts and pages
+    feeds.py      Blogger exports and Atom or RSS feeds: each entry's content
     ghost.py      Ghost exports (JSON): published posts and pages
     jupyter.py    Jupyter notebooks (.ipynb): markdown and code cells, never outputs
 
@@ -15,10 +16,17 @@ kind of folder (bricklm.text.archive): the readers pick their members the same w
 
 from __future__ import annotations
 
-from bricklm.text.readers import ghost, jupyter, markup, wordpress
+from bricklm.text.readers import feeds, ghost, jupyter, markup, wordpress
 from bricklm.text.readers.base import Reader
 
-READERS: tuple[Reader, ...] = (wordpress.READER, ghost.READER, jupyter.READER, markup.READER)
+READERS: tuple[Reader, ...] = (
+    wordpress.READER,
+    feeds.BLOGGER_READER,
+    feeds.READER,
+    ghost.READER,
+    jupyter.READER,
+    markup.READER,
+)
 MARKUP = markup.READER
 KINDS = markup.KINDS  # file extensions read as writing without looking inside
 ARCHIVE_SUFFIXES = (".zip",)
