@@ -386,3 +386,58 @@ def rss_feed(items: list[tuple[str, str]], encoded: bool = False) -> str:
             f"<guid>https://example.org/{n}</guid><pubDate>Mon, 15 Jan 2024 10:00:00 +0000</pubDate>{field}</item>"
         )
     return "".join(out) + "</channel></rss>"
+
+
+# ---------------------------------------------------------------- Substack
+
+SUBSTACK_COLUMNS = "post_id,post_date,is_published,email_sent_at,inbox_sent_at,type,audience,title,subtitle,podcast_url"
+SUBSTACK_IMAGE = (
+    '<div class="captioned-image-container"><figure><a class="image-link image2 is-viewable-img" target="_blank" '
+    'href="https://substackcdn.com/image/fetch/f_auto/harbour.jpeg" data-component-name="Image2ToDOM">'
+    '<div class="image2-inset"><picture><source type="image/webp" srcset="https://substackcdn.com/w_424/harbour.jpeg">'
+    '<img src="https://substackcdn.com/harbour.jpeg" width="1200" height="800" class="sizing-normal" alt="" '
+    'loading="lazy"></picture><div class="image-link-expand"><div class="pencraft pc-display-flex pc-reset">'
+    '<button tabindex="0" type="button" class="pencraft pc-reset icon-container restack-image">Restack</button>'
+    '<button tabindex="0" type="button" class="pencraft pc-reset icon-container view-image">View</button></div></div>'
+    '</div></a><figcaption class="image-caption">The harbour at dawn.</figcaption></figure></div>'
+)
+SUBSTACK_SUBSCRIBE = (
+    '<div class="subscription-widget-wrap-editor" data-attrs="{&quot;url&quot;:&quot;https://writer.substack.com/'
+    'subscribe?&quot;,&quot;text&quot;:&quot;Subscribe&quot;,&quot;language&quot;:&quot;en&quot;}" '
+    'data-component-name="SubscribeWidgetToDOM"><div class="subscription-widget show-subscribe"><div class="preamble">'
+    '<p class="cta-caption">Thanks for reading! Subscribe for free to receive new posts and support my work.</p></div>'
+    '<form class="subscription-widget-subscribe"><input type="email" class="email-input" name="email" '
+    'placeholder="Type your email…" tabindex="-1"><input type="submit" class="button primary" value="Subscribe">'
+    '<div class="fake-input-wrapper"><div class="fake-input"></div><div class="fake-button"></div></div></form></div>'
+    "</div>"
+)
+SUBSTACK_SHARE = (
+    '<p class="button-wrapper" data-attrs="{&quot;url&quot;:&quot;https://writer.substack.com/p/harbour?utm_source='
+    'substack&amp;utm_medium=email&amp;action=share&quot;,&quot;text&quot;:&quot;Share&quot;}" '
+    'data-component-name="ButtonCreateButton"><a class="button primary" href="https://writer.substack.com/p/harbour">'
+    "<span>Share</span></a></p>"
+)
+
+
+def substack_post(post_id=139921185, slug="the-harbour", title="The harbour", body="<p>Boats.</p>", published=True):
+    return {"id": f"{post_id}.{slug}", "title": title, "body": body, "published": published}
+
+
+def substack_export(path: Path, posts: list[dict], extra: dict | None = None) -> Path:
+    """A Substack export zip (Settings → Exports): posts.csv, posts/<post_id>.<slug>.html with each post's email
+    statistics beside it, and the subscriber list."""
+    rows = [SUBSTACK_COLUMNS]
+    members: dict[str, str | bytes] = {}
+    for p in posts:
+        sent = "2024-01-15T10:00:00.000Z" if p["published"] else ""
+        date = sent or "2024-01-15T09:00:00.000Z"
+        rows.append(
+            f'{p["id"]},{date},{str(p["published"]).lower()},{sent},{sent},newsletter,everyone,"{p["title"]}",,'
+        )
+        members[f"posts/{p['id']}.html"] = p["body"]
+        if p["published"]:
+            members[f"posts/{p['id']}.opens.csv"] = "email,timestamp\nreader@example.com,2024-01-15T11:00:00Z\n"
+            members[f"posts/{p['id']}.delivers.csv"] = "email,timestamp\nreader@example.com,2024-01-15T10:00:01Z\n"
+    members["posts.csv"] = "\n".join(rows) + "\n"
+    members["email_list.writer.csv"] = "email,active_subscription,expiry,plan,email_disabled,created_at\n"
+    return make_zip(path, {**members, **(extra or {})})

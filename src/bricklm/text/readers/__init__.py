@@ -7,6 +7,7 @@
     wordpress.py  WordPress exports (WXR): published posts and pages
     feeds.py      Blogger exports and Atom or RSS feeds: each entry's content
     ghost.py      Ghost exports (JSON): published posts and pages
+    substack.py   Substack exports (a zip: posts.csv and posts/*.html): published posts
     jupyter.py    Jupyter notebooks (.ipynb): markdown and code cells, never outputs
 
 Adding a kind of source is one module: detect(filename, head), read(entry, config) and a READER,
@@ -16,7 +17,7 @@ kind of folder (bricklm.text.archive): the readers pick their members the same w
 
 from __future__ import annotations
 
-from bricklm.text.readers import feeds, ghost, jupyter, markup, wordpress
+from bricklm.text.readers import feeds, ghost, jupyter, markup, substack, wordpress
 from bricklm.text.readers.base import Reader
 
 READERS: tuple[Reader, ...] = (
@@ -24,6 +25,7 @@ READERS: tuple[Reader, ...] = (
     feeds.BLOGGER_READER,
     feeds.READER,
     ghost.READER,
+    substack.READER,
     jupyter.READER,
     markup.READER,
 )
@@ -39,9 +41,14 @@ def pick(filename: str, head: bytes) -> Reader | None:
     return next((r for r in READERS if r.detect(filename, head)), None)
 
 
+def pick_zip(paths: list[str]) -> Reader | None:
+    """The reader of an export that is a whole zip whose members have these paths (Substack's), or None."""
+    return next((r for r in READERS if r.detect_zip is not None and r.detect_zip(paths)), None)
+
+
 def described() -> str:
     """What bricklm reads, for messages: ".md, ... files, a WordPress export, ..., or a zip of these"."""
-    others = [f"a {r.label}" for r in READERS if r is not MARKUP]
+    others = [f"{'an' if r.label[0] in 'AEIOU' else 'a'} {r.label}" for r in READERS if r is not MARKUP]
     return f"{', '.join(KINDS)} files, {', '.join(others)}, or a zip of these"
 
 
