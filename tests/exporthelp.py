@@ -441,3 +441,45 @@ def substack_export(path: Path, posts: list[dict], extra: dict | None = None) ->
     members["posts.csv"] = "\n".join(rows) + "\n"
     members["email_list.writer.csv"] = "email,active_subscription,expiry,plan,email_disabled,created_at\n"
     return make_zip(path, {**members, **(extra or {})})
+
+
+# ---------------------------------------------------------------- Medium
+
+MEDIUM_STYLE = '* { font-family: Georgia, Cambria, "Times New Roman", Times, serif; }\n' * 40  # Medium's inline CSS
+
+
+def medium_page(title: str, body: str, subtitle: str = "", published: bool = True) -> str:
+    """One page of posts/ as Medium exports it: h-entry article, header, subtitle and body sections, footer."""
+    grafs = f'<h3 name="a1b2" id="a1b2" class="graf graf--h3 graf--leading graf--title">{html.escape(title)}</h3>{body}'
+    byline = (
+        '<p>By <a href="https://medium.com/@writer" class="p-author h-card">A Writer</a> on '
+        '<a href="https://medium.com/p/5f1e2d3c4b5a"><time class="dt-published" datetime="2024-01-15T10:00:00.000Z">'
+        "January 15, 2024</time></a>.</p>"
+        if published
+        else ""
+    )
+    return (
+        '<!DOCTYPE html><html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
+        f"<title>{html.escape(title)}</title><style>{MEDIUM_STYLE}</style></head><body>"
+        f'<article class="h-entry"><header><h1 class="p-name">{html.escape(title)}</h1></header>'
+        f'<section data-field="subtitle" class="p-summary">{html.escape(subtitle)}</section>'
+        '<section data-field="body" class="e-content"><section name="c0d1" class="section section--body section--first '
+        'section--last"><div class="section-divider"><hr class="section-divider"></div><div class="section-content">'
+        f'<div class="section-inner sectionLayout--insetColumn">{grafs}</div></div></section></section>'
+        f'<footer>{byline}<p><a href="https://medium.com/@writer/story-5f1e2d3c4b5a" class="p-canonical">'
+        'Canonical link</a></p><p>Exported from <a href="https://medium.com">Medium</a> on January 20, 2024.</p>'
+        "</footer></article></body></html>"
+    )
+
+
+def medium_export(path: Path, posts: dict[str, str], extra: dict | None = None) -> Path:
+    """A Medium export zip (Settings → Security and apps → Download your information): README.html, posts/
+    {file name: page}, and the account's other folders."""
+    members: dict[str, str | bytes] = {
+        "README.html": "<html><body><h1>Medium export</h1><p>Your data, exported January 20, 2024.</p></body></html>"
+    }
+    members.update({f"posts/{name}": page for name, page in posts.items()})
+    members["profile/profile.html"] = '<html><body><h3 class="p-name">A Writer</h3><p>Email: w@example.com</p></body>'
+    members["sessions/sessions.html"] = "<html><body><p>Signed in from 192.0.2.1</p></body></html>"
+    members["claps/claps-0001.html"] = "<html><body><p>You clapped for: Someone else's story</p></body></html>"
+    return make_zip(path, {**members, **(extra or {})})

@@ -8,6 +8,7 @@
     feeds.py      Blogger exports and Atom or RSS feeds: each entry's content
     ghost.py      Ghost exports (JSON): published posts and pages
     substack.py   Substack exports (a zip: posts.csv and posts/*.html): published posts
+    medium.py     Medium exports (a zip: README.html and posts/*.html): published posts
     jupyter.py    Jupyter notebooks (.ipynb): markdown and code cells, never outputs
 
 Adding a kind of source is one module: detect(filename, head), read(entry, config) and a READER,
@@ -17,7 +18,7 @@ kind of folder (bricklm.text.archive): the readers pick their members the same w
 
 from __future__ import annotations
 
-from bricklm.text.readers import feeds, ghost, jupyter, markup, substack, wordpress
+from bricklm.text.readers import feeds, ghost, jupyter, markup, medium, substack, wordpress
 from bricklm.text.readers.base import Reader
 
 READERS: tuple[Reader, ...] = (
@@ -26,6 +27,7 @@ READERS: tuple[Reader, ...] = (
     feeds.READER,
     ghost.READER,
     substack.READER,
+    medium.READER,
     jupyter.READER,
     markup.READER,
 )
