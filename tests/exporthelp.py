@@ -483,3 +483,29 @@ def medium_export(path: Path, posts: dict[str, str], extra: dict | None = None) 
     members["sessions/sessions.html"] = "<html><body><p>Signed in from 192.0.2.1</p></body></html>"
     members["claps/claps-0001.html"] = "<html><body><p>You clapped for: Someone else's story</p></body></html>"
     return make_zip(path, {**members, **(extra or {})})
+
+
+# ---------------------------------------------------------------- Notion
+
+NOTION_IDS = {n: f"{n:x}" * 32 if n < 16 else f"{n:032x}" for n in range(1, 6)}  # 32 hex digits each
+
+
+def notion_export() -> dict[str, str | bytes]:
+    """A Notion workspace exported as Markdown & CSV: pages named "<title> <id>.md", each page's sub-pages and
+    images in "<title> <id>/", a database as "<title> <id>.csv" (and "_all.csv") beside a folder of its rows."""
+    top, packing, trips, lisbon = (NOTION_IDS[n] for n in (1, 2, 3, 4))
+    folder = f"Travel Notes {top}"
+    url = f"Travel%20Notes%20{top}"
+    return {
+        f"{folder}.md": (
+            "# Travel Notes\n\n"
+            f"We left at dawn with the [Packing List]({url}/Packing%20List%20{packing}.md).\n\n"
+            f"[Trips {trips}]({url}/Trips%20{trips}.csv)\n\n"
+            f"![Untitled]({url}/Untitled.png)\n"
+        ),
+        f"{folder}/Packing List {packing}.md": "# Packing List\n\n- Boots\n- A map\n",
+        f"{folder}/Trips {trips}.csv": 'Name,Date,Status\nLisbon,"May 1, 2024",Done\n',
+        f"{folder}/Trips {trips}_all.csv": 'Name,Date,Status\nLisbon,"May 1, 2024",Done\n',
+        f"{folder}/Trips {trips}/Lisbon {lisbon}.md": "# Lisbon\n\nThe trams were full.\n",
+        f"{folder}/Untitled.png": b"\x89PNG\r\n\x1a\n" + bytes(32),
+    }

@@ -28,7 +28,7 @@ from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
 from bricklm.text.archive import DEFAULT_LIMITS, Archive, ArchiveError, Limits, Member, is_zip
 from bricklm.text.documents import Document, Skipped, clean, clean_document, decode, display_path, normalise_lines
-from bricklm.text.readers import KINDS, MARKUP, SNIFFED, described, pick, pick_zip
+from bricklm.text.readers import KINDS, MARKUP, SNIFFED, described, pick, pick_named, pick_zip
 from bricklm.text.readers.base import HEAD_BYTES, FileEntry, Reader, read_text, suffix
 
 # decode and the dataclasses live in documents.py; callers import them from here too
@@ -107,7 +107,7 @@ def scan_sources(
         elif not stat.S_ISREG(st.st_mode):
             scan.skipped.append(Skipped(display_path(path), "not a regular file"))  # a FIFO would block the read
         elif ext in KINDS:
-            add(os.path.abspath(path), path, MARKUP)
+            add(os.path.abspath(path), path, pick_named(path.name))
         else:
             _look_inside(path, top, ext, limits, scan, add)
 
@@ -158,7 +158,7 @@ def _scan_zip(archive: Archive, top: bool, scan: Scan, add) -> None:
                 ignored["hidden"] += 1
                 continue
             if ext in KINDS:
-                reader = MARKUP
+                reader = pick_named(member.filename)
             elif ext in SNIFFED and ext != ".zip":  # a zip inside a zip is not opened
                 reader = pick(member.filename, member.head())
             if reader is None:

@@ -9,6 +9,7 @@
     ghost.py      Ghost exports (JSON): published posts and pages
     substack.py   Substack exports (a zip: posts.csv and posts/*.html): published posts
     medium.py     Medium exports (a zip: README.html and posts/*.html): published posts
+    notion.py     Notion's Markdown export: pages without the ids in their names, databases' CSVs skipped
     jupyter.py    Jupyter notebooks (.ipynb): markdown and code cells, never outputs
 
 Adding a kind of source is one module: detect(filename, head), read(entry, config) and a READER,
@@ -18,7 +19,7 @@ kind of folder (bricklm.text.archive): the readers pick their members the same w
 
 from __future__ import annotations
 
-from bricklm.text.readers import feeds, ghost, jupyter, markup, medium, substack, wordpress
+from bricklm.text.readers import feeds, ghost, jupyter, markup, medium, notion, substack, wordpress
 from bricklm.text.readers.base import Reader
 
 READERS: tuple[Reader, ...] = (
@@ -29,6 +30,7 @@ READERS: tuple[Reader, ...] = (
     substack.READER,
     medium.READER,
     jupyter.READER,
+    notion.READER,
     markup.READER,
 )
 MARKUP = markup.READER
@@ -41,6 +43,11 @@ SNIFFED = frozenset(s for r in READERS if r is not MARKUP for s in r.suffixes) |
 def pick(filename: str, head: bytes) -> Reader | None:
     """The reader for a file with this name whose first bytes are head, or None."""
     return next((r for r in READERS if r.detect(filename, head)), None)
+
+
+def pick_named(filename: str) -> Reader:
+    """The reader of a file of writing (.md, .html, .txt) by its name alone: a Notion page's, else MARKUP's."""
+    return next((r for r in READERS if r.named and r.detect(filename, b"")), MARKUP)
 
 
 def pick_zip(paths: list[str]) -> Reader | None:
