@@ -59,6 +59,7 @@ def test_blogger_newer_exports_mark_kind_and_status_in_their_own_fields(tmp_path
         "</content></entry>"
     )
     rows = [("POST", "LIVE"), ("POST", "DRAFT"), ("PAGE", "LIVE"), ("COMMENT", "LIVE"), ("POST", "DELETED")]
+    rows += [("COMMENT", "DELETED")]
     text = (
         "<?xml version='1.0' encoding='UTF-8'?><feed xmlns='http://www.w3.org/2005/Atom' "
         "xmlns:blogger='http://schemas.google.com/blogger/2018'><id>tag:blogger.com,1999:blog-7000</id>"
@@ -68,11 +69,17 @@ def test_blogger_newer_exports_mark_kind_and_status_in_their_own_fields(tmp_path
     assert pick("feed.atom", text.encode()) is BLOGGER_READER
     items = read(tmp_path, text)
     assert [i.text for i in items if hasattr(i, "text")] == ["Body 1.", "Body 3."]
+    assert [i.text for i in read(tmp_path, text, comments=True) if hasattr(i, "text")] == [
+        "Body 1.",
+        "Body 3.",
+        "Body 4.",
+    ]
     assert {i.reason for i in items if not hasattr(i, "text")} == {
         "draft (--include-drafts reads it)",
         "reader comment (--comments reads it)",
         "status deleted",
     }
+    assert sum(getattr(i, "reason", "") == "status deleted" for i in items) == 2
 
 
 def test_any_atom_feed_reads_html_xhtml_and_text_content(tmp_path):

@@ -140,15 +140,15 @@ def _html(elem: Element, default: str) -> str:
 
 def _left_out_reason(item: dict, cfg: PrepareConfig) -> str | None:
     kind, status = item["kind"], item["status"]
+    if status not in ("", "live", *DRAFT_STATUSES):
+        return f"status {status}"  # deleted, trashed, spam: gone from the blog
     if kind == "comment":
         return None if cfg.comments else COMMENT_LEFT_OUT
     if kind not in READ_KINDS:
         return OTHER_KINDS.get(kind, f"kind {kind or '(none)'}")
     draft = "draft" if item["draft"] else DRAFT_STATUSES.get(status)
-    if draft:
-        return None if cfg.include_drafts else f"{draft} (--include-drafts reads it)"
-    if status not in ("", "live"):
-        return f"status {status}"
+    if draft and not cfg.include_drafts:
+        return f"{draft} (--include-drafts reads it)"
     return None
 
 
