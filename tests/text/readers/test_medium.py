@@ -100,3 +100,12 @@ def test_a_medium_post_whose_zipped_bytes_are_damaged_is_one_error_line(tmp_path
     err = capsys.readouterr().err
     assert err.startswith(f"bricklm: error: {tmp_path}/medium-export.zip:posts/a.html: damaged zip member"), err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_medium_export_cut_short_is_one_error_line(tmp_path, capsys):
+    whole = medium_export(tmp_path / "whole.zip", POSTS).read_bytes()
+    (tmp_path / "medium-export.zip").write_bytes(whole[: len(whole) // 2])  # a download cut short
+    assert main(["prepare", str(tmp_path / "medium-export.zip"), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"bricklm: error: {tmp_path}/medium-export.zip: not a readable zip") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
