@@ -8,6 +8,7 @@ make_zip(path, {"posts/a.md": "Text"})                   # a zip, members writte
 
 from __future__ import annotations
 
+import html
 import json
 import zipfile
 from pathlib import Path
@@ -304,3 +305,207 @@ def ghost_export(posts: list[dict], wrapped: bool = True) -> str:
         },
     }
     return json.dumps({"db": [db]} if wrapped else db, indent=2)
+
+
+# ---------------------------------------------------------------- Blogger, Atom and RSS
+
+BLOGGER_HEAD = """<?xml version='1.0' encoding='UTF-8'?><?xml-stylesheet href="http://www.blogger.com/styles/atom.css" \
+type="text/css"?><feed xmlns='http://www.w3.org/2005/Atom' xmlns:openSearch='http://a9.com/-/spec/opensearchrss/1.0/' \
+xmlns:gd='http://schemas.google.com/g/2005' xmlns:thr='http://purl.org/syndication/thread/1.0' \
+xmlns:georss='http://www.georss.org/georss'><id>tag:blogger.com,1999:blog-7000</id>\
+<updated>2024-01-15T10:00:00.000-08:00</updated><title type='text'>A Test Blog</title>\
+<link rel='http://schemas.google.com/g/2005#feed' type='application/atom+xml' \
+href='https://www.blogger.com/feeds/7000/archive'/><author><name>Writer</name>\
+<email>noreply@blogger.com</email></author><generator version='7.00' uri='http://www.blogger.com'>Blogger</generator>\
+<openSearch:totalResults>{n}</openSearch:totalResults>"""
+
+
+def blogger_entry(kind="post", title="Hello", content="<p>Hi.</p>", draft=False, n=1) -> dict:
+    return {"kind": kind, "title": title, "content": content, "draft": draft, "n": n}
+
+
+def _blogger_entry(e: dict) -> str:
+    draft = "<app:control xmlns:app='http://purl.org/atom/app#'><app:draft>yes</app:draft></app:control>"
+    reply = "<thr:in-reply-to ref='tag:blogger.com,1999:blog-7000.post-1' type='text/html'/>"
+    return (
+        f"<entry><id>tag:blogger.com,1999:blog-7000.{e['kind']}-{e['n']}</id>"
+        "<published>2024-01-15T10:00:00.000-08:00</published><updated>2024-01-15T10:00:00.000-08:00</updated>"
+        + (draft if e["draft"] else "")
+        + "<category scheme='http://schemas.google.com/g/2005#kind' "
+        f"term='http://schemas.google.com/blogger/2008/kind#{e['kind']}'/>"
+        "<category scheme='http://www.blogger.com/atom/ns#' term='notes'/>"
+        f"<title type='text'>{html.escape(e['title'])}</title>"
+        f"<content type='html'>{html.escape(e['content'])}</content>"
+        f"<link rel='alternate' type='text/html' href='https://test.blogspot.com/2024/01/p{e['n']}.html'/>"
+        "<author><name>Writer</name><email>noreply@blogger.com</email></author>"
+        + (reply if e["kind"] == "comment" else "<thr:total>1</thr:total>")
+        + "</entry>"
+    )
+
+
+def blogger_export(entries: list[dict]) -> str:
+    """A Blogger export (Settings → Manage blog → Back up content): an Atom feed of every post, page,
+    comment, the template and the settings, kinds marked by category, drafts by app:draft."""
+    return BLOGGER_HEAD.format(n=len(entries)) + "".join(_blogger_entry(e) for e in entries) + "</feed>"
+
+
+def atom_feed(entries: list[tuple[str, str, str]]) -> str:
+    """An Atom 1.0 feed of (title, content type, content) entries; xhtml content is written as XHTML."""
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
+        "<title>Notes</title><link href='https://example.org/'/><updated>2024-01-15T10:00:00Z</updated>"
+        "<author><name>Writer</name></author><id>urn:uuid:60a76c80-d399-11d9-b93c-0003939e0af6</id>"
+    ]
+    for n, (title, kind, content) in enumerate(entries, 1):
+        body = content if kind == "xhtml" else html.escape(content)
+        wrapped = f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>' if kind == "xhtml" else body
+        out.append(
+            f"<entry><title>{html.escape(title)}</title><link href='https://example.org/{n}'/>"
+            f"<id>urn:uuid:{n:08d}-0000-4000-8000-000000000000</id><updated>2024-01-15T10:00:00Z</updated>"
+            f"<summary>Summary {n}.</summary><content type='{kind}'>{wrapped}</content></entry>"
+        )
+    return "".join(out) + "</feed>"
+
+
+def rss_feed(items: list[tuple[str, str]], encoded: bool = False) -> str:
+    """An RSS 2.0 feed of (title, HTML) items, in description or (encoded) content:encoded."""
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/" xmlns:atom="http://www.w3.org/2005/Atom">'
+        "<channel><title>Notes</title><link>https://example.org/</link><description>A blog</description>"
+        "<atom:link href='https://example.org/feed.xml' rel='self' type='application/rss+xml'/>"
+    ]
+    for n, (title, body) in enumerate(items, 1):
+        field = (
+            f"<content:encoded>{cdata(body)}</content:encoded>"
+            if encoded
+            else f"<description>{cdata(body)}</description>"
+        )
+        out.append(
+            f"<item><title>{html.escape(title)}</title><link>https://example.org/{n}</link>"
+            f"<guid>https://example.org/{n}</guid><pubDate>Mon, 15 Jan 2024 10:00:00 +0000</pubDate>{field}</item>"
+        )
+    return "".join(out) + "</channel></rss>"
+
+
+# ---------------------------------------------------------------- Substack
+
+SUBSTACK_COLUMNS = "post_id,post_date,is_published,email_sent_at,inbox_sent_at,type,audience,title,subtitle,podcast_url"
+SUBSTACK_IMAGE = (
+    '<div class="captioned-image-container"><figure><a class="image-link image2 is-viewable-img" target="_blank" '
+    'href="https://substackcdn.com/image/fetch/f_auto/harbour.jpeg" data-component-name="Image2ToDOM">'
+    '<div class="image2-inset"><picture><source type="image/webp" srcset="https://substackcdn.com/w_424/harbour.jpeg">'
+    '<img src="https://substackcdn.com/harbour.jpeg" width="1200" height="800" class="sizing-normal" alt="" '
+    'loading="lazy"></picture><div class="image-link-expand"><div class="pencraft pc-display-flex pc-reset">'
+    '<button tabindex="0" type="button" class="pencraft pc-reset icon-container restack-image">Restack</button>'
+    '<button tabindex="0" type="button" class="pencraft pc-reset icon-container view-image">View</button></div></div>'
+    '</div></a><figcaption class="image-caption">The harbour at dawn.</figcaption></figure></div>'
+)
+SUBSTACK_SUBSCRIBE = (
+    '<div class="subscription-widget-wrap-editor" data-attrs="{&quot;url&quot;:&quot;https://writer.substack.com/'
+    'subscribe?&quot;,&quot;text&quot;:&quot;Subscribe&quot;,&quot;language&quot;:&quot;en&quot;}" '
+    'data-component-name="SubscribeWidgetToDOM"><div class="subscription-widget show-subscribe"><div class="preamble">'
+    '<p class="cta-caption">Thanks for reading! Subscribe for free to receive new posts and support my work.</p></div>'
+    '<form class="subscription-widget-subscribe"><input type="email" class="email-input" name="email" '
+    'placeholder="Type your email…" tabindex="-1"><input type="submit" class="button primary" value="Subscribe">'
+    '<div class="fake-input-wrapper"><div class="fake-input"></div><div class="fake-button"></div></div></form></div>'
+    "</div>"
+)
+SUBSTACK_SHARE = (
+    '<p class="button-wrapper" data-attrs="{&quot;url&quot;:&quot;https://writer.substack.com/p/harbour?utm_source='
+    'substack&amp;utm_medium=email&amp;action=share&quot;,&quot;text&quot;:&quot;Share&quot;}" '
+    'data-component-name="ButtonCreateButton"><a class="button primary" href="https://writer.substack.com/p/harbour">'
+    "<span>Share</span></a></p>"
+)
+
+
+def substack_post(post_id=139921185, slug="the-harbour", title="The harbour", body="<p>Boats.</p>", published=True):
+    return {"id": f"{post_id}.{slug}", "title": title, "body": body, "published": published}
+
+
+def substack_export(path: Path, posts: list[dict], extra: dict | None = None) -> Path:
+    """A Substack export zip (Settings → Exports): posts.csv, posts/<post_id>.<slug>.html with each post's email
+    statistics beside it, and the subscriber list."""
+    rows = [SUBSTACK_COLUMNS]
+    members: dict[str, str | bytes] = {}
+    for p in posts:
+        sent = "2024-01-15T10:00:00.000Z" if p["published"] else ""
+        date = sent or "2024-01-15T09:00:00.000Z"
+        rows.append(
+            f'{p["id"]},{date},{str(p["published"]).lower()},{sent},{sent},newsletter,everyone,"{p["title"]}",,'
+        )
+        members[f"posts/{p['id']}.html"] = p["body"]
+        if p["published"]:
+            members[f"posts/{p['id']}.opens.csv"] = "email,timestamp\nreader@example.com,2024-01-15T11:00:00Z\n"
+            members[f"posts/{p['id']}.delivers.csv"] = "email,timestamp\nreader@example.com,2024-01-15T10:00:01Z\n"
+    members["posts.csv"] = "\n".join(rows) + "\n"
+    members["email_list.writer.csv"] = "email,active_subscription,expiry,plan,email_disabled,created_at\n"
+    return make_zip(path, {**members, **(extra or {})})
+
+
+# ---------------------------------------------------------------- Medium
+
+MEDIUM_STYLE = '* { font-family: Georgia, Cambria, "Times New Roman", Times, serif; }\n' * 40  # Medium's inline CSS
+
+
+def medium_page(title: str, body: str, subtitle: str = "", published: bool = True) -> str:
+    """One page of posts/ as Medium exports it: h-entry article, header, subtitle and body sections, footer."""
+    grafs = f'<h3 name="a1b2" id="a1b2" class="graf graf--h3 graf--leading graf--title">{html.escape(title)}</h3>{body}'
+    byline = (
+        '<p>By <a href="https://medium.com/@writer" class="p-author h-card">A Writer</a> on '
+        '<a href="https://medium.com/p/5f1e2d3c4b5a"><time class="dt-published" datetime="2024-01-15T10:00:00.000Z">'
+        "January 15, 2024</time></a>.</p>"
+        if published
+        else ""
+    )
+    return (
+        '<!DOCTYPE html><html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
+        f"<title>{html.escape(title)}</title><style>{MEDIUM_STYLE}</style></head><body>"
+        f'<article class="h-entry"><header><h1 class="p-name">{html.escape(title)}</h1></header>'
+        f'<section data-field="subtitle" class="p-summary">{html.escape(subtitle)}</section>'
+        '<section data-field="body" class="e-content"><section name="c0d1" class="section section--body section--first '
+        'section--last"><div class="section-divider"><hr class="section-divider"></div><div class="section-content">'
+        f'<div class="section-inner sectionLayout--insetColumn">{grafs}</div></div></section></section>'
+        f'<footer>{byline}<p><a href="https://medium.com/@writer/story-5f1e2d3c4b5a" class="p-canonical">'
+        'Canonical link</a></p><p>Exported from <a href="https://medium.com">Medium</a> on January 20, 2024.</p>'
+        "</footer></article></body></html>"
+    )
+
+
+def medium_export(path: Path, posts: dict[str, str], extra: dict | None = None) -> Path:
+    """A Medium export zip (Settings → Security and apps → Download your information): README.html, posts/
+    {file name: page}, and the account's other folders."""
+    members: dict[str, str | bytes] = {
+        "README.html": "<html><body><h1>Medium export</h1><p>Your data, exported January 20, 2024.</p></body></html>"
+    }
+    members.update({f"posts/{name}": page for name, page in posts.items()})
+    members["profile/profile.html"] = '<html><body><h3 class="p-name">A Writer</h3><p>Email: w@example.com</p></body>'
+    members["sessions/sessions.html"] = "<html><body><p>Signed in from 192.0.2.1</p></body></html>"
+    members["claps/claps-0001.html"] = "<html><body><p>You clapped for: Someone else's story</p></body></html>"
+    return make_zip(path, {**members, **(extra or {})})
+
+
+# ---------------------------------------------------------------- Notion
+
+NOTION_IDS = {n: f"{n:x}" * 32 if n < 16 else f"{n:032x}" for n in range(1, 6)}  # 32 hex digits each
+
+
+def notion_export() -> dict[str, str | bytes]:
+    """A Notion workspace exported as Markdown & CSV: pages named "<title> <id>.md", each page's sub-pages and
+    images in "<title> <id>/", a database as "<title> <id>.csv" (and "_all.csv") beside a folder of its rows."""
+    top, packing, trips, lisbon = (NOTION_IDS[n] for n in (1, 2, 3, 4))
+    folder = f"Travel Notes {top}"
+    url = f"Travel%20Notes%20{top}"
+    return {
+        f"{folder}.md": (
+            "# Travel Notes\n\n"
+            f"We left at dawn with the [Packing List]({url}/Packing%20List%20{packing}.md).\n\n"
+            f"[Trips {trips}]({url}/Trips%20{trips}.csv)\n\n"
+            f"![Untitled]({url}/Untitled.png)\n"
+        ),
+        f"{folder}/Packing List {packing}.md": "# Packing List\n\n- Boots\n- A map\n",
+        f"{folder}/Trips {trips}.csv": 'Name,Date,Status\nLisbon,"May 1, 2024",Done\n',
+        f"{folder}/Trips {trips}_all.csv": 'Name,Date,Status\nLisbon,"May 1, 2024",Done\n',
+        f"{folder}/Trips {trips}/Lisbon {lisbon}.md": "# Lisbon\n\nThe trams were full.\n",
+        f"{folder}/Untitled.png": b"\x89PNG\r\n\x1a\n" + bytes(32),
+    }

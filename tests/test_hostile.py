@@ -845,7 +845,7 @@ def test_prepare_refuses_a_zip_member_that_escapes(tmp_path, capsys, member):
 @pytest.mark.parametrize(
     "name, data",
     [
-        ("feed.xml", '<?xml version="1.0"?><rss version="2.0"><channel><title>A feed</title></channel></rss>'),
+        ("sitemap.xml", '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"></urlset>'),
         ("export.zip", "this is not a zip at all"),
         ("notes.ipynb", "not JSON"),
     ],

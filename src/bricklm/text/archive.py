@@ -1,6 +1,7 @@
 """Zip archives read in place: a platform's export is read from the zip, never unpacked into the user's folders.
 
     archive = Archive(Path("vault.zip"), Limits.of(config))   # opened when first used; close() when done
+                                                                # (an export that is a whole zip reads it as its entry)
     for member in archive.members():                            # its files, sorted; a damaged zip: ArchiveError
         member.head()                                           # the first 8 KB (to detect its kind)
         member.read_bytes()                                     # all of it, through the guard
@@ -18,6 +19,7 @@ whose path has a hidden part (`.obsidian/`, `__MACOSX/`) are hidden, like hidden
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -72,6 +74,13 @@ class Archive:
             except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as e:
                 raise ArchiveError(str(e) or type(e).__name__) from None
         return self._zip
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+    def size(self) -> int:
+        return os.stat(self.path).st_size
 
     def close(self) -> None:
         if self._zip is not None:

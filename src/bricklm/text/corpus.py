@@ -28,7 +28,7 @@ from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
 from bricklm.text.archive import DEFAULT_LIMITS, Archive, ArchiveError, Limits, Member, is_zip
 from bricklm.text.documents import Document, Skipped, clean, clean_document, decode, display_path, normalise_lines
-from bricklm.text.readers import KINDS, MARKUP, SNIFFED, described, pick
+from bricklm.text.readers import KINDS, MARKUP, SNIFFED, described, pick, pick_named, pick_zip
 from bricklm.text.readers.base import HEAD_BYTES, FileEntry, Reader, read_text, suffix
 
 # decode and the dataclasses live in documents.py; callers import them from here too
@@ -45,7 +45,7 @@ class Scan:
     """What scan_sources found: files to read (sorted; a zip's members as archive.Member), the reader of
     each, files skipped, counts of files ignored, and per zip opened, what it held."""
 
-    files: list[Path | Member] = field(default_factory=list)
+    files: list[Path | Member | Archive] = field(default_factory=list)
     readers: dict = field(default_factory=dict)  # file -> Reader
     skipped: list[Skipped] = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)  # reason -> count
@@ -107,7 +107,7 @@ def scan_sources(
         elif not stat.S_ISREG(st.st_mode):
             scan.skipped.append(Skipped(display_path(path), "not a regular file"))  # a FIFO would block the read
         elif ext in KINDS:
-            add(os.path.abspath(path), path, MARKUP)
+            add(os.path.abspath(path), path, pick_named(path.name))
         else:
             _look_inside(path, top, ext, limits, scan, add)
 
@@ -146,6 +146,10 @@ def _scan_zip(archive: Archive, top: bool, scan: Scan, add) -> None:
     empty). A damaged zip named as a source is a UserError; met in a folder, it is skipped."""
     try:
         members = archive.members()
+        whole = pick_zip([m.info.filename for m in members if not m.hidden])
+        if whole is not None:  # an export that is the whole zip (Substack's): its reader reads the members it needs
+            add(os.path.abspath(archive.path), archive, whole)
+            return
         ignored, extensions, picked = Counter(), Counter(), []
         for member in members:
             ext = suffix(member.filename)
@@ -154,7 +158,7 @@ def _scan_zip(archive: Archive, top: bool, scan: Scan, add) -> None:
                 ignored["hidden"] += 1
                 continue
             if ext in KINDS:
-                reader = MARKUP
+                reader = pick_named(member.filename)
             elif ext in SNIFFED and ext != ".zip":  # a zip inside a zip is not opened
                 reader = pick(member.filename, member.head())
             if reader is None:
@@ -181,8 +185,10 @@ def _scan_zip(archive: Archive, top: bool, scan: Scan, add) -> None:
         add((real, i), member, reader)
 
 
-def _sort_key(file: Path | Member) -> tuple[str, ...]:
+def _sort_key(file: Path | Member | Archive) -> tuple[str, ...]:
     # A zip's members sort where the zip would, each by its path inside; a Path sorts as Path's own ordering.
+    if isinstance(file, Archive):
+        return file.path.parts
     return file.archive.path.parts + file.parts if isinstance(file, Member) else file.parts
 
 
@@ -205,7 +211,7 @@ def read_sources(scan: Scan, cfg: PrepareConfig) -> Iterator[Iterator[Document |
     archive = None
     try:
         for file in scan.files:
-            inside = file.archive if isinstance(file, Member) else None
+            inside = file.archive if isinstance(file, Member) else file if isinstance(file, Archive) else None
             if archive is not None and inside is not archive:
                 archive.close()
             archive = inside

@@ -39,7 +39,7 @@ from bricklm.files import (
     swap_in,
     temp_sibling,
 )
-from bricklm.text.archive import Limits, Member
+from bricklm.text.archive import Archive, Limits, Member
 from bricklm.text.corpus import BUILTINS, builtin_documents, read_sources, scan_sources
 from bricklm.text.data import CORPUS_NAMES, TokenWriter, load_tokens, split_bytes, split_documents, tail_split_index
 from bricklm.text.documents import Document, Skipped, display_path
@@ -108,7 +108,9 @@ def prepare(
         report.archives = scan.archives
         for file, reader in scan.readers.items():
             if reader.export:
-                report.add_export(file.name if isinstance(file, Member) else display_path(file), reader.label)
+                report.add_export(
+                    file.name if isinstance(file, (Member, Archive)) else display_path(file), reader.label
+                )
         items = chain.from_iterable(with_progress(read_sources(scan, cfg), scan.files))
     make_dir(out.parent, f"--out {out}: its parent")
     # The lock and the folder being built sit beside out, not in it: out is replaced whole at the end.

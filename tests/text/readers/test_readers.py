@@ -8,7 +8,18 @@ from bricklm.text import corpus, readers
 from bricklm.text.documents import Document
 from bricklm.text.readers import READERS, pick
 from bricklm.text.readers.base import Reader, left_out
-from exporthelp import ghost_export, ghost_post, make_zip, notebook, post, wxr
+from exporthelp import (
+    atom_feed,
+    blogger_entry,
+    blogger_export,
+    ghost_export,
+    ghost_post,
+    make_zip,
+    notebook,
+    post,
+    rss_feed,
+    wxr,
+)
 
 
 def test_every_reader_is_one_kind_with_the_protocol():
@@ -27,7 +38,12 @@ def test_every_reader_is_one_kind_with_the_protocol():
         ("export.xml", wxr([post()]).encode()[:8192], "wordpress"),
         ("export", wxr([post()]).encode()[:8192], "wordpress"),  # no extension: its content says
         ("export.wxr", b"\xef\xbb\xbf" + wxr([post()]).encode()[:8000], "wordpress"),
-        ("feed.xml", b'<?xml version="1.0"?><rss version="2.0"><channel>', None),
+        ("feed.xml", b'<?xml version="1.0"?><rss version="2.0"><channel>', "feed"),
+        ("blog-01-15-2024.xml", blogger_export([blogger_entry()]).encode()[:8192], "blogger"),
+        ("atom.xml", atom_feed([("One", "html", "<p>x</p>")]).encode(), "feed"),
+        ("index.rss", rss_feed([("One", "<p>x</p>")]).encode(), "feed"),
+        ("Notes 0123456789abcdef0123456789abcdef.md", b"# Notes", "notion"),
+        ("sitemap.xml", b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">', None),
         ("notes.md.xml", b"# WordPress export http://wordpress.org/export/ <rss", None),  # not XML at the start
         ("site.ghost.2024-01-15.json", ghost_export([ghost_post()]).encode()[:8192], "ghost"),
         ("package.json", b'{"name": "x", "version": "1.0"}', None),

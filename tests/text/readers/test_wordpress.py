@@ -178,7 +178,9 @@ def test_a_wordpress_export_is_found_by_its_content(tmp_path):
     export is read whatever its name."""
     (tmp_path / "blog").mkdir()
     (tmp_path / "blog" / "site.wordpress.2024-01-15.xml").write_text(wxr([post("Hi", "<p>From WordPress.</p>")]))
-    (tmp_path / "blog" / "feed.xml").write_text('<?xml version="1.0"?><rss version="2.0"><channel/></rss>')
+    (tmp_path / "blog" / "sitemap.xml").write_text(
+        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url/></urlset>'
+    )
     report = prepare([tmp_path / "blog"], tmp_path / "out", log=lambda *a: None)
     assert (tmp_path / "out" / "corpus.txt").read_text() == "From WordPress."
     assert report.ignored_extensions == {".xml": 1}

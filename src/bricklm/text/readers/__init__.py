@@ -5,7 +5,11 @@
 
     markup.py     .md, .markdown, .txt, .html, .htm files, one document each (Obsidian's Markdown too)
     wordpress.py  WordPress exports (WXR): published posts and pages
+    feeds.py      Blogger exports and Atom or RSS feeds: each entry's content
     ghost.py      Ghost exports (JSON): published posts and pages
+    substack.py   Substack exports (a zip: posts.csv and posts/*.html): published posts
+    medium.py     Medium exports (a zip: README.html and posts/*.html): published posts
+    notion.py     Notion's Markdown export: pages without the ids in their names, databases' CSVs skipped
     jupyter.py    Jupyter notebooks (.ipynb): markdown and code cells, never outputs
 
 Adding a kind of source is one module: detect(filename, head), read(entry, config) and a READER,
@@ -15,10 +19,20 @@ kind of folder (bricklm.text.archive): the readers pick their members the same w
 
 from __future__ import annotations
 
-from bricklm.text.readers import ghost, jupyter, markup, wordpress
+from bricklm.text.readers import feeds, ghost, jupyter, markup, medium, notion, substack, wordpress
 from bricklm.text.readers.base import Reader
 
-READERS: tuple[Reader, ...] = (wordpress.READER, ghost.READER, jupyter.READER, markup.READER)
+READERS: tuple[Reader, ...] = (
+    wordpress.READER,
+    feeds.BLOGGER_READER,
+    feeds.READER,
+    ghost.READER,
+    substack.READER,
+    medium.READER,
+    jupyter.READER,
+    notion.READER,
+    markup.READER,
+)
 MARKUP = markup.READER
 KINDS = markup.KINDS  # file extensions read as writing without looking inside
 ARCHIVE_SUFFIXES = (".zip",)
@@ -31,9 +45,19 @@ def pick(filename: str, head: bytes) -> Reader | None:
     return next((r for r in READERS if r.detect(filename, head)), None)
 
 
+def pick_named(filename: str) -> Reader:
+    """The reader of a file of writing (.md, .html, .txt) by its name alone: a Notion page's, else MARKUP's."""
+    return next((r for r in READERS if r.named and r.detect(filename, b"")), MARKUP)
+
+
+def pick_zip(paths: list[str]) -> Reader | None:
+    """The reader of an export that is a whole zip whose members have these paths (Substack's), or None."""
+    return next((r for r in READERS if r.detect_zip is not None and r.detect_zip(paths)), None)
+
+
 def described() -> str:
     """What bricklm reads, for messages: ".md, ... files, a WordPress export, ..., or a zip of these"."""
-    others = [f"a {r.label}" for r in READERS if r is not MARKUP]
+    others = [f"{'an' if r.label[0] in 'AEIOU' else 'a'} {r.label}" for r in READERS if r is not MARKUP]
     return f"{', '.join(KINDS)} files, {', '.join(others)}, or a zip of these"
 
 
