@@ -29,6 +29,7 @@ IMAGE_MODES = ("drop", "alt")
 TABLE_MODES = ("keep", "drop")
 TITLE_MODES = ("drop", "keep")
 TOKENIZERS = ("char", "bpe")
+DATE_ORDERS = ("auto", "dmy", "mdy")  # a WhatsApp chat's dates: read from the file, day-first or month-first
 
 
 def _opt(default, help: str, choices: tuple | None = None, metavar: str | None = None):
@@ -273,6 +274,7 @@ class PrepareConfig:
         100, "refuse a zip with a member that inflates past this many times its compressed size, once past 1 MB"
     )
     json_max_mb: int = _opt(256, "largest JSON export read whole (a notebook, a Ghost export), in MB")
+    date_order: str = _opt("auto", "a WhatsApp chat's dates: auto (a day above 12 decides), dmy or mdy", DATE_ORDERS)
 
     def validate(self) -> None:
         _validate_fields(self, "prepare")

@@ -7,6 +7,8 @@
     wordpress.py  WordPress exports (WXR): published posts and pages
     ghost.py      Ghost exports (JSON): published posts and pages
     jupyter.py    Jupyter notebooks (.ipynb): markdown and code cells, never outputs
+    whatsapp.py   WhatsApp chat exports (.txt): the chat as one document
+    chats.py      what the chat readers share: messages, threads, "Name: message" documents
 
 Adding a kind of source is one module: detect(filename, head), read(entry, config) and a READER,
 listed in READERS (the first whose detect says yes reads the file). Zips are not a reader but a
@@ -15,10 +17,16 @@ kind of folder (bricklm.text.archive): the readers pick their members the same w
 
 from __future__ import annotations
 
-from bricklm.text.readers import ghost, jupyter, markup, wordpress
+from bricklm.text.readers import ghost, jupyter, markup, whatsapp, wordpress
 from bricklm.text.readers.base import Reader
 
-READERS: tuple[Reader, ...] = (wordpress.READER, ghost.READER, jupyter.READER, markup.READER)
+READERS: tuple[Reader, ...] = (
+    wordpress.READER,
+    ghost.READER,
+    jupyter.READER,
+    whatsapp.READER,
+    markup.READER,
+)
 MARKUP = markup.READER
 KINDS = markup.KINDS  # file extensions read as writing without looking inside
 ARCHIVE_SUFFIXES = (".zip",)
