@@ -7,6 +7,7 @@
     wordpress.py  WordPress exports (WXR): published posts and pages
     ghost.py      Ghost exports (JSON): published posts and pages
     jupyter.py    Jupyter notebooks (.ipynb): markdown and code cells, never outputs
+    twitter.py    Twitter/X archives (tweets.js): the owner's tweets, a thread one document
     whatsapp.py   WhatsApp chat exports (.txt): the chat as one document
     chats.py      what the chat readers share: messages, threads, "Name: message" documents
 
@@ -17,13 +18,14 @@ kind of folder (bricklm.text.archive): the readers pick their members the same w
 
 from __future__ import annotations
 
-from bricklm.text.readers import ghost, jupyter, markup, whatsapp, wordpress
+from bricklm.text.readers import ghost, jupyter, markup, twitter, whatsapp, wordpress
 from bricklm.text.readers.base import Reader
 
 READERS: tuple[Reader, ...] = (
     wordpress.READER,
     ghost.READER,
     jupyter.READER,
+    twitter.READER,
     whatsapp.READER,
     markup.READER,
 )
