@@ -8,6 +8,7 @@
     ghost.py      Ghost exports (JSON): published posts and pages
     jupyter.py    Jupyter notebooks (.ipynb): markdown and code cells, never outputs
     twitter.py    Twitter/X archives (tweets.js): the owner's tweets, a thread one document
+    telegram.py   Telegram Desktop exports (result.json): a document per chat
     whatsapp.py   WhatsApp chat exports (.txt): the chat as one document
     chats.py      what the chat readers share: messages, threads, "Name: message" documents
 
@@ -18,7 +19,7 @@ kind of folder (bricklm.text.archive): the readers pick their members the same w
 
 from __future__ import annotations
 
-from bricklm.text.readers import ghost, jupyter, markup, twitter, whatsapp, wordpress
+from bricklm.text.readers import ghost, jupyter, markup, telegram, twitter, whatsapp, wordpress
 from bricklm.text.readers.base import Reader
 
 READERS: tuple[Reader, ...] = (
@@ -26,6 +27,7 @@ READERS: tuple[Reader, ...] = (
     ghost.READER,
     jupyter.READER,
     twitter.READER,
+    telegram.READER,
     whatsapp.READER,
     markup.READER,
 )
