@@ -9,6 +9,7 @@
     jupyter.py    Jupyter notebooks (.ipynb): markdown and code cells, never outputs
     twitter.py    Twitter/X archives (tweets.js): the owner's tweets, a thread one document
     telegram.py   Telegram Desktop exports (result.json): a document per chat
+    chatgpt.py    ChatGPT exports (conversations.json): a document per conversation, its current branch
     whatsapp.py   WhatsApp chat exports (.txt): the chat as one document
     chats.py      what the chat readers share: messages, threads, "Name: message" documents
 
@@ -19,7 +20,7 @@ kind of folder (bricklm.text.archive): the readers pick their members the same w
 
 from __future__ import annotations
 
-from bricklm.text.readers import ghost, jupyter, markup, telegram, twitter, whatsapp, wordpress
+from bricklm.text.readers import chatgpt, ghost, jupyter, markup, telegram, twitter, whatsapp, wordpress
 from bricklm.text.readers.base import Reader
 
 READERS: tuple[Reader, ...] = (
@@ -28,6 +29,7 @@ READERS: tuple[Reader, ...] = (
     jupyter.READER,
     twitter.READER,
     telegram.READER,
+    chatgpt.READER,
     whatsapp.READER,
     markup.READER,
 )
