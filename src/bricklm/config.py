@@ -316,8 +316,9 @@ class FinetuneConfig:
 
     data: str = _opt(
         BUILTIN_DATA,
-        f"conversations: a JSONL file, one conversation a line, or {BUILTIN_DATA} (the built-in Q&A set)",
-        metavar="FILE.jsonl",
+        f"conversations: a JSONL file, one conversation a line, a chat export (WhatsApp, Telegram, ChatGPT; with "
+        f"--me), or {BUILTIN_DATA} (the built-in Q&A set)",
+        metavar="FILE",
     )
     lora_rank: int = _opt(
         0,
@@ -333,6 +334,11 @@ class FinetuneConfig:
     heldout_fraction: float = _opt(
         0.1, "share of a data file's conversations held out for the val loss (the built-in set has its own)"
     )
+    me: str = _opt(
+        "", "a chat export's owner: their messages become the assistant's turns (ChatGPT: user)", metavar="NAME"
+    )
+    gap_hours: float = _opt(6.0, "a chat export is cut into conversations at silences longer than this")
+    date_order: str = _opt("auto", "a WhatsApp chat's dates: auto (a day above 12 decides), dmy or mdy", DATE_ORDERS)
 
     @property
     def alpha(self) -> float:
@@ -358,6 +364,8 @@ class FinetuneConfig:
             )
         if not 0 < self.heldout_fraction < 1:
             raise UserError(f"finetune.heldout_fraction must be between 0 and 1, got {self.heldout_fraction}")
+        if not self.gap_hours > 0:
+            raise UserError(f"finetune.gap_hours must be more than 0, got {self.gap_hours}")
         if not self.data.strip():
             raise UserError(f"finetune.data must name a JSONL file of conversations, or {BUILTIN_DATA}")
 

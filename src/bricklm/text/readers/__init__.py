@@ -33,6 +33,11 @@ READERS: tuple[Reader, ...] = (
     whatsapp.READER,
     markup.READER,
 )
+# The readers whose exports are chats, and how each turns one into messages (`finetune --me` reads them).
+CHATS = {
+    r.kind: m.messages for r, m in ((telegram.READER, telegram), (chatgpt.READER, chatgpt), (whatsapp.READER, whatsapp))
+}
+CHAT_KINDS = "a WhatsApp .txt, a Telegram result.json or a ChatGPT conversations.json"
 MARKUP = markup.READER
 KINDS = markup.KINDS  # file extensions read as writing without looking inside
 ARCHIVE_SUFFIXES = (".zip",)
