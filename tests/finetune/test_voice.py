@@ -113,7 +113,7 @@ def test_finetune_me_reads_a_chat_and_reports_what_it_made(tmp_path, tiny_run, c
     args = ["finetune", "--from", str(tiny_run), "--data", str(path), "--me", "Alice", "--out", str(out), *FT_FLAGS]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "WhatsApp chat: 6 conversations" in printed and "Bob 6 (user), Alice 6 (assistant)" in printed
+    assert "WhatsApp chat: 6 conversations" in printed and "Bob 6 (prompts), Alice 6 (the model's voice)" in printed
     assert "system lines dropped: encryption notice 1" in printed
     config = json.loads((out / "config.json").read_text())
     assert config["finetune"]["me"] == "Alice" and config["finetune"]["gap_hours"] == 6.0

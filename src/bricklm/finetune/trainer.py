@@ -44,7 +44,7 @@ from bricklm.finetune.conversations import (
 from bricklm.finetune.data import ConversationDataset
 from bricklm.finetune.lora import LoRAWeights, apply_lora
 from bricklm.finetune.settings import resolve_settings
-from bricklm.finetune.voice import voice_conversations
+from bricklm.finetune.voice import owner, voice_conversations
 from bricklm.model.gpt import GPT
 from bricklm.storage.runs import load_run
 from bricklm.text.chatexport import read_chat
@@ -203,6 +203,8 @@ def _chat_export(cfg: FinetuneConfig) -> ChatExport | None:
     export = None if cfg.data == BUILTIN_DATA else read_chat(Path(cfg.data), PrepareConfig(date_order=cfg.date_order))
     if export is None and cfg.me:
         raise UserError(f"--me picks the owner of a chat export; {cfg.data} is not one (a JSONL file has roles)")
+    if export is not None:
+        owner(export, cfg.me)  # before anything else is said: whose voice it is, or the names to pick from
     return export
 
 

@@ -38,7 +38,8 @@ class Made:
     def describe(self, export: ChatExport, gap_hours: float) -> list[str]:
         """The lines a fine-tune prints about what it made of a chat export."""
         per = ", ".join(
-            f"{name} {n}" + (" (assistant)" if name == self.owner else " (user)") for name, n in self.turns.items()
+            f"{name} {n}" + (" (the model's voice)" if name == self.owner else " (prompts)")
+            for name, n in self.turns.items()
         )
         lines = [
             f"{export.label}: {self.conversations} conversations (cut at silences over {gap_hours:g} h and to fit "
