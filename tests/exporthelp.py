@@ -455,5 +455,7 @@ def twitter_archive(path: Path, tweets: list[dict]) -> Path:
             "data/account.js": "window.YTD.account.part0 = " + json.dumps(account),
             "data/like.js": "window.YTD.like.part0 = []",
             "assets/js/main.js": "(function(){})();",
+            "Your archive.html": "<html><head><title>Your archive</title></head><body><h1>Your archive</h1>"
+            '<div id="root"></div><script src="assets/js/main.js"></script></body></html>',
         },
     )

@@ -162,6 +162,10 @@ def _scan_zip(archive: Archive, top: bool, scan: Scan, add) -> None:
                 extensions[ext or "(none)"] += 1
             else:
                 picked.append((member, reader))
+        viewers = {name for _, reader in picked for name in reader.viewers}
+        if viewers:  # a platform's page for showing its export, beside it: not writing
+            ignored["viewer"] += sum(m.filename in viewers for m, _ in picked)
+            picked = [(m, r) for m, r in picked if m.filename not in viewers]
     except ArchiveError as e:
         if top:
             raise UserError(f"{archive.name}: not a readable zip ({e})") from None

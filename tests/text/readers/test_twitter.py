@@ -51,8 +51,9 @@ def test_prepare_reads_the_archive_zip_in_place(tmp_path, capsys):
     assert main(["prepare", str(archive), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "data/tweets.js (Twitter/X archive's tweets.js): 3 documents read, 1 left out" in out
+    assert "files ignored: 4 (extension: .js 3; viewer: 1)" in out  # the archive's own page is no writing
     corpus = (tmp_path / "out" / "corpus.txt").read_text(encoding="utf-8")
-    assert "t.co" not in corpus and "@me" not in corpus and "sourdough" not in corpus
+    assert "t.co" not in corpus and "@me" not in corpus and "sourdough" not in corpus and "Your archive" not in corpus
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not a list"])

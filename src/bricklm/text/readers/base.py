@@ -67,7 +67,8 @@ class Reader:
     """One kind of source. detect(filename, head) says whether a file is this kind from its name and its
     first HEAD_BYTES; read(entry, config) yields its Documents and Skippeds. suffixes: the file names worth
     reading the first bytes of when a folder holds them. export: one file holds many documents (reported
-    per export, with what was left out inside it)."""
+    per export, with what was left out inside it). viewers: names of files in the same zip that only display
+    the export, ignored there."""
 
     kind: str
     label: str
@@ -75,6 +76,9 @@ class Reader:
     detect: Callable[[str, bytes], bool]
     read: Callable[[Entry, PrepareConfig], Iterator[Document | Skipped]]
     export: bool = False
+    viewers: tuple[
+        str, ...
+    ] = ()  # files its platform's zip holds beside it to show it, not writing ("Your archive.html")
 
 
 def suffix(filename: str) -> str:

@@ -9,7 +9,8 @@ each part read on its own). Every tweet in it is the owner's. Kept: the full_tex
 that is not a retweet, with its t.co links and the @-mentions that lead a reply dropped and HTML
 entities (&amp;) decoded. A thread, the owner replying to their own tweet, is one document, its
 tweets in order; a reply to someone else is a document of its own. Everything after the first
-`=` is read whole as JSON (up to json_max_mb); JSON that does not parse is a UserError.
+`=` is read whole as JSON (up to json_max_mb); JSON that does not parse is a UserError. The archive's
+"Your archive.html" (its viewer, no writing) is ignored in the zip.
 """
 
 from __future__ import annotations
@@ -96,4 +97,6 @@ def _clean(tweet: dict, counts: Counter) -> str:
     return normalise_lines(html.unescape(text)).strip()
 
 
-READER = Reader("twitter", "Twitter/X archive's tweets.js", (".js",), detect, read, export=True)
+READER = Reader(
+    "twitter", "Twitter/X archive's tweets.js", (".js",), detect, read, export=True, viewers=("Your archive.html",)
+)
