@@ -45,7 +45,7 @@ def test_prepare_reads_the_emailed_zip_in_place(tmp_path, capsys):
         {"conversations.json": chatgpt([chatgpt_conversation("Lists", TURNS)]), "user.json": '{"id": "user-1"}'},
     )
     assert main(["prepare", str(export), "--out", str(tmp_path / "out")]) == 0
-    assert "ChatGPT export (conversations.json)): 1 documents read" in capsys.readouterr().out
+    assert "ChatGPT export): 1 documents read" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("damage", ["truncated", "loop", "missing parent"])

@@ -54,7 +54,7 @@ def test_a_whole_accounts_export_gives_a_document_per_chat(tmp_path):
 def test_prepare_reads_it_from_a_zip(tmp_path, capsys):
     export = make_zip(tmp_path / "Telegram.zip", {"ChatExport_2021-05-01/result.json": telegram([BOB])})
     assert main(["prepare", str(export), "--out", str(tmp_path / "out")]) == 0
-    assert "(Telegram export (result.json)): 1 documents read" in capsys.readouterr().out
+    assert "(Telegram export): 1 documents read" in capsys.readouterr().out
     corpus = (tmp_path / "out" / "corpus.txt").read_text(encoding="utf-8")
     assert corpus.startswith("Alice: Hi Bob\nBob: Look at https://example.com now")
 

@@ -50,7 +50,7 @@ def test_prepare_reads_the_archive_zip_in_place(tmp_path, capsys):
     archive = twitter_archive(tmp_path / "twitter-2024-01-01.zip", TWEETS)
     assert main(["prepare", str(archive), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "data/tweets.js (Twitter/X archive's tweets.js): 3 documents read, 1 left out" in out
+    assert "data/tweets.js (Twitter/X archive): 3 documents read, 1 left out" in out
     assert "files ignored: 4 (extension: .js 3; viewer: 1)" in out  # the archive's own page is no writing
     corpus = (tmp_path / "out" / "corpus.txt").read_text(encoding="utf-8")
     assert "t.co" not in corpus and "@me" not in corpus and "sourdough" not in corpus and "Your archive" not in corpus

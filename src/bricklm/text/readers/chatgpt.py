@@ -103,4 +103,4 @@ def _time(stamp) -> datetime | None:
         return None
 
 
-READER = Reader("chatgpt", "ChatGPT export (conversations.json)", (".json",), detect, read, export=True)
+READER = Reader("chatgpt", "ChatGPT export", (".json",), detect, read, export=True)

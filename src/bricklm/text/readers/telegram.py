@@ -87,4 +87,4 @@ def _date(value) -> datetime | None:
         return None
 
 
-READER = Reader("telegram", "Telegram export (result.json)", (".json",), detect, read, export=True)
+READER = Reader("telegram", "Telegram export", (".json",), detect, read, export=True)

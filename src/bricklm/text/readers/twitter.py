@@ -97,6 +97,4 @@ def _clean(tweet: dict, counts: Counter) -> str:
     return normalise_lines(html.unescape(text)).strip()
 
 
-READER = Reader(
-    "twitter", "Twitter/X archive's tweets.js", (".js",), detect, read, export=True, viewers=("Your archive.html",)
-)
+READER = Reader("twitter", "Twitter/X archive", (".js",), detect, read, export=True, viewers=("Your archive.html",))
