@@ -48,13 +48,15 @@ def test_prepare_reads_the_emailed_zip_in_place(tmp_path, capsys):
     assert "ChatGPT export): 1 documents read" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("damage", ["truncated", "loop", "missing parent"])
+@pytest.mark.parametrize("damage", ["truncated", "loop", "missing parent", "parent not an id"])
 def test_a_damaged_export_is_one_error_and_nothing_is_written(tmp_path, capsys, damage):
     conv = chatgpt_conversation("Lists", TURNS)
     if damage == "loop":
         conv["mapping"]["root"]["parent"] = "n2"
     elif damage == "missing parent":
         conv["mapping"]["n1"]["parent"] = "gone"
+    elif damage == "parent not an id":
+        conv["mapping"]["n1"]["parent"] = ["sys"]
     text = chatgpt([conv])
     path = tmp_path / "conversations.json"
     path.write_text(text[:-30] if damage == "truncated" else text, encoding="utf-8")

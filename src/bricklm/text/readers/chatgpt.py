@@ -64,11 +64,13 @@ def messages(entry: Entry, cfg: PrepareConfig) -> ChatExport | Skipped:
 
 def branch(mapping: dict, current, where: str) -> list[dict]:
     """The nodes from the root to current (the conversation as shown); with no current_node, the last leaf's."""
-    if current not in mapping:
+    if not isinstance(current, str) or current not in mapping:
         leaves = [k for k, v in mapping.items() if isinstance(v, dict) and not v.get("children")]
         current = leaves[-1] if leaves else None
     path, seen = [], set()
     while current is not None:
+        if not isinstance(current, str):
+            raise UserError(f"{where}: damaged ChatGPT export, a parent link is {type(current).__name__}, not an id")
         if current in seen:
             raise UserError(f"{where}: damaged ChatGPT export, its messages' parent links make a loop")
         seen.add(current)
