@@ -509,3 +509,158 @@ def notion_export() -> dict[str, str | bytes]:
         f"{folder}/Trips {trips}/Lisbon {lisbon}.md": "# Lisbon\n\nThe trams were full.\n",
         f"{folder}/Untitled.png": b"\x89PNG\r\n\x1a\n" + bytes(32),
     }
+
+
+# ---------------------------------------------------------------- chats: WhatsApp, Telegram, ChatGPT, Twitter/X
+
+ENCRYPTED_NOTICE = (
+    "Messages and calls are end-to-end encrypted. No one outside of this chat, not even WhatsApp, "
+    "can read or listen to them. Tap to learn more."
+)
+
+
+def whatsapp(lines: list[tuple], style: str = "bracket", clock: int = 24, notice: bool = True, mdy: bool = False):
+    """A WhatsApp "Export chat" .txt as a str. lines: (datetime, sender, text); sender None is a system line.
+    style "bracket" is the iPhone's `[31/12/2020, 21:41:05] Name: text`, "dash" Android's
+    `31/12/2020, 21:41 - Name: text`; clock 12 writes "9:41 PM"; mdy writes dates month-first (a US phone)."""
+
+    def stamp(when) -> str:
+        day, month = (when.month, when.day) if mdy else (when.day, when.month)
+        date = f"{day}/{month}/{when.strftime('%y') if style == 'dash' else when.year}"
+        hour = (when.hour % 12 or 12) if clock == 12 else when.hour
+        seconds = f":{when.second:02d}" if style == "bracket" else ""
+        half = ("\u202fPM" if when.hour >= 12 else "\u202fAM") if clock == 12 else ""
+        if style == "dash":
+            half = half.replace("\u202f", " ")
+        return f"{date}, {hour}:{when.minute:02d}{seconds}{half}"
+
+    out = []
+    first = lines[0][0] if lines else None
+    for when, sender, text in ([(first, None, ENCRYPTED_NOTICE)] if notice and first else []) + list(lines):
+        if style == "bracket":
+            body = f"{sender}: {text}" if sender else f"Chat: \u200e{text}"
+            out.append(f"[{stamp(when)}] {body}")
+        else:
+            out.append(f"{stamp(when)} - {sender}: {text}" if sender else f"{stamp(when)} - {text}")
+    return "\n".join(out) + "\n"
+
+
+def telegram_message(n: int, when, sender: str, text, kind: str = "message", **extra) -> dict:
+    """A message of a Telegram Desktop export: text a str or a list of parts (str and {"type", "text"} dicts)."""
+    item = {"id": n, "type": kind, "date": when.isoformat(), "date_unixtime": str(int(when.timestamp()))}
+    if kind == "message":
+        item.update({"from": sender, "from_id": f"user{abs(hash(sender)) % 10**9}", "text": text})
+        parts = text if isinstance(text, list) else [text]
+        item["text_entities"] = [p if isinstance(p, dict) else {"type": "plain", "text": p} for p in parts]
+    else:
+        item.update({"actor": sender, "actor_id": "user1", "action": "invite_members", "members": ["Bob"], "text": ""})
+    item.update(extra)
+    return item
+
+
+def telegram_chat(name: str, messages: list[dict], kind: str = "personal_chat") -> dict:
+    return {"name": name, "type": kind, "id": 4000 + len(name), "messages": messages}
+
+
+def telegram(chats: list[dict], account: bool = False) -> str:
+    """result.json of one chat's export, or (account) of a whole account's, as Telegram Desktop writes it."""
+    if not account:
+        return json.dumps(chats[0], ensure_ascii=False, indent=1)
+    data = {
+        "about": "Here is the data you requested.",
+        "personal_information": {"user_id": 1, "first_name": "Alice", "phone_number": "+00 000 000 0000"},
+        "chats": {"about": "This page lists all chats from this export.", "list": chats},
+    }
+    return json.dumps(data, ensure_ascii=False, indent=1)
+
+
+def chatgpt_conversation(title: str, turns: list[tuple[str, str]], abandoned: tuple | None = None, t0=1.7e9) -> dict:
+    """One conversation of conversations.json: a root, a system message, then turns (role, text) as a chain of
+    nodes; abandoned (index, role, text) adds an edited-away sibling of turn `index` that current_node skips."""
+    mapping = {"root": {"id": "root", "message": None, "parent": None, "children": ["sys"]}}
+    system = {"author": {"role": "system", "name": None, "metadata": {}}, "content": {"content_type": "text"}}
+    system["content"]["parts"] = [""]
+    mapping["sys"] = {"id": "sys", "message": {"id": "sys", **system}, "parent": "root", "children": []}
+    parent = "sys"
+    for i, (role, text) in enumerate(turns):
+        node = f"n{i}"
+        message = {
+            "id": node,
+            "author": {"role": role, "name": None, "metadata": {}},
+            "create_time": t0 + 60 * i,
+            "content": {"content_type": "text", "parts": [text]},
+            "status": "finished_successfully",
+            "metadata": {},
+            "recipient": "all",
+        }
+        mapping[node] = {"id": node, "message": message, "parent": parent, "children": []}
+        mapping[parent]["children"].append(node)
+        parent = node
+    if abandoned:
+        index, role, text = abandoned
+        above = mapping[f"n{index}"]["parent"]
+        message = {**mapping[f"n{index}"]["message"], "id": "old", "content": {"content_type": "text", "parts": [text]}}
+        mapping["old"] = {"id": "old", "message": message, "parent": above, "children": []}
+        mapping[above]["children"].insert(0, "old")
+    return {
+        "title": title,
+        "create_time": t0,
+        "update_time": t0 + 60 * len(turns),
+        "mapping": mapping,
+        "moderation_results": [],
+        "current_node": parent,
+        "conversation_id": f"c-{title}",
+        "default_model_slug": "gpt-4o",
+    }
+
+
+def chatgpt(conversations: list[dict]) -> str:
+    return json.dumps(conversations, ensure_ascii=False)
+
+
+def tweet(id_str: str, text: str, reply_to: str | None = None, reply_user: str | None = None, retweet=False) -> dict:
+    """One entry of an archive's tweets.js; a t.co link in text is listed in entities.urls as Twitter does."""
+    urls = [{"url": w, "expanded_url": "https://example.com/x", "display_url": "example.com/x"} for w in text.split()]
+    tweet = {
+        "edit_info": {"initial": {"editTweetIds": [id_str], "editableUntil": "2023-01-01T00:00:00.000Z"}},
+        "retweeted": retweet,
+        "source": '<a href="https://mobile.twitter.com" rel="nofollow">Twitter Web App</a>',
+        "entities": {
+            "hashtags": [],
+            "symbols": [],
+            "user_mentions": [],
+            "urls": [u for u in urls if "t.co" in u["url"]],
+        },
+        "display_text_range": ["0", str(len(text))],
+        "favorite_count": "1",
+        "id_str": id_str,
+        "id": id_str,
+        "created_at": "Wed Oct 10 20:19:24 +0000 2018",
+        "full_text": text,
+        "lang": "en",
+    }
+    if reply_to:
+        tweet.update({"in_reply_to_status_id_str": reply_to, "in_reply_to_status_id": reply_to})
+        tweet.update({"in_reply_to_user_id_str": "42", "in_reply_to_screen_name": reply_user or "me"})
+    return {"tweet": tweet}
+
+
+def tweets_js(tweets: list[dict], part: str = "tweets.part0") -> str:
+    """data/tweets.js: JavaScript assigning the list, as the archive writes it."""
+    return f"window.YTD.{part} = " + json.dumps(tweets, indent=2, ensure_ascii=False)
+
+
+def twitter_archive(path: Path, tweets: list[dict]) -> Path:
+    """The archive's zip: data/tweets.js beside the other files an archive holds (account, likes, the viewer)."""
+    account = [{"account": {"accountId": "42", "username": "me", "accountDisplayName": "Me"}}]
+    return make_zip(
+        path,
+        {
+            "data/tweets.js": tweets_js(tweets),
+            "data/account.js": "window.YTD.account.part0 = " + json.dumps(account),
+            "data/like.js": "window.YTD.like.part0 = []",
+            "assets/js/main.js": "(function(){})();",
+            "Your archive.html": "<html><head><title>Your archive</title></head><body><h1>Your archive</h1>"
+            '<div id="root"></div><script src="assets/js/main.js"></script></body></html>',
+        },
+    )

@@ -14,10 +14,11 @@ offers every field as a flag (cli/flags.py).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 from bricklm.errors import UserError
+from bricklm.fields import field_names, setting, validate_fields
 
 RESIDUAL_MODES = ("on", "off", "bug")
 MAX_THREADS = 1024
@@ -30,52 +31,48 @@ TABLE_MODES = ("keep", "drop")
 TITLE_MODES = ("drop", "keep")
 TOKENIZERS = ("char", "bpe")
 PREPARE_UNKNOWN_CHARS = ("add", "drop", "error")  # characters a reused tokenizer lacks (prepare --tokenizer-from)
-
-
-def _opt(default, help: str, choices: tuple | None = None, metavar: str | None = None):
-    """A dataclass field that carries its flag's help text, allowed values and (optionally) its value's name."""
-    return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
+DATE_ORDERS = ("auto", "dmy", "mdy")  # a WhatsApp chat's dates: read from the file, day-first or month-first
 
 
 @dataclass
 class ModelConfig:
     """The GPT's shape and its switches for every block the blog experiments with."""
 
-    vocab_size: int = _opt(0, "number of tokens; taken from the corpus's tokenizer when 0")
-    block_size: int = _opt(128, "context window: tokens the model reads to predict the next one")
-    n_layer: int = _opt(4, "transformer blocks")
-    n_head: int = _opt(4, "attention heads per block")
-    n_embd: int = _opt(128, "embedding width (d_model)")
-    dropout: float = _opt(0.0, "dropout probability")
-    bias: bool = _opt(False, "biases in the attention projections (the blog: off)")
-    attention: str = _opt(
+    vocab_size: int = setting(0, "number of tokens; taken from the corpus's tokenizer when 0")
+    block_size: int = setting(128, "context window: tokens the model reads to predict the next one")
+    n_layer: int = setting(4, "transformer blocks")
+    n_head: int = setting(4, "attention heads per block")
+    n_embd: int = setting(128, "embedding width (d_model)")
+    dropout: float = setting(0.0, "dropout probability")
+    bias: bool = setting(False, "biases in the attention projections (the blog: off)")
+    attention: str = setting(
         "sdpa",
         "manual: per-head, written out; torch_mha: nn.MultiheadAttention; "
         "sdpa: fused scaled_dot_product_attention; auto: the kernel measured fastest for this shape here "
         "(the same weights as sdpa); none: no attention (ablation)",
         ("manual", "torch_mha", "sdpa", "auto", "none"),
     )
-    positional: str = _opt(
+    positional: str = setting(
         "learned",
         "position information: learned or sinusoidal, added to the token embedding; rope, rotating queries "
         "and keys; none",
         ("learned", "sinusoidal", "rope", "none"),
     )
-    norm: str = _opt(
+    norm: str = setting(
         "layernorm", "normalisation before each sub-layer and at the end", ("layernorm", "rmsnorm", "none")
     )
-    residual: str = _opt(
+    residual: str = setting(
         "on",
         "residual connections around each sub-layer: on; off (ablation); bug: the blog's 'subtle bug', "
         "x = ln1(x) overwriting the stream it should add to",
         RESIDUAL_MODES,
     )
-    activation: str = _opt("gelu", "feed-forward activation (the blog used relu)", ("gelu", "relu", "relu2"))
-    tie_weights: bool = _opt(False, "share the token embedding with the output head (the blog: untied)")
-    qk_norm: bool = _opt(False, "RMS-normalise each head's queries and keys before attention (sdpa, manual)")
-    zero_init: bool = _opt(False, "start the projections into the residual stream at zero (each block the identity)")
-    ffn_bias: bool = _opt(True, "biases in the feed-forward layers (the blog: on)")
-    head_bias: bool = _opt(True, "a bias in the output head (the blog: on)")
+    activation: str = setting("gelu", "feed-forward activation (the blog used relu)", ("gelu", "relu", "relu2"))
+    tie_weights: bool = setting(False, "share the token embedding with the output head (the blog: untied)")
+    qk_norm: bool = setting(False, "RMS-normalise each head's queries and keys before attention (sdpa, manual)")
+    zero_init: bool = setting(False, "start the projections into the residual stream at zero (each block the identity)")
+    ffn_bias: bool = setting(True, "biases in the feed-forward layers (the blog: on)")
+    head_bias: bool = setting(True, "a bias in the output head (the blog: on)")
 
     def __post_init__(self):
         # Python callers of the old API passed residual=True/False; the setting now has three values.
@@ -87,7 +84,7 @@ class ModelConfig:
         return self.n_embd // self.n_head
 
     def validate(self) -> None:
-        _validate_fields(self, "model")
+        validate_fields(self, "model")
         for name in ("block_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, name) <= 0:
                 raise UserError(f"model.{name} must be a positive integer, got {getattr(self, name)}")
@@ -114,96 +111,98 @@ class ModelConfig:
 class TrainConfig:
     """How to train: the optimiser, the schedule, evaluation and where it runs."""
 
-    batch_size: int = _opt(32, "sequences per step")
-    max_iters: int = _opt(600, "optimiser steps")
-    learning_rate: float = _opt(2e-3, "peak learning rate")
-    min_lr: float = _opt(2e-4, "learning rate at the end of the decay (cosine, wsd)")
-    schedule: str = _opt(
+    batch_size: int = setting(32, "sequences per step")
+    max_iters: int = setting(600, "optimiser steps")
+    learning_rate: float = setting(2e-3, "peak learning rate")
+    min_lr: float = setting(2e-4, "learning rate at the end of the decay (cosine, wsd)")
+    schedule: str = setting(
         "cosine",
         "cosine: warm-up then cosine decay; wsd: warm-up, stable, then a linear cool-down over the last "
         "cooldown_frac; constant: the blog's fixed rate",
         ("cosine", "wsd", "constant"),
     )
-    warmup_iters: int = _opt(50, "linear warm-up steps (cosine, wsd)")
-    cooldown_frac: float = _opt(0.2, "wsd: the share of the run spent decaying to min_lr")
-    schedule_by_time: bool = _opt(
+    warmup_iters: int = setting(50, "linear warm-up steps (cosine, wsd)")
+    cooldown_frac: float = setting(0.2, "wsd: the share of the run spent decaying to min_lr")
+    schedule_by_time: bool = setting(
         False, "with max_seconds: the schedule runs on wall time (the budget's share spent) instead of max_iters"
     )
-    optimizer: str = _opt(
+    optimizer: str = setting(
         "adamw",
         "adamw; or muon: Muon (orthogonalised momentum) for the blocks' weight matrices, AdamW for the rest",
         ("adamw", "muon"),
     )
-    muon_lr: float = _opt(0.0, "Muon's learning rate (0 = learning_rate: Muon's step is scaled to AdamW's size)")
-    weight_decay: float = _opt(0.1, "weight decay on matrices (not on biases, norms, embeddings)")
-    beta1: float = _opt(0.9, "AdamW beta1")
-    beta2: float = _opt(0.99, "AdamW beta2")
-    grad_clip: float = _opt(1.0, "clip the gradient norm to this (0 = off)")
-    eval_interval: int = _opt(100, "estimate train and val loss every this many steps")
-    eval_iters: int = _opt(10, "batches per loss estimate")
-    seed: int = _opt(1337, "seed for weights, dropout and batch sampling")
-    device: str = _opt("auto", "auto picks cuda, then mps, then cpu", ("auto", "cpu", "cuda", "mps"))
-    dtype: str = _opt(
+    muon_lr: float = setting(0.0, "Muon's learning rate (0 = learning_rate: Muon's step is scaled to AdamW's size)")
+    weight_decay: float = setting(0.1, "weight decay on matrices (not on biases, norms, embeddings)")
+    beta1: float = setting(0.9, "AdamW beta1")
+    beta2: float = setting(0.99, "AdamW beta2")
+    grad_clip: float = setting(1.0, "clip the gradient norm to this (0 = off)")
+    eval_interval: int = setting(100, "estimate train and val loss every this many steps")
+    eval_iters: int = setting(10, "batches per loss estimate")
+    seed: int = setting(1337, "seed for weights, dropout and batch sampling")
+    device: str = setting("auto", "auto picks cuda, then mps, then cpu", ("auto", "cpu", "cuda", "mps"))
+    dtype: str = setting(
         "float32",
         "float32; bfloat16 autocast (matmuls in bf16, weights in fp32); auto: bfloat16 only where it measures faster",
         ("float32", "bfloat16", "auto"),
     )
-    compile: bool = _opt(False, "torch.compile the model (falls back to eager if it cannot)")
-    threads: int = _opt(0, "CPU threads for PyTorch (0 = leave PyTorch's default; -1 or auto: the fastest, measured)")
-    sample_chars: int = _opt(
+    compile: bool = setting(False, "torch.compile the model (falls back to eager if it cannot)")
+    threads: int = setting(
+        0, "CPU threads for PyTorch (0 = leave PyTorch's default; -1 or auto: the fastest, measured)"
+    )
+    sample_chars: int = setting(
         100, "characters sampled at the end of training (like the blog) and, with eval_samples, at every evaluation"
     )
-    eval_samples: bool = _opt(
+    eval_samples: bool = setting(
         True, "at every evaluation, write a sample (from a newline, temperature 0.8) to samples.jsonl"
     )
-    grad_accum: int = _opt(1, "micro-batches of batch_size per optimiser step, per process (gradient accumulation)")
-    dist_timeout: int = _opt(300, "under torchrun: seconds to wait for the other processes before failing")
-    fsdp: bool = _opt(False, "under torchrun: shard weights, gradients and AdamW state over the processes (FSDP2)")
-    keep_last: int = _opt(2, "complete checkpoints kept besides the best one (at least 1)")
-    max_nonfinite_steps: int = _opt(
+    grad_accum: int = setting(1, "micro-batches of batch_size per optimiser step, per process (gradient accumulation)")
+    dist_timeout: int = setting(300, "under torchrun: seconds to wait for the other processes before failing")
+    fsdp: bool = setting(False, "under torchrun: shard weights, gradients and AdamW state over the processes (FSDP2)")
+    keep_last: int = setting(2, "complete checkpoints kept besides the best one (at least 1)")
+    max_nonfinite_steps: int = setting(
         5, "stop after this many steps in a row whose loss or gradient norm is not finite (each one is skipped)"
     )
-    memory_check: bool = _opt(
+    memory_check: bool = setting(
         True, "refuse a model whose estimated training memory exceeds what is free (--no-memory-check: try anyway)"
     )
-    early_stop: int = _opt(
+    early_stop: int = setting(
         0, "stop when val loss hasn't improved for this many evaluations; the best checkpoint is kept (0 = off)"
     )
-    loss_levels: str = _opt(
+    loss_levels: str = setting(
         "4.0,3.0,2.5,2.0,1.6",
         "val-loss thresholds; a snapshot is kept in RUN/snapshots/ when val first drops below each ('' = off)",
     )
-    log_health: bool = _opt(
+    log_health: bool = setting(
         False,
         "at every evaluation, log gradient norms, update ratios, activations and attention entropy per layer "
         "to metrics.jsonl (see `bricklm inspect`)",
     )
-    eval_full: bool = _opt(
+    eval_full: bool = setting(
         False, "val loss over the whole val split (every target scored once) instead of eval_iters random batches"
     )
-    max_seconds: float = _opt(
+    max_seconds: float = setting(
         0.0, "stop at an evaluation once this much wall time has passed since the first step (0 = no limit)"
     )
-    target_val_loss: float = _opt(0.0, "stop at the first evaluation whose val loss is at or below this (0 = off)")
-    recompute_activations: bool = _opt(
+    target_val_loss: float = setting(0.0, "stop at the first evaluation whose val loss is at or below this (0 = off)")
+    recompute_activations: bool = setting(
         False, "keep only each block's input and recompute the rest in backward: far less memory, ~1/3 more compute"
     )
-    adamw: str = _opt(
+    adamw: str = setting(
         "auto",
         "AdamW implementation: auto (fused on CUDA), fused, foreach, plain",
         ("auto", "fused", "foreach", "plain"),
     )
-    ema: float = _opt(
+    ema: float = setting(
         0.0, "decay of a moving average of the weights that is evaluated, sampled and saved (0 = off; e.g. 0.99)"
     )
-    copy_index: bool = _opt(
+    copy_index: bool = setting(
         True,
         "at the start, index the training text in RUN/copying for the copying meter of sample and memorization "
         "(on disk: about 5 bytes per byte of training text; without it they build it on first use)",
     )
 
     def validate(self) -> None:
-        _validate_fields(self, "train")
+        validate_fields(self, "train")
         for name in ("grad_accum", "dist_timeout"):  # distributed.py
             if getattr(self, name) <= 0:
                 raise UserError(f"train.{name} must be a positive integer, got {getattr(self, name)}")
@@ -250,50 +249,55 @@ class TrainConfig:
 class PrepareConfig:
     """How `bricklm prepare` cleans writing, holds some out and tokenizes it."""
 
-    split: str = _opt(
+    split: str = setting(
         "documents",
         "documents: hold out whole documents, picked by seed; tail: hold out the end of the text, like the blog",
         SPLITS,
     )
-    val_fraction: float = _opt(0.1, "share of the text held out for validation")
-    seed: int = _opt(1337, "seed for picking held-out documents")
-    code: str = _opt("drop", "drop or keep fenced code and highlight blocks", CODE_MODES)
-    images: str = _opt("drop", "drop images or keep their alt text", IMAGE_MODES)
-    tables: str = _opt("keep", "keep tables as one line per row, cells separated by commas, or drop them", TABLE_MODES)
-    titles: str = _opt(
+    val_fraction: float = setting(0.1, "share of the text held out for validation")
+    seed: int = setting(1337, "seed for picking held-out documents")
+    code: str = setting("drop", "drop or keep fenced code and highlight blocks", CODE_MODES)
+    images: str = setting("drop", "drop images or keep their alt text", IMAGE_MODES)
+    tables: str = setting(
+        "keep", "keep tables as one line per row, cells separated by commas, or drop them", TABLE_MODES
+    )
+    titles: str = setting(
         "drop",
         "drop each document's title (front matter title:, a WordPress post's title, a notebook's first heading), "
         "as the blog did, or keep it as the document's first line",
         TITLE_MODES,
     )
-    include_drafts: bool = _opt(False, "also read a WordPress export's drafts, pending, scheduled and private posts")
-    comments: bool = _opt(False, "also read a WordPress export's approved reader comments, after their post")
-    tokenizer: str = _opt(
+    include_drafts: bool = setting(False, "also read a WordPress export's drafts, pending, scheduled and private posts")
+    comments: bool = setting(False, "also read a WordPress export's approved reader comments, after their post")
+    tokenizer: str = setting(
         "char",
         "char: one token per character, like the blog; bpe: byte-level BPE trained on the corpus",
         TOKENIZERS,
     )
-    vocab_size: int = _opt(4096, "most tokens the BPE vocabulary may have, at least 256 (tokenizer = bpe only)")
-    tokenizer_from: str = _opt(
+    vocab_size: int = setting(4096, "most tokens the BPE vocabulary may have, at least 256 (tokenizer = bpe only)")
+    tokenizer_from: str = setting(
         "",
         "reuse this run's (or corpus's, or file's) tokenizer.json instead of building one, so that `train "
         "--init-from RUN` can continue RUN on this writing (tokenizer and vocab_size are then RUN's)",
         metavar="RUN",
     )
-    unknown_chars: str = _opt(
+    unknown_chars: str = setting(
         "add",
         "with tokenizer_from: characters the reused tokenizer lacks are added as new tokens after its own, "
         "dropped from the token files, or an error (byte-level BPE lacks none)",
         PREPARE_UNKNOWN_CHARS,
     )
-    archive_max_member_mb: int = _opt(1024, "refuse a zip with a member that inflates past this many MB (a zip bomb)")
-    archive_max_ratio: int = _opt(
+    archive_max_member_mb: int = setting(
+        1024, "refuse a zip with a member that inflates past this many MB (a zip bomb)"
+    )
+    archive_max_ratio: int = setting(
         100, "refuse a zip with a member that inflates past this many times its compressed size, once past 1 MB"
     )
-    json_max_mb: int = _opt(256, "largest JSON export read whole (a notebook, a Ghost export), in MB")
+    json_max_mb: int = setting(256, "largest JSON export read whole (a notebook, a Ghost export), in MB")
+    date_order: str = setting("auto", "a WhatsApp chat's dates: auto (a day above 12 decides), dmy or mdy", DATE_ORDERS)
 
     def validate(self) -> None:
-        _validate_fields(self, "prepare")
+        validate_fields(self, "prepare")
         for name in ("archive_max_member_mb", "archive_max_ratio", "json_max_mb"):
             if getattr(self, name) < 1:
                 raise UserError(f"prepare.{name} must be at least 1, not {getattr(self, name)}")
@@ -330,25 +334,31 @@ LORA_TRAIN_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-3, "min_lr": 1e-4}
 class FinetuneConfig:
     """What `bricklm finetune` teaches a pretrained run and how: the conversations, LoRA, new characters."""
 
-    data: str = _opt(
+    data: str = setting(
         BUILTIN_DATA,
-        f"conversations: a JSONL file, one conversation a line, or {BUILTIN_DATA} (the built-in Q&A set)",
-        metavar="FILE.jsonl",
+        f"conversations: a JSONL file, one conversation a line, a chat export (WhatsApp, Telegram, ChatGPT; with "
+        f"--me), or {BUILTIN_DATA} (the built-in Q&A set)",
+        metavar="FILE",
     )
-    lora_rank: int = _opt(
+    lora_rank: int = setting(
         0,
         "train LoRA adapters of this rank, at most n_embd, instead of all weights (0: a full fine-tune); the "
         f"learning rate then defaults to {LORA_TRAIN_DEFAULTS['learning_rate']:g}",
     )
-    lora_alpha: float = _opt(0.0, "LoRA scale numerator: updates are scaled by alpha/rank (0: 2 x lora_rank)")
-    unknown_chars: str = _opt(
+    lora_alpha: float = setting(0.0, "LoRA scale numerator: updates are scaled by alpha/rank (0: 2 x lora_rank)")
+    unknown_chars: str = setting(
         "add",
         "characters of the conversations the pretrained vocabulary lacks: add them as new tokens, or drop them",
         UNKNOWN_CHARS,
     )
-    heldout_fraction: float = _opt(
+    heldout_fraction: float = setting(
         0.1, "share of a data file's conversations held out for the val loss (the built-in set has its own)"
     )
+    me: str = setting(
+        "", "a chat export's owner: their messages become the assistant's turns (ChatGPT: user)", metavar="NAME"
+    )
+    gap_hours: float = setting(6.0, "a chat export is cut into conversations at silences longer than this")
+    date_order: str = setting("auto", "a WhatsApp chat's dates: auto (a day above 12 decides), dmy or mdy", DATE_ORDERS)
 
     @property
     def alpha(self) -> float:
@@ -365,7 +375,7 @@ class FinetuneConfig:
             raise UserError(
                 f"--lora-alpha must be a finite number > 0 (0: 2 x rank), got {alpha} (finetune.lora_alpha)"
             )
-        _validate_fields(self, "finetune")
+        validate_fields(self, "finetune")
         if self.lora_rank < 0:
             raise UserError(f"finetune.lora_rank must be >= 0, got {self.lora_rank}")
         if self.lora_alpha and not self.lora_rank:
@@ -374,6 +384,8 @@ class FinetuneConfig:
             )
         if not 0 < self.heldout_fraction < 1:
             raise UserError(f"finetune.heldout_fraction must be between 0 and 1, got {self.heldout_fraction}")
+        if not self.gap_hours > 0:
+            raise UserError(f"finetune.gap_hours must be more than 0, got {self.gap_hours}")
         if not self.data.strip():
             raise UserError(f"finetune.data must name a JSONL file of conversations, or {BUILTIN_DATA}")
 
@@ -400,43 +412,6 @@ def parse_loss_levels(text: str) -> list[float]:
             raise UserError(f"train.loss_levels must be positive, got {value}")
         levels.append(value)
     return sorted(set(levels), reverse=True)
-
-
-def _validate_fields(obj, section: str) -> None:
-    """Type and choice checks shared by both configs (TOML gives us ints, floats, bools and strings)."""
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        check_type(section, f.name, f.type, value)
-        if f.type == "float" and not math.isfinite(value):  # TOML and flags both accept nan and inf
-            raise UserError(f"{section}.{f.name} must be a finite number, got {value}")
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            raise UserError(f"{section}.{f.name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def check_type(section: str, name: str, type_name: str, value: Any) -> None:
-    # bool is a subclass of int in Python, so `n_layer = true` must be caught explicitly.
-    ok = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-        "str": isinstance(value, str),
-    }[type_name]
-    if not ok:
-        raise UserError(f"{section}.{name} must be a {type_name}, got {value!r} ({type(value).__name__})")
-
-
-def check_types(cls, values: dict[str, Any], section: str) -> None:
-    """The type of every value whose key is a field of cls (other keys and ranges are left alone): how a saved
-    config is checked, which may hold keys of another bricklm version and values a resume will change."""
-    types = {f.name: f.type for f in fields(cls)}
-    for key, value in values.items():
-        if key in types:
-            check_type(section, key, types[key], value)
-
-
-def field_names(cls) -> set[str]:
-    return {f.name for f in fields(cls)}
 
 
 LEGACY_MODEL_KEYS = ("residual_bug",)  # older spellings recipes.upgrade_model_table reads

@@ -18,8 +18,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from bricklm.config import SECTIONS, TABLES, ModelConfig, TrainConfig, check_type, field_names, section_of
+from bricklm.config import SECTIONS, TABLES, ModelConfig, TrainConfig, section_of
 from bricklm.errors import UserError
+from bricklm.fields import check_type, field_names
 
 try:
     import tomllib

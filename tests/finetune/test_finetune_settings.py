@@ -11,8 +11,9 @@ from dataclasses import asdict
 import pytest
 
 from bricklm.cli import main
-from bricklm.config import FINETUNE_TRAIN_DEFAULTS, LORA_TRAIN_DEFAULTS, FinetuneConfig, field_names
+from bricklm.config import FINETUNE_TRAIN_DEFAULTS, LORA_TRAIN_DEFAULTS, FinetuneConfig
 from bricklm.errors import UserError
+from bricklm.fields import field_names
 from bricklm.finetune.settings import resolve_settings
 from bricklm.finetune.trainer import finetune
 from conftest import FT_FLAGS, TINY_CHATS, write_jsonl

@@ -22,7 +22,8 @@ import warnings
 from dataclasses import fields
 from typing import Any
 
-from bricklm.config import SECTIONS, TABLES, ModelConfig, TrainConfig, field_names
+from bricklm.config import SECTIONS, TABLES, ModelConfig, TrainConfig
+from bricklm.fields import field_names
 from bricklm.recipes import build, build_configs, merge, read_toml
 
 LEGACY = "_legacy_residual"  # where --no-residual / --residual-bug put their value

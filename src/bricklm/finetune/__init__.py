@@ -4,6 +4,7 @@ conversations.py   the JSONL format, its validation, the chat template, the buil
 data.py            conversations as the trainer's dataset: padded examples, masked loss
 lora.py            LoRA adapters, merged into plain weights in checkpoints
 settings.py        which settings a fine-tune runs with (FinetuneConfig, model, train), new or resumed
+voice.py           a chat export (WhatsApp, Telegram, ChatGPT) as conversations in its owner's voice (--me)
 trainer.py         finetune(): source run + conversations → a fine-tuned run
 chat.py            Chat: the conversation state and one streamed reply at a time
 """

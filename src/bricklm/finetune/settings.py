@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bricklm.config import FinetuneConfig, ModelConfig, TrainConfig, field_names, section_of
+from bricklm.config import FinetuneConfig, ModelConfig, TrainConfig, section_of
 from bricklm.errors import UserError
+from bricklm.fields import field_names
 from bricklm.recipes import build, merge, resolve_table
 from bricklm.storage.runs import LoadedRun, load_run, read_run_config
 
@@ -121,7 +122,10 @@ def _resumed(run_dir: Path, config, source, checkpoint, out, recipe, own: dict, 
             )
     known = field_names(TrainConfig)  # a saved run may hold keys of an older bricklm
     train_cfg = _train_config({k: v for k, v in saved.get("train", {}).items() if k in known}, recipe, train_flat)
-    return Setup(cfg, model_cfg, train_cfg, run_dir, None, {**saved["finetune"], **asdict(cfg)})
+    # A table saved by an older bricklm keeps its own keys: a setting added since is written only if it was set.
+    defaults = asdict(FinetuneConfig())
+    changed = {k: v for k, v in asdict(cfg).items() if k in saved["finetune"] or v != defaults[k]}
+    return Setup(cfg, model_cfg, train_cfg, run_dir, None, {**saved["finetune"], **changed})
 
 
 def _train_config(base: dict[str, Any], recipe, flat: dict[str, Any]) -> TrainConfig:

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from bricklm.config import BUILTIN_DATA, FinetuneConfig
+from bricklm.config import BUILTIN_DATA, FinetuneConfig, PrepareConfig
 from bricklm.errors import UserError
 from bricklm.files import atomic_write_json
 from bricklm.finetune.chat import Chat
@@ -43,9 +43,12 @@ from bricklm.finetune.conversations import (
 from bricklm.finetune.data import ConversationDataset
 from bricklm.finetune.lora import LoRAWeights, apply_lora
 from bricklm.finetune.settings import resolve_settings
+from bricklm.finetune.voice import owner, voice_conversations
 from bricklm.model.gpt import GPT
 from bricklm.model.vocab import extend_vocab
 from bricklm.storage.runs import load_run
+from bricklm.text.chatexport import read_chat
+from bricklm.text.readers.chats import ChatExport
 from bricklm.text.tokenizer import SPECIALS, ChatTokenizer, load_tokenizer
 from bricklm.training.callbacks import sample_seed
 from bricklm.training.trainer import Trainer
@@ -98,7 +101,11 @@ def finetune(
     if train_cfg.ema and cfg.lora_rank:
         raise UserError("--ema averages whole weights; with --lora-rank the checkpoint holds merged adapters instead")
 
-    train, heldout = _conversations(cfg, train_cfg.seed)
+    export = _chat_export(cfg)
+    if export is None:
+        train, heldout = _conversations(cfg, train_cfg.seed)
+    else:  # the vocabulary first: cutting a chat to fit the window counts its tokens
+        train, heldout = [], [[{"role": "user", "content": m.text} for t in export.threads for m in t.messages]]
     if resume:
         tokenizer = load_tokenizer(run_dir / "tokenizer.json")
         if not isinstance(tokenizer, ChatTokenizer):
@@ -108,6 +115,13 @@ def finetune(
         tokenizer = chat_tokenizer(source_run.tokenizer, train + heldout, cfg.unknown_chars, log)
         unknown = "drop" if cfg.unknown_chars == "drop" else "error"
     model_cfg.vocab_size = tokenizer.vocab_size
+    if export is not None:
+        conversations, made = voice_conversations(
+            export, cfg.me, cfg.gap_hours, tokenizer, model_cfg.block_size, unknown
+        )
+        for line in made.describe(export, cfg.gap_hours):
+            log(line)
+        train, heldout = _split(conversations, cfg, train_cfg.seed)
     dataset = ConversationDataset(tokenizer, train, heldout, model_cfg.block_size, cfg.data, unknown, log)
     rank = cfg.lora_rank
 
@@ -136,8 +150,10 @@ def finetune(
         extra_config={"finetune": setup.table},
     )
     result = trainer.run()
-    if trainer.dist.is_main and heldout:  # what the model learned, shown the way it will be used: a reply
-        result["heldout_reply"] = heldout_reply(run_dir, heldout[0], train_cfg.seed)
+    # what the model learned, shown the way it will be used: a reply to the first held-out question
+    asked = next((c for c in heldout if any(m["role"] == "user" for m in c[:-1])), None)
+    if trainer.dist.is_main and asked:
+        result["heldout_reply"] = heldout_reply(run_dir, asked, train_cfg.seed)
         atomic_write_json(run_dir / "summary.json", result)
     return result, run_dir
 
@@ -163,11 +179,24 @@ def heldout_reply(run_dir: Path, conversation: list[dict[str, str]], seed: int, 
     return {"question": question, "reply": "".join(chat.say(question)), "expected": expected}
 
 
+def _chat_export(cfg: FinetuneConfig) -> ChatExport | None:
+    """The chat export --data names, or None for the built-in set or a JSONL file of conversations."""
+    export = None if cfg.data == BUILTIN_DATA else read_chat(Path(cfg.data), PrepareConfig(date_order=cfg.date_order))
+    if export is None and cfg.me:
+        raise UserError(f"--me picks the owner of a chat export; {cfg.data} is not one (a JSONL file has roles)")
+    if export is not None:
+        owner(export, cfg.me)  # before anything else is said: whose voice it is, or the names to pick from
+    return export
+
+
 def _conversations(cfg: FinetuneConfig, seed: int) -> tuple[list, list]:
     """(train, held-out) conversations: the built-in set, or a JSONL file split by seed."""
     if cfg.data == BUILTIN_DATA:
         return builtin_conversations()
-    conversations = load_conversations(cfg.data)
+    return _split(load_conversations(cfg.data), cfg, seed)
+
+
+def _split(conversations: list, cfg: FinetuneConfig, seed: int) -> tuple[list, list]:
     if len(conversations) < 2:
         raise UserError(f"{cfg.data} holds one conversation; fine-tuning needs at least 2 (one is held out)")
     return split_heldout(conversations, cfg.heldout_fraction, seed)

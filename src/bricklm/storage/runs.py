@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 
-from bricklm.config import ModelConfig, TrainConfig, check_types
+from bricklm.config import ModelConfig, TrainConfig
 from bricklm.errors import UserError
+from bricklm.fields import check_types
 from bricklm.model.gpt import GPT
 from bricklm.recipes import build, upgrade_model_table
 from bricklm.storage import checkpoint as ckpt

@@ -106,7 +106,7 @@ def scan_sources(
             scan.ignored_extensions[ext or "(none)"] += 1
         elif not stat.S_ISREG(st.st_mode):
             scan.skipped.append(Skipped(display_path(path), "not a regular file"))  # a FIFO would block the read
-        elif ext in KINDS:
+        elif ext in KINDS and ext not in SNIFFED:
             add(os.path.abspath(path), path, pick_named(path.name))
         else:
             _look_inside(path, top, ext, limits, scan, add)
@@ -157,15 +157,19 @@ def _scan_zip(archive: Archive, top: bool, scan: Scan, add) -> None:
             if member.hidden:
                 ignored["hidden"] += 1
                 continue
-            if ext in KINDS:
-                reader = pick_named(member.filename)
-            elif ext in SNIFFED and ext != ".zip":  # a zip inside a zip is not opened
+            if ext in SNIFFED and ext != ".zip":  # a zip inside a zip is not opened; a .txt may be a chat
                 reader = pick(member.filename, member.head())
+            elif ext in KINDS:
+                reader = pick_named(member.filename)
             if reader is None:
                 ignored["extension"] += 1
                 extensions[ext or "(none)"] += 1
             else:
                 picked.append((member, reader))
+        viewers = {name for _, reader in picked for name in reader.viewers}
+        if viewers:  # a platform's page for showing its export, beside it: not writing
+            ignored["viewer"] += sum(m.filename in viewers for m, _ in picked)
+            picked = [(m, r) for m, r in picked if m.filename not in viewers]
     except ArchiveError as e:
         if top:
             raise UserError(f"{archive.name}: not a readable zip ({e})") from None

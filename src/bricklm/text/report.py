@@ -103,6 +103,8 @@ class PrepareReport:
             export = self._export(doc.within)
             export["documents"] += 1
             export["characters"] += len(doc.text)
+            if doc.note and doc.note not in export.setdefault("notes", []):  # how a chat's dates were read
+                export["notes"].append(doc.note)
             return True
         record = {"path": doc.name, "characters": len(doc.text)}
         if doc.note:
@@ -158,6 +160,7 @@ class PrepareReport:
         for e in self.exports:
             left = sum(r["count"] for r in e["left_out"].values())
             lines.append(f"{e['path']} ({e['kind']}): {e['documents']:,} documents read, {left:,} left out")
+            lines += [f"  {note}" for note in e.get("notes", [])]
             for reason, r in sorted(e["left_out"].items(), key=lambda kv: (-kv[1]["count"], kv[0])):
                 more = ", ..." if r["count"] > len(r["first"]) else ""
                 lines.append(f"  {r['count']:,} {reason}: {', '.join(r['first'])}{more}")

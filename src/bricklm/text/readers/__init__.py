@@ -11,6 +11,11 @@
     medium.py     Medium exports (a zip: README.html and posts/*.html): published posts
     notion.py     Notion's Markdown export: pages without the ids in their names, databases' CSVs skipped
     jupyter.py    Jupyter notebooks (.ipynb): markdown and code cells, never outputs
+    twitter.py    Twitter/X archives (tweets.js): the owner's tweets, a thread one document
+    telegram.py   Telegram Desktop exports (result.json): a document per chat
+    chatgpt.py    ChatGPT exports (conversations.json): a document per conversation, its current branch
+    whatsapp.py   WhatsApp chat exports (.txt): the chat as one document
+    chats.py      what the chat readers share: messages, threads, "Name: message" documents
 
 Adding a kind of source is one module: detect(filename, head), read(entry, config) and a READER,
 listed in READERS (the first whose detect says yes reads the file). Zips are not a reader but a
@@ -19,7 +24,20 @@ kind of folder (bricklm.text.archive): the readers pick their members the same w
 
 from __future__ import annotations
 
-from bricklm.text.readers import feeds, ghost, jupyter, markup, medium, notion, substack, wordpress
+from bricklm.text.readers import (
+    chatgpt,
+    feeds,
+    ghost,
+    jupyter,
+    markup,
+    medium,
+    notion,
+    substack,
+    telegram,
+    twitter,
+    whatsapp,
+    wordpress,
+)
 from bricklm.text.readers.base import Reader
 
 READERS: tuple[Reader, ...] = (
@@ -30,9 +48,18 @@ READERS: tuple[Reader, ...] = (
     substack.READER,
     medium.READER,
     jupyter.READER,
+    twitter.READER,
+    telegram.READER,
+    chatgpt.READER,
+    whatsapp.READER,
     notion.READER,
     markup.READER,
 )
+# The readers whose exports are chats, and how each turns one into messages (`finetune --me` reads them).
+CHATS = {
+    r.kind: m.messages for r, m in ((telegram.READER, telegram), (chatgpt.READER, chatgpt), (whatsapp.READER, whatsapp))
+}
+CHAT_KINDS = "a WhatsApp .txt, a Telegram result.json or a ChatGPT conversations.json"
 MARKUP = markup.READER
 KINDS = markup.KINDS  # file extensions read as writing without looking inside
 ARCHIVE_SUFFIXES = (".zip",)

@@ -65,11 +65,13 @@ class FileEntry:
 @dataclass(frozen=True)
 class Reader:
     """One kind of source. detect(filename, head) says whether a file is this kind from its name and its
-        first HEAD_BYTES; read(entry, config) yields its Documents and Skippeds. suffixes: the file names worth
-        reading the first bytes of when a folder holds them. export: one file holds many documents (reported
-        per export, with what was left out inside it). detect_zip(paths), for an export that is a whole zip (Substack's,
-    Medium's): whether a zip whose members have these paths is one; read then gets the archive.Archive as its entry.
-    named: detect needs the file's name alone (Notion's pages), so it may claim a .md file without reading it."""
+    first HEAD_BYTES; read(entry, config) yields its Documents and Skippeds. suffixes: the file names worth
+    reading the first bytes of when a folder holds them. export: one file holds many documents (reported
+    per export, with what was left out inside it). detect_zip(paths), for an export that is a whole zip
+    (Substack's, Medium's): whether a zip whose members have these paths is one; read then gets the
+    archive.Archive as its entry.
+    named: detect needs the file's name alone (Notion's pages), so it may claim a .md file without reading it.
+    viewers: names of files in the same zip that only display the export, ignored there."""
 
     kind: str
     label: str
@@ -79,6 +81,7 @@ class Reader:
     export: bool = False
     detect_zip: Callable[[list[str]], bool] | None = None
     named: bool = False
+    viewers: tuple[str, ...] = ()  # files its platform's zip holds beside it to show it ("Your archive.html")
 
 
 def suffix(filename: str) -> str:
