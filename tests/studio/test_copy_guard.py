@@ -3,67 +3,24 @@ planted line never hands out more than N characters of it in a row, streamed or 
 when the prompt carries the line's first half; the spans field and the source endpoint behind the highlight."""
 
 import json
-import shutil
 
 import httpx
 import pytest
 
 from bricklm.cli import main
-from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
 from bricklm.storage.copying import COPYING
 from bricklm.studio import create_app
 from bricklm.text.copyindex import CopyIndex
-from bricklm.text.prepare import prepare
-from conftest import serving, tiny_flags, write_jsonl
+from conftest import PLANTED, serving
 from studiohelp import error_of
 
-PLANTED = "my bank pin is 4096 and my cat is called ziggy stardust."
-HELD_OUT = (
-    "The held-out note is about other things entirely: rain on the window, tea going cold, trains that run "
-    "late, a fox crossing the road at night, and the smell of bread from the bakery downstairs. "
-)
 N = 12  # the guard's limit in these tests: above the planted corpus's chance length (5), far below the line
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    """A runs folder: `planted` recites PLANTED (its last checkpoint), `planted-chat` is fine-tuned from it to
-    answer with the line, `bare` is planted without its copying index."""
-    root = tmp_path_factory.mktemp("guard")
-    src = root / "src"
-    src.mkdir()
-    for i in range(6):
-        (src / f"a{i}.txt").write_text("\n".join([PLANTED] * 8))
-    (src / "z-heldout.txt").write_text(HELD_OUT)
-    share = 0.8 * len(HELD_OUT) / (6 * 8 * (len(PLANTED) + 1) + len(HELD_OUT))
-    prepare([src], root / "corpus", PrepareConfig(split="tail", val_fraction=share), log=lambda *a: None)
-    runs = root / "runs"
-    flags = tiny_flags(
-        n_embd=32, block_size=32, batch_size=16, max_iters=100, eval_interval=50, learning_rate=1e-2, loss_levels="1.0"
-    )
-    assert main(["train", "--data", str(root / "corpus"), "--out", str(runs / "planted"), *flags]) == 0
-    chats = write_jsonl(root / "chats.jsonl", [{"prompt": "pin?", "response": PLANTED[:19]}] * 4)
-    ft = [
-        "--max-iters",
-        "30",
-        "--eval-interval",
-        "30",
-        "--batch-size",
-        "8",
-        "--eval-iters",
-        "1",
-        "--device",
-        "cpu",
-        "--learning-rate",
-        "3e-3",
-    ]
-    assert (
-        main(["finetune", "--from", str(runs / "planted"), "--data", str(chats), "--out", str(runs / "chat"), *ft]) == 0
-    )
-    shutil.copytree(runs / "planted", runs / "bare")
-    shutil.rmtree(runs / "bare" / COPYING)
-    return runs
+def planted(planted_runs):
+    return planted_runs
 
 
 def longest_copied(runs, text: str) -> int:
@@ -226,3 +183,15 @@ def test_the_source_endpoint_is_bounded_and_stays_in_the_folder(studio_http, gua
     copied = completion(http, "my", return_copied=True).json()["choices"][0]["copied"]
     assert all(set(s) == {"start", "length"} for s in copied["spans"])
     assert json.loads(http.get("/api/info").text)["max_copied"] == N
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_chat_reply_carries_its_copied_spans_too(studio_http, stream):
+    body = {"model": "chat@last", "messages": [{"role": "user", "content": "pin?"}], "max_tokens": 20}
+    r = studio_http.post(
+        "/v1/chat/completions", json=body | {"temperature": 0, "stream": stream, "return_copied": True}
+    )
+    last = [e for e in read_events(r) if e.get("choices")][-1] if stream else r.json()
+    copied = last["choices"][0]["copied"]
+    # The reply ("my bank pin is 4096") is copied, but shorter than a span worth showing (32 characters).
+    assert copied["available"] and copied["longest"] >= 19 and copied["spans"] == []
