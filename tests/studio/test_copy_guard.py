@@ -169,7 +169,7 @@ def test_return_copied_lists_the_spans_and_the_source_shows_them(studio_http, st
     assert len(excerpt["before"]) <= 400 and len(excerpt["after"]) <= 400
 
 
-def test_the_source_endpoint_is_bounded_and_stays_in_the_folder(studio_http, guarded):
+def test_the_source_endpoint_is_bounded_and_stays_in_the_folder(studio_http, guarded, planted):
     assert studio_http.get("/api/source", params={"model": "planted", "position": 10**9}).status_code == 400
     assert (
         studio_http.get("/api/source", params={"model": "planted", "position": 0, "length": 10**6}).status_code == 400
@@ -183,6 +183,10 @@ def test_the_source_endpoint_is_bounded_and_stays_in_the_folder(studio_http, gua
     copied = completion(http, "my", return_copied=True).json()["choices"][0]["copied"]
     assert all(set(s) == {"start", "length"} for s in copied["spans"])
     assert json.loads(http.get("/api/info").text)["max_copied"] == N
+    # `bricklm serve` (one run, to share it) shows no training text either, guard or not.
+    with serving(create_app(planted / "planted", single_run=True)) as url:
+        r = httpx.get(url + "/api/source", params={"model": "planted", "position": 0})
+        assert r.status_code == 403 and "bricklm studio" in error_of(r)
 
 
 @pytest.mark.parametrize("stream", [False, True])

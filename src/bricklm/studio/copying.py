@@ -10,8 +10,9 @@
 Where an index is read: a run's own copying/ folder, or its base run's for a fine-tuned run (as every
 command reads it). The guard may follow a base run wherever the run's config names it: it only ever
 withholds text. What shows training text (spans' documents, excerpts) reads only an index inside the
-runs folder, and nothing at all while the guard is on, since an excerpt would hand out what the guard
-withholds. Indexes are opened once (memory-mapped, read-only) and kept while their index.json stays.
+runs folder, and only in `bricklm studio` without the guard: `bricklm serve` is for sharing a model,
+and with the guard on an excerpt would hand out what the guard withholds. Indexes are opened once
+(memory-mapped, read-only) and kept while their index.json stays.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class Copying:
         if max_copied is not None and max_copied < 1:
             raise UserError(f"--max-copied must be at least 1, got {max_copied}")
         self.runs, self.max_copied = runs, max_copied
+        # Training text (excerpts, document names) is shown by `bricklm studio` without the guard only:
+        # `bricklm serve` is for sharing a model, and with the guard an excerpt would hand out what it holds back.
+        self.shows_text = max_copied is None and not runs.single_run
         self.tries = TRIES
         self.lock = threading.Lock()
         self.opened: dict[Path, tuple[float, CopyIndex]] = {}
@@ -147,7 +151,7 @@ class Copying:
             return {"available": False, "why": why}
         least = max(MIN_SPAN, (index.chance_length or 0) + 1)
         found = index.measure(text, min_span=least)
-        if self.max_copied is not None:  # shared: no excerpts to point at, and no names of documents
+        if not self.shows_text:  # no excerpts to point at, and no names of documents
             spans = [{k: s[k] for k in ("start", "length")} for s in found.spans]
         else:
             spans = found.spans
@@ -155,8 +159,11 @@ class Copying:
 
     def excerpt(self, run: Run, position: int, length: int) -> dict:
         """The training text around a span (blocking); ApiError when it can't or mustn't be shown."""
-        if self.max_copied is not None:
-            raise ApiError(403, "this server guards its training text (--max-copied): no excerpts", code="guarded")
+        if not self.shows_text:
+            why = "--max-copied guards it" if self.max_copied is not None else "`bricklm serve` is for sharing a model"
+            raise ApiError(
+                403, f"this server does not show training text ({why}); `bricklm studio` does", code="guarded"
+            )
         index, why = self.index(run, shown=True)
         if index is None:
             raise ApiError(404, why, "model", "no_copying_index")
