@@ -146,7 +146,7 @@ class Copying:
     def spans(self, run: Run, text: str) -> dict:
         """The copied spans of a generated text, for the highlight (blocking): spans of at least MIN_SPAN
         characters, or of more than the corpus's chance length if that is longer."""
-        index, why = self.index(run, shown=True)
+        index, why = self.index(run, shown=self.shows_text)  # positions alone show no text
         if index is None:
             return {"available": False, "why": why}
         least = max(MIN_SPAN, (index.chance_length or 0) + 1)
