@@ -43,10 +43,6 @@ class CopyGuard:
                 return None
         return match
 
-    def allows(self, chars: str) -> bool:
-        """Would adding chars keep every span at `most` characters or fewer? Changes nothing."""
-        return self._extend(chars) is not None
-
     def add(self, chars: str) -> bool:
         """Add chars if they keep every span at `most` characters or fewer (True); otherwise change nothing."""
         match = self._extend(chars)
