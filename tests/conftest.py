@@ -197,3 +197,60 @@ def http(server):
 def client(server):
     openai = pytest.importorskip("openai")
     return openai.OpenAI(base_url=server + "/v1", api_key="not-needed", max_retries=0, timeout=30)
+
+
+# --- the privacy guard and the highlight: a model that recites a planted line -----------------------------
+
+PLANTED = "my bank pin is 4096 and my cat is called ziggy stardust."
+HELD_OUT = (
+    "The held-out note is about other things entirely: rain on the window, tea going cold, trains that run "
+    "late, a fox crossing the road at night, and the smell of bread from the bakery downstairs. "
+)
+
+
+@pytest.fixture(scope="session")
+def planted_runs(tmp_path_factory):
+    """The privacy guard's and the highlight's runs folder (tests/studio/test_copy_guard.py, test_page.py):
+    `planted` recites PLANTED (its last checkpoint), `chat` is fine-tuned from it to answer with the line's
+    start, `bare` is `planted` without its copying index."""
+    import shutil
+
+    from bricklm.cli import main
+    from bricklm.config import PrepareConfig
+    from bricklm.storage.copying import COPYING
+    from bricklm.text.prepare import prepare
+
+    root = tmp_path_factory.mktemp("guard")
+    src = root / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"a{i}.txt").write_text("\n".join([PLANTED] * 8))
+    (src / "z-heldout.txt").write_text(HELD_OUT)
+    share = 0.8 * len(HELD_OUT) / (6 * 8 * (len(PLANTED) + 1) + len(HELD_OUT))
+    prepare([src], root / "corpus", PrepareConfig(split="tail", val_fraction=share), log=lambda *a: None)
+    runs = root / "runs"
+    flags = tiny_flags(
+        n_embd=32, block_size=32, batch_size=16, max_iters=100, eval_interval=50, learning_rate=1e-2, loss_levels="1.0"
+    )
+    assert main(["train", "--data", str(root / "corpus"), "--out", str(runs / "planted"), *flags]) == 0
+    chats = write_jsonl(root / "chats.jsonl", [{"prompt": "pin?", "response": PLANTED[:19]}] * 4)
+    ft = [
+        "--max-iters",
+        "30",
+        "--eval-interval",
+        "30",
+        "--batch-size",
+        "8",
+        "--eval-iters",
+        "1",
+        "--device",
+        "cpu",
+        "--learning-rate",
+        "3e-3",
+    ]
+    assert (
+        main(["finetune", "--from", str(runs / "planted"), "--data", str(chats), "--out", str(runs / "chat"), *ft]) == 0
+    )
+    shutil.copytree(runs / "planted", runs / "bare")
+    shutil.rmtree(runs / "bare" / COPYING)
+    return runs

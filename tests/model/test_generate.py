@@ -148,3 +148,24 @@ def test_the_likeliest_token_always_stays(top_p, temperature, top_k):
     probs = torch.softmax(filtered, dim=-1)
     g = torch.Generator().manual_seed(0)
     assert torch.multinomial(probs, 1, generator=g).flatten().tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_a_veto_steers_away_from_refused_tokens_or_ends_generation(temperature):
+    model = model_with("sdpa")
+    plain = tokens(model, True, 30, temperature=temperature)
+    banned = {plain[0], plain[5]}
+    asked = []
+
+    def veto(t):
+        asked.append(t)
+        return t in banned
+
+    steered = tokens(model, True, 30, temperature=temperature, veto=veto)
+    assert len(steered) == 30 and not banned & set(steered) and banned <= set(asked)
+    if temperature == 0:  # greedy: the first token is the likeliest one not refused
+        assert steered[0] != plain[0]
+    # Every pick refused: nothing is yielded, after the first pick and `tries` more.
+    asked.clear()
+    assert tokens(model, True, 30, temperature=temperature, veto=lambda t: asked.append(t) or True, tries=2) == []
+    assert len(asked) == 3 and len(set(asked)) == 3  # never the same refused token twice

@@ -119,7 +119,7 @@ def test_a_top_p_that_float32_rounds_to_zero_still_answers(http, top_p):
 def failing_job(monkeypatch):
     """Generation that fails after its first token, as a bug or a damaged model would."""
 
-    def completion(served, ids, s):
+    def completion(served, ids, s, guard=None):
         yield Piece("x", [1])
         raise RuntimeError("probability tensor contains either inf, nan or element < 0")
 

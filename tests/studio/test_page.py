@@ -1,5 +1,5 @@
 """The page: its static files ship in the wheel, and in headless Chromium it shows a run in training live,
-its curves and samples, the playground, look inside and chat."""
+its curves and samples, the playground, look inside and chat, and highlights copied text with its source."""
 
 import fnmatch
 import os
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bricklm.studio import create_app
 from bricklm.studio.inside import context_start
-from conftest import TINY_FLAGS
+from conftest import PLANTED, TINY_FLAGS, serving
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -186,5 +187,40 @@ def test_the_page_shows_runs_live_curves_samples_playground_inside_and_chat(serv
         picture = REPO / "docs" / "studio.png" if os.environ.get("BRICKLM_REFRESH_DOCS") else tmp_path / "studio.png"
         picture.write_bytes(shot)
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
+
+
+@pytest.mark.slow
+def test_the_page_highlights_copied_text_and_shows_its_source(planted_runs):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium()
+    wait = WebDriverWait(driver, 20)
+    css = lambda sel: driver.find_elements(By.CSS_SELECTOR, sel)  # noqa: E731
+    app = create_app(planted_runs, allowed_hosts=["127.0.0.1", "localhost"])
+    try:
+        with serving(app) as url:
+            driver.get(url + "/")
+            wait.until(lambda d: css('#pg-run option[value="planted"]'))
+            css('#pg-run option[value="planted"]')[0].click()
+            wait.until(lambda d: css('#pg-ckpt option[value="last"]'))
+            css('#pg-ckpt option[value="last"]')[0].click()  # the checkpoint that recites
+            for field, value in (("pg-temperature", "0"), ("pg-length", "40")):
+                box = driver.find_element(By.ID, field)
+                box.clear()
+                box.send_keys(value)
+            driver.find_element(By.ID, "pg-prompt").send_keys(PLANTED[:28])
+            driver.find_element(By.ID, "pg-go").click()
+            wait.until(lambda d: len(css("#pg-output .tok")) == 40)
+            marked = wait.until(lambda d: css("#pg-output .tok.copied"))
+            assert PLANTED[28:] in "".join(t.get_attribute("textContent") for t in marked)  # the rest of the line
+            marked[0].click()
+            wait.until(lambda d: d.find_element(By.ID, "source-panel").is_displayed())
+            source = wait.until(lambda d: d.find_element(By.ID, "source-text").get_attribute("textContent"))
+            assert source and source in "\n".join([PLANTED] * 3)  # the span's own text, read from the training text
+            assert ".txt" in driver.find_element(By.ID, "source-title").text
+            assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         driver.quit()

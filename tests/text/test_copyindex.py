@@ -164,3 +164,50 @@ def test_common_prefix():
     for a, b in [(b"", b"x"), (b"abc", b"abd"), (b"a" * 100, b"a" * 100), (b"a" * 100 + b"b", b"a" * 100 + b"c")]:
         expected = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
         assert common_prefix(a, b) == expected
+
+
+# --- the privacy guard's check (bricklm.text.copyguard) and excerpts ---------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_guard_refuses_exactly_what_would_make_a_span_past_its_limit(tmp_path, seed):
+    from bricklm.text.copyguard import CopyGuard
+
+    rng = random.Random(seed)
+    corpus = make_corpus(tmp_path, random_docs(rng, 8))
+    train = split_text(corpus, "train")
+    with build_index(corpus, tmp_path / "index") as index:
+        for most in (3, 8):
+            start = rng.randrange(len(train))
+            before = "".join(rng.choices(ALPHABET, k=4)) + train[start : start + rng.randint(0, 12)]
+            guard, text = CopyGuard(index, most, before), ""
+            # Continue mostly with the training text (pieces of 1-3 characters), sometimes with random ones.
+            copy = start + len(before) - 4
+            for _ in range(40):
+                piece = train[copy : copy + rng.randint(1, 3)] if rng.random() < 0.8 else rng.choice(ALPHABET)
+                piece = piece or "a"
+                whole = before[-most:] + text + piece
+                # Brute force: the longest span ending inside the new piece.
+                ends = range(len(whole) - len(piece), len(whole))
+                longest = max(max(n for n in range(e + 2) if whole[e + 1 - n : e + 1] in train) for e in ends)
+                assert guard.add(piece) == (longest <= most), (before, text, piece)
+                if longest <= most:
+                    text += piece
+                    copy += len(piece)
+                else:
+                    copy = rng.randrange(len(train))
+            assert max(brute_matches(train, before[-most:] + text), default=0) <= most
+
+
+def test_an_excerpt_is_the_text_around_a_position_within_its_document(tmp_path):
+    docs = {"a.txt": "ab " * 40, "b.txt": "the second document 🙂 starts here and goes on"}
+    corpus = make_corpus(tmp_path, docs, split="tail")
+    with build_index(corpus, tmp_path / "index") as index:
+        position = bytes(index.text).index(b"second")
+        out = index.excerpt(position, 6, 12)
+        assert out["text"] == "second" and out["before"] == "the " and out["after"] == " document 🙂 "
+        assert out["document"].endswith("b.txt") and out["offset"] == 4
+        emoji = bytes(index.text).index("🙂".encode())
+        assert index.excerpt(emoji + 2, 1, 0)["text"] == "🙂"  # from inside a character: its start
+        with pytest.raises(ValueError):
+            index.excerpt(len(index.text), 1, 1)

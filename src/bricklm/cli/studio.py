@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bricklm.errors import UserError
+
 ENV = "BRICKLM_API_KEY"  # bricklm.studio.auth.ENV, named here so that --help doesn't load the web stack
 
 
@@ -53,6 +55,15 @@ def add_server_flags(p) -> None:
         "repeatable). Loopback names are always answered, and beyond loopback this machine's own names and addresses",
     )
     p.add_argument("--max-live", type=int, metavar="N", help="live streams (open pages) at once (default: 32)")
+    p.add_argument(
+        "--max-copied",
+        metavar="N",
+        help="the privacy guard for sharing: no response (completions or chat, streamed or not) holds a span of more "
+        "than N consecutive characters of the training text, counting a span that starts in the prompt; generation "
+        "steers away or stops (finish_reason content_filter). N must be at least the length held-out text matches "
+        "by chance (the copying index's chance_length); a run without its copying index is refused. Guards against "
+        "verbatim recitation, not paraphrase",
+    )
 
 
 def server_options(args) -> dict:
@@ -62,7 +73,17 @@ def server_options(args) -> dict:
         "no_auth": args.no_auth,
         "allow_hosts": args.allow_host,
         **({"max_live": args.max_live} if args.max_live is not None else {}),
+        "max_copied": max_copied(args.max_copied),
     }
+
+
+def max_copied(text: str | None) -> int | None:
+    """--max-copied as a number of characters; a UserError (one line) for anything else."""
+    if text is None:
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise UserError(f"--max-copied takes a number of characters (1 or more), got {text!r}")
+    return int(text)
 
 
 def cmd_studio(args) -> int:

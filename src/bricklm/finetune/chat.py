@@ -80,13 +80,21 @@ class Chat:
         self.history.append({"role": "user", "content": text})
         return self.reply(self.prompt_ids())
 
-    def reply(self, ids: list[int]):
-        """Yield the reply to `ids` (from prompt_ids) as it is generated; once it ends, it joins the history."""
+    def reply(self, ids: list[int], veto=None, tries: int = 4):
+        """Yield the reply to `ids` (from prompt_ids) as it is generated; once it ends, it joins the history.
+        veto, tries: generate's (a veto refuses tokens)."""
         idx = torch.tensor([ids], dtype=torch.long, device=self.device)
         specials = set(self.tok.special_ids.values())
         stream, reply, ended = TextStream(self.tok), [], False
         for token in generate(
-            self.model, idx, self.max_new_tokens, generator=self.generator, stop_token=self.tok.end_id, **self.sampling
+            self.model,
+            idx,
+            self.max_new_tokens,
+            generator=self.generator,
+            stop_token=self.tok.end_id,
+            veto=veto,
+            tries=tries,
+            **self.sampling,
         ):
             t = int(token[0])
             if t in specials:  # <|end|>, or a role token: either way the turn is over

@@ -14,7 +14,7 @@ at a generated token (the studio's look inside).
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -99,6 +99,19 @@ def pick(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -> t
     return torch.multinomial(probs, 1, generator=generator)
 
 
+def steer(logits: torch.Tensor, nxt: torch.Tensor, veto, tries: int, again) -> torch.Tensor | None:
+    """nxt (1, 1), or a token picked again (again(logits)) without each one veto refuses, up to `tries` times;
+    None when every pick was refused."""
+    for _ in range(tries):
+        if not veto(int(nxt[0])):
+            return nxt
+        logits = logits.scatter(-1, nxt, float("-inf"))  # (1, V): never the refused token again
+        if torch.isinf(logits).all():
+            return None
+        nxt = again(logits)
+    return None if veto(int(nxt[0])) else nxt
+
+
 @torch.no_grad()
 def generate(
     model: GPT,
@@ -112,11 +125,15 @@ def generate(
     use_cache: bool = True,
     fast: bool = True,
     stop_token: int | None = None,
+    veto: Callable[[int], bool] | None = None,
+    tries: int = 4,
 ) -> Iterator[torch.Tensor]:
     """Yield each new token as a (B, 1) tensor. idx (B, T) is the prompt (at least one token).
 
     use_cache keeps keys and values (KV cache) instead of re-reading the context for every token;
     fast then decodes each token with the fused step (decode.py) rather than the modules' forward.
+    veto (batch of one only): called with each token picked; True refuses it, and the token is picked
+    again without it, up to `tries` more times; when every try is refused, generation ends there.
     """
     if idx.size(1) == 0:
         raise ValueError("generation needs at least one prompt token")
@@ -134,6 +151,10 @@ def generate(
             else:
                 logits = model(context)[0][:, -1]
             nxt = pick(logits, temperature, top_k, top_p, generator)
+            if veto is not None:
+                nxt = steer(logits, nxt, veto, tries, lambda x: pick(x, temperature, top_k, top_p, generator))
+                if nxt is None:
+                    return
             yield nxt
             if stop_token is not None and bool((nxt == stop_token).all()):
                 return

@@ -9,8 +9,12 @@ A model id is a run's id ("blog", "sweep/run-01"), served from its best checkpoi
 "RUN@CHECKPOINT" for another one: "blog@last", "blog@step-000000600", "blog@loss-2.50".
 `stream: true` answers with server-sent events in OpenAI's chunk format, ending in `data: [DONE]`;
 `stream_options.include_usage` adds a last chunk with the token counts. Beyond OpenAI's fields:
-`top_k` (as llama.cpp and vLLM take it) and `return_token_ids` (vLLM's name: each choice carries
-the ids of its text, and the first chunk the prompt's, which is what the studio's "look inside" uses).
+`top_k` (as llama.cpp and vLLM take it), `return_token_ids` (vLLM's name: each choice carries
+the ids of its text, and the first chunk the prompt's, which is what the studio's "look inside" uses)
+and `return_copied` (the choice, or the last chunk's, carries "copied": the spans of its text found
+verbatim in the run's training text, copying.py). With --max-copied (copying.py) no text carries a span
+of more than that many characters of training text, counted from the prompt on; a text the guard ended
+has finish_reason "content_filter", and a run it can't guard (no copying index) is a 403.
 Errors are {"error": {"message", "type", "param", "code"}} with a 4xx status (app.py turns
 validation errors into 400s).
 """
@@ -21,6 +25,7 @@ import asyncio
 import json
 import logging
 import time
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -80,6 +85,7 @@ class Sampling(BaseModel):
     stream_options: StreamOptions | None = None
     logprobs: bool | int | None = None
     return_token_ids: bool = False
+    return_copied: bool = False
 
     @field_validator("stop")
     @classmethod
@@ -178,9 +184,12 @@ def usage(prompt: int, completion: int) -> dict:
 class Reply:
     """One request's answer, as a whole or as chunks: the parts that differ between the two endpoints."""
 
-    def __init__(self, chat: bool, model: str, n_prompt: int, prompt_token_ids: list[int], token_ids: bool):
+    def __init__(
+        self, chat: bool, model: str, n_prompt: int, prompt_token_ids: list[int], token_ids: bool, copied=None
+    ):
         self.chat, self.model, self.n_prompt = chat, model, n_prompt
         self.prompt_token_ids, self.token_ids = prompt_token_ids, token_ids
+        self.copied = copied  # text -> the copied spans in it (return_copied), blocking; None: not asked
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
 
@@ -208,6 +217,8 @@ class Reply:
         out = self.head("chat.completion" if self.chat else "text_completion")
         finish = pieces[-1].finish if pieces else "length"  # no pieces: the server is shutting down
         out["choices"] = [self.choice(text, ids, finish, whole=True)]
+        if self.copied:
+            out["choices"][0]["copied"] = await run_in_threadpool(self.copied, text)
         out["usage"] = usage(self.n_prompt, sum(p.tokens for p in pieces))
         if self.token_ids:
             out["prompt_token_ids"] = self.prompt_token_ids
@@ -217,7 +228,7 @@ class Reply:
         head = self.head("chat.completion.chunk" if self.chat else "text_completion")
         if include_usage:
             head["usage"] = None  # as OpenAI does: null on every chunk but the last
-        made = 0
+        made, text = 0, []
         try:
             first = head | {"choices": [self.choice("", [], None, first=True)]}
             if self.token_ids:
@@ -226,8 +237,12 @@ class Reply:
             try:
                 async for p in stream:
                     made += p.tokens
+                    text.append(p.text)
                     if p.text or p.ids or p.finish:
-                        yield sse(head | {"choices": [self.choice(p.text, p.ids, p.finish)]})
+                        choice = self.choice(p.text, p.ids, p.finish)
+                        if p.finish and self.copied:  # the last chunk: the spans of the whole text
+                            choice["copied"] = await run_in_threadpool(self.copied, "".join(text))
+                        yield sse(head | {"choices": [choice]})
             except Exception as exc:  # noqa: BLE001 - the status is sent: say so in the stream, as OpenAI does
                 log.exception("generation failed mid-stream (%s)", self.model)
                 yield sse({"error": ApiError(500, f"generation failed: {type(exc).__name__}").body()})
@@ -301,8 +316,10 @@ def router(studio) -> APIRouter:
             ids = await run_in_threadpool(prompt_ids, served, req.prompt)
         except UserError as exc:
             raise ApiError(400, str(exc), "prompt") from None
-        reply = Reply(False, req.model, len(ids), ids, req.return_token_ids)
-        return await answer(studio, request, req, reply, lambda: completion(served, ids, s))
+        before = unicodedata.normalize("NFC", req.prompt)  # as the model reads it: a span may start there
+        guard = await run_in_threadpool(studio.guard, served, before)
+        reply = Reply(False, req.model, len(ids), ids, req.return_token_ids, studio.copied(served, req))
+        return await answer(studio, request, req, reply, lambda: completion(served, ids, s, guard))
 
     @r.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
@@ -318,7 +335,9 @@ def router(studio) -> APIRouter:
         # A reply longer than the context window would no longer see the question it answers.
         s = req.settings(served.block_size, served.block_size)
         chat, ids = await run_in_threadpool(chat_prompt, served, req.conversation(), s)
-        reply = Reply(True, req.model, len(ids), [], req.return_token_ids)
-        return await answer(studio, request, req, reply, lambda: chat_reply(served, chat, ids, s))
+        # The guard reads the reply as if it went on from the user's message: that can't fetch a line's end.
+        guard = await run_in_threadpool(studio.guard, served, req.messages[-1].text())
+        reply = Reply(True, req.model, len(ids), [], req.return_token_ids, studio.copied(served, req))
+        return await answer(studio, request, req, reply, lambda: chat_reply(served, chat, ids, s, guard))
 
     return r

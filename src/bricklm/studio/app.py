@@ -7,6 +7,7 @@
     GET  /api/info          the folder, the limits
     GET  /api/runs          every run, newest first: config, parameters, best val loss, status, checkpoints
     GET  /api/live?run=ID   server-sent events: a run's curves, samples and progress as training writes them
+    GET  /api/source?model=ID&position=P&length=N   the training text around a copied span (copying.py)
     POST /api/inside        attention per head and the logit lens for one generated token
     GET  /health            ok, the runs, the loaded models, generations going, tokens made
     /v1/...                 the OpenAI-compatible API (api.py)
@@ -38,13 +39,14 @@ import bricklm.studio.api as api
 from bricklm import __version__
 from bricklm.storage.runs import CONFIG
 from bricklm.studio.api import MAX_TOKENS, SSE_HEADERS, ApiError
+from bricklm.studio.copying import MAX_SPAN, Copying, TokenGuard
 from bricklm.studio.engine import Busy, Engine
 from bricklm.studio.guard import Guard
 from bricklm.studio.inside import look_inside
 from bricklm.studio.live import MAX_RUNS, MAX_STREAMS, LiveFeed, TooMany
 from bricklm.studio.logs import LiveRuns, describe, mtime, run_config
 from bricklm.studio.models import LoadFailed, ModelCache, NotFound, Served
-from bricklm.studio.runsdir import RunsDir
+from bricklm.studio.runsdir import Run, RunsDir
 
 STATIC = files("bricklm.studio") / "static"
 
@@ -53,9 +55,16 @@ class Studio:
     """What the routes share: the runs folder, the runs followed live, the model cache and the generation engine."""
 
     def __init__(
-        self, runs: RunsDir, cache_size: int = 4, workers: int = 4, max_jobs: int = 68, max_live: int = MAX_STREAMS
+        self,
+        runs: RunsDir,
+        cache_size: int = 4,
+        workers: int = 4,
+        max_jobs: int = 68,
+        max_live: int = MAX_STREAMS,
+        max_copied: int | None = None,
     ):
         self.runs = runs
+        self.copying = Copying(runs, max_copied)
         self.live_runs = LiveRuns(runs)
         self.models = ModelCache(runs, cache_size)
         self.engine = Engine(workers, max_jobs)
@@ -90,20 +99,39 @@ class Studio:
             )
         return out
 
-    async def served(self, model_id: str) -> Served:
-        """The loaded model a request names ("run" or "run@checkpoint"); ApiError 404 if there is none."""
+    def run_of(self, model_id: str) -> tuple[Run, str]:
+        """(the run, which checkpoint) a model id names ("run" or "run@checkpoint"); ApiError 404 if none."""
         run, which = self.runs.get(model_id), "best"
         if run is None and "@" in model_id:
             name, which = model_id.rsplit("@", 1)
             run = self.runs.get(name)
         if run is None:
             raise ApiError(404, f"the model {model_id!r} does not exist", "model", "model_not_found")
+        return run, which
+
+    async def served(self, model_id: str) -> Served:
+        """The loaded model a request names ("run" or "run@checkpoint"); ApiError 404 if there is none."""
+        run, which = self.run_of(model_id)
         try:
             return await run_in_threadpool(self.models.get, run, which)
         except NotFound as exc:
             raise ApiError(404, str(exc), "model", "model_not_found") from None
         except LoadFailed as exc:
             raise ApiError(500, str(exc), "model", "model_not_loadable") from None
+
+    def guard(self, served: Served, before: str) -> TokenGuard | None:
+        """The privacy guard for one generation from `served` after the text `before` (blocking); None when
+        the server has none; ApiError 403 when the run can't be guarded."""
+        run, _ = self.run_of(served.run_id)
+        specials = getattr(served.tokenizer, "special_ids", {}).values()
+        return self.copying.guard(run, served.tokenizer, before, specials)
+
+    def copied(self, served: Served, req) -> Callable[[str], dict] | None:
+        """For a request with return_copied: text -> the copied spans in it (blocking)."""
+        if not req.return_copied:
+            return None
+        run, _ = self.run_of(served.run_id)
+        return lambda text: self.copying.spans(run, text)
 
     def submit(self, job):
         try:
@@ -128,11 +156,14 @@ def create_app(
     max_jobs: int = 68,
     api_key: str | None = None,
     max_live: int = MAX_STREAMS,
+    max_copied: int | None = None,
 ) -> Guard:
     """The studio over `runs_dir` (one run with single_run). allowed_hosts: the Host names to answer
     (None: any). api_key: required of every request (guard.py) if given. max_live: live streams open at
-    once. UserError if the folder is missing."""
-    studio = Studio(RunsDir(runs_dir, single_run), cache_size, workers, max_jobs, max_live)
+    once. max_copied: the privacy guard (copying.py), checked here. UserError if the folder is missing, or
+    max_copied is below a run's chance length (or, serving one run, that run has no copying index)."""
+    studio = Studio(RunsDir(runs_dir, single_run), cache_size, workers, max_jobs, max_live, max_copied)
+    studio.copying.check_start()
 
     @asynccontextmanager
     async def lifespan(app):
@@ -166,6 +197,7 @@ def create_app(
             "single_run": single_run,
             "version": __version__,
             "limits": {"max_tokens": MAX_TOKENS, "max_prompt_chars": api.MAX_PROMPT_CHARS},
+            "max_copied": studio.copying.max_copied,
         }
 
     @app.get("/api/runs")
@@ -183,6 +215,15 @@ def create_app(
         except TooMany as exc:
             raise ApiError(503, f"server busy: {exc}", code="server_busy") from None
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+    @app.get("/api/source")
+    async def source(
+        model: Annotated[str, Query(min_length=1, max_length=512)],
+        position: Annotated[int, Query(ge=0, lt=2**62)],
+        length: Annotated[int, Query(ge=1, le=MAX_SPAN)] = 64,
+    ):
+        run, _ = studio.run_of(model)
+        return await run_in_threadpool(studio.copying.excerpt, run, position, length)
 
     @app.post("/api/inside")
     async def inside(req: InsideRequest):

@@ -8,7 +8,8 @@
 Both are iterators the engine advances a token at a time on its worker threads. A Piece carries the
 text that is ready (TextStream holds back half a multi-byte character; `stop` strings hold back
 what could still be the start of one), the token ids behind it, and, last, why generation
-ended: "stop" (a stop string, or the end of a chat turn) or "length" (max_tokens).
+ended: "stop" (a stop string, or the end of a chat turn), "length" (max_tokens) or "content_filter"
+(the privacy guard, --max-copied, refused every token it tried: the text would have recited training text).
 """
 
 from __future__ import annotations
@@ -80,11 +81,13 @@ def prompt_ids(served: Served, prompt: str) -> list[int]:
     return encode_prompt(served.tokenizer, prompt)[0].tolist()
 
 
-def completion(served: Served, ids: list[int], s: Settings) -> Iterator[Piece]:
-    """Continue `ids` for up to s.max_tokens tokens (the model sees the last block_size of them)."""
+def completion(served: Served, ids: list[int], s: Settings, guard=None) -> Iterator[Piece]:
+    """Continue `ids` for up to s.max_tokens tokens (the model sees the last block_size of them). guard: a
+    TokenGuard (copying.py) that steers away from training text, or ends the text ("content_filter")."""
     text, stop = TextStream(served.tokenizer), StopText(s.stop)
     idx = torch.tensor([ids], dtype=torch.long)
-    for token in generate(served.model, idx, s.max_tokens, generator=s.generator(), **s.sampling()):
+    veto = {"veto": guard.veto, "tries": guard.tries} if guard else {}
+    for token in generate(served.model, idx, s.max_tokens, generator=s.generator(), **veto, **s.sampling()):
         t = int(token[0])
         out, stopped = stop.push(text.push(t))
         yield Piece(out, [t])
@@ -92,7 +95,7 @@ def completion(served: Served, ids: list[int], s: Settings) -> Iterator[Piece]:
             yield Piece("", finish="stop")
             return
     out, _ = stop.push(text.flush(), final=True)
-    yield Piece(out, finish="length")
+    yield Piece(out, finish="content_filter" if guard and guard.stopped else "length")
 
 
 def chat_prompt(served: Served, messages: list[dict[str, str]], s: Settings) -> tuple[Chat, list[int]]:
@@ -113,14 +116,17 @@ def chat_prompt(served: Served, messages: list[dict[str, str]], s: Settings) -> 
     return chat, chat.prompt_ids()
 
 
-def chat_reply(served: Served, chat: Chat, ids: list[int], s: Settings) -> Iterator[Piece]:
-    """The assistant's reply to the prompt `ids` from chat_prompt, piece by piece."""
+def chat_reply(served: Served, chat: Chat, ids: list[int], s: Settings, guard=None) -> Iterator[Piece]:
+    """The assistant's reply to the prompt `ids` from chat_prompt, piece by piece (guard: as completion's)."""
     stop = StopText(s.stop)
-    for piece in chat.reply(ids):
+    for piece in chat.reply(ids, **({"veto": guard.veto, "tries": guard.tries} if guard else {})):
         out, stopped = stop.push(piece)
         yield Piece(out, served.tokenizer.encode(piece, unknown="drop"))
         if stopped:
             yield Piece("", finish="stop")
             return
     out, _ = stop.push("", final=True)
-    yield Piece(out, finish="length" if chat.last_reply_cut else "stop")
+    if guard and guard.stopped:
+        yield Piece(out, finish="content_filter")
+    else:
+        yield Piece(out, finish="length" if chat.last_reply_cut else "stop")

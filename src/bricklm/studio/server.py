@@ -112,6 +112,7 @@ def serve(
     no_auth: bool = False,
     allow_hosts: list[str] = (),
     max_live: int = MAX_STREAMS,
+    max_copied: int | None = None,
 ) -> None:
     """Serve the studio for `runs_dir` (or one run) until Ctrl-C. Blocks. The API key is api_key, or read
     from api_key_file, or from $BRICKLM_API_KEY (auth.read_key)."""
@@ -119,7 +120,15 @@ def serve(
     if max_live < 1:
         raise UserError(f"--max-live must be at least 1, got {max_live}")
     hosts, key = access(host, read_key(api_key, api_key_file, os.environ), no_auth, allow_hosts)
-    app = create_app(runs_dir, single_run, allowed_hosts=hosts, workers=WORKERS, api_key=key, max_live=max_live)
+    app = create_app(
+        runs_dir,
+        single_run,
+        allowed_hosts=hosts,
+        workers=WORKERS,
+        api_key=key,
+        max_live=max_live,
+        max_copied=max_copied,
+    )
     if no_auth and not is_loopback(host):
         warnings.warn(
             f"listening on {host} without an API key (--no-auth): anyone on the network can reach this server, "
@@ -130,6 +139,8 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     what = f"run {Path(runs_dir)}" if single_run else f"runs in {Path(runs_dir)}"
     signin = "; open /?key=YOUR_KEY once in the browser" if key else ""
+    if max_copied is not None:
+        signin += f"; no response recites more than {max_copied} characters of training text"
     log(f"bricklm studio: http://{shown}:{sock.getsockname()[1]}/  ({what}{signin}; Ctrl-C to stop)")
     # The worker threads are the parallelism: a token-step of a small model is too short to split across
     # cores, and torch's own threads spinning beside them slowed generation ~50x on a loaded 2-core machine.

@@ -59,7 +59,8 @@ class Copying:
     offset: int | None  # characters into that document
     share: float  # share of the characters inside spans of at least min_span copied characters
     min_span: int
-    spans: list[dict] = field(default_factory=list)  # {"start", "length", "document"} of each span >= min_span
+    # {"start", "length", "document", "position"} of each span >= min_span (position: its byte in train.txt)
+    spans: list[dict] = field(default_factory=list)
 
     def line(self) -> str:
         source = f" (from {self.document})" if self.document else ""
@@ -186,8 +187,37 @@ class CopyIndex:
         for i in long.tolist():  # each span that reaches past the ones before it
             if i + lengths[i] > end:
                 end = int(i + lengths[i])
-                spans.append({"start": i, "length": int(lengths[i]), "document": self.source(int(where[i]))[0]})
+                found = {"document": self.source(int(where[i]))[0], "position": int(where[i])}
+                spans.append({"start": i, "length": int(lengths[i]), **found})
         return Copying(m, longest, k, document, offset, share, min_span, spans)
+
+    def holds(self, text: str) -> bool:
+        """Does the training text hold `text`, verbatim, anywhere (the empty text: yes)? One search."""
+        query = text.encode("utf-8", "surrogatepass")
+        return not query or self._longest(query, 0)[0] == len(query)
+
+    def excerpt(self, position: int, length: int, context: int) -> dict:
+        """The training text at a byte position of train.txt: `length` characters from there, and up to
+        `context` characters either side, never past the document piece that holds the position."""
+        if not 0 <= position < len(self.text):
+            raise ValueError(f"position {position} is outside the training text (0..{len(self.text) - 1})")
+        i = bisect_right(self._piece_bytes, position) - 1
+        first = self._piece_bytes[i]
+        last = self._piece_bytes[i + 1] if i + 1 < len(self._piece_bytes) else len(self.text)
+        while position > first and self.text[position] & 0xC0 == 0x80:  # the start of the character
+            position -= 1
+        text = self.text[position : min(last, position + 4 * length)].decode("utf-8", "ignore")[:length]
+        end = position + len(text.encode("utf-8"))
+        head = self.text[max(first, position - 4 * context) : position].decode("utf-8", "ignore")
+        tail = self.text[end : min(last, end + 4 * context)].decode("utf-8", "ignore")
+        document, offset = self.source(position)
+        return {
+            "document": document,
+            "offset": offset,
+            "before": head[-context:] if context else "",
+            "text": text,
+            "after": tail[:context],
+        }
 
     def source(self, position: int) -> tuple[str, int]:
         """(document name, character offset in it) of a byte position of train.txt."""

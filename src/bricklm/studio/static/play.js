@@ -1,5 +1,6 @@
 // bricklm studio: the playground (text streamed from any checkpoint), look inside, and chat.
 // Generated text goes on the page as text (textContent), never as HTML.
+import { markedText, markTokens, showSource } from "./copied.js";
 import { $, el, getJSON, readEvents, showError, visible } from "./util.js";
 
 // --- playground -------------------------------------------------------------------------------
@@ -52,16 +53,17 @@ async function generate(ev) {
   const prompt = $("pg-prompt").value;
   out.replaceChildren(el("span", { class: "prompt" }, prompt));
   $("inside-panel").hidden = true;
+  $("source-panel").hidden = true;
   pg.abort = new AbortController();
   $("pg-go").disabled = true; $("pg-stop").disabled = false;
   $("pg-status").textContent = "generating…";
   const topK = Math.round(number("pg-topk", 0));
   const body = {
-    model: pg.model, prompt, stream: true, return_token_ids: true,
+    model: pg.model, prompt, stream: true, return_token_ids: true, return_copied: true,
     max_tokens: Math.round(number("pg-length", 200)), temperature: number("pg-temperature", 0.8),
     top_p: number("pg-topp", 1), top_k: topK,
   };
-  let made = 0;
+  let made = 0, copied = null, finish = null;
   try {
     const r = await fetch("/v1/completions", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body), signal: pg.abort.signal });
@@ -71,13 +73,17 @@ async function generate(ev) {
       for (const c of chunk.choices || []) {
         pg.ids.push(...(c.token_ids || []));
         made += (c.token_ids || []).length;
+        if (c.copied) copied = c.copied;
+        if (c.finish_reason) finish = c.finish_reason;
         if (!c.text) continue;
         // One span per piece of text, pointing at the last token behind it (one character, one token).
         const span = el("span", { class: "tok", "data-pos": pg.ids.length - 1, title: "look inside" }, c.text);
         out.append(span);
       }
     });
-    $("pg-status").textContent = `${made} tokens`;
+    const spans = markTokens(out.querySelectorAll(".tok"), copied);
+    $("pg-status").textContent = `${made} tokens` + (spans ? `; ${spans} copied span${spans > 1 ? "s" : ""} (click one for its source)` : "")
+      + (finish === "content_filter" ? "; stopped: it would have recited training text (--max-copied)" : "");
   } catch (e) {
     $("pg-status").textContent = e.name === "AbortError" ? `stopped after ${made} tokens` : "error: " + e.message;
   } finally {
@@ -146,17 +152,20 @@ async function send(ev) {
   const bubble = el("li", { class: "assistant" }, "");
   log.append(bubble);
   chat.busy = true; $("chat-send").disabled = true;
-  let reply = "";
+  let reply = "", copied = null;
   try {
     const r = await fetch("/v1/chat/completions", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ model, messages: chat.messages, stream: true, temperature: number("chat-temperature", 0.7) }) });
+      body: JSON.stringify({ model, messages: chat.messages, stream: true, return_copied: true, temperature: number("chat-temperature", 0.7) }) });
     if (!r.ok) { const e = await r.json().catch(() => ({})); throw new Error((e.error && e.error.message) || r.statusText); }
     await readEvents(r, (chunk) => {
       for (const c of chunk.choices || []) {
         if (c.delta && c.delta.content) { reply += c.delta.content; bubble.textContent = reply; log.scrollTop = log.scrollHeight; }
+        if (c.copied) copied = c.copied;
       }
     });
     if (!reply) bubble.textContent = "(the model ended its turn without a word)";
+    else bubble.replaceChildren(...markedText(reply, copied));
+    bubble.setAttribute("data-model", model);
     chat.messages.push({ role: "assistant", content: reply });
   } catch (e) {
     bubble.textContent = "error: " + e.message;
@@ -172,7 +181,15 @@ export function setupPlay() {
   $("playground").addEventListener("submit", generate);
   $("pg-stop").addEventListener("click", () => pg.abort && pg.abort.abort());
   $("pg-run").addEventListener("change", fillCheckpoints);
-  $("pg-output").addEventListener("click", (e) => { if (e.target.classList.contains("tok")) lookInside(e.target); });
+  $("pg-output").addEventListener("click", (e) => {
+    if (!e.target.classList.contains("tok")) return;
+    lookInside(e.target);
+    if (e.target.classList.contains("copied")) showSource(pg.model, e.target);
+  });
+  $("chat-log").addEventListener("click", (e) => {
+    const li = e.target.closest("li");
+    if (e.target.classList.contains("copied") && li) showSource(li.getAttribute("data-model"), e.target);
+  });
   $("chat").addEventListener("submit", send);
   $("chat-reset").addEventListener("click", () => { chat.messages = []; $("chat-log").replaceChildren(); });
   $("chat-run").addEventListener("change", () => { chat.messages = []; $("chat-log").replaceChildren(); });
