@@ -13,6 +13,7 @@ read (damaged XML or JSON) is a UserError naming it: half an export is not read 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
 
 from bricklm.config import PrepareConfig
+from bricklm.errors import UserError
 from bricklm.text.documents import Document, Skipped, decode, display_path
 
 HEAD_BYTES = 8192  # what detection sees of a file; also how far the binary check looks for a NUL byte
@@ -119,3 +121,15 @@ def read_whole(entry: Entry, limit_mb: int, setting: str) -> bytes | Skipped:
 def left_out(entry: Entry, what: str, reason: str) -> Skipped:
     """An item inside an export that is not read: what names it ('"Draft idea"'), reason says why."""
     return Skipped(what, reason, within=entry.name)
+
+
+def read_json(entry: Entry, cfg, what: str):
+    """A whole-file JSON export parsed (read whole, up to cfg.json_max_mb), or the Skipped that says why not;
+    JSON that doesn't parse is a UserError: "ENTRY: damaged WHAT, not valid JSON (...)"."""
+    raw = read_whole(entry, cfg.json_max_mb, "json_max_mb")
+    if isinstance(raw, Skipped):
+        return raw
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise UserError(f"{entry.name}: damaged {what}, not valid JSON ({str(e).splitlines()[0]})") from None

@@ -14,15 +14,14 @@ user as the owner by default. Read whole (json), up to json_max_mb; bad JSON is 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
 from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
 from bricklm.text.documents import Document, Skipped
-from bricklm.text.readers.base import Entry, Reader, read_whole, suffix
-from bricklm.text.readers.chats import ChatExport, Message, Thread, documents, message_text
+from bricklm.text.readers.base import Entry, Reader, read_json, suffix
+from bricklm.text.readers.chats import ChatExport, Message, Thread, message_text, read_chats
 
 ROLES = ("user", "assistant")
 DROPPED = "system, tool and hidden messages"
@@ -34,19 +33,14 @@ def detect(filename: str, head: bytes) -> bool:
 
 
 def read(entry: Entry, cfg: PrepareConfig) -> Iterator[Document | Skipped]:
-    export = messages(entry, cfg)
-    yield from export if isinstance(export, Skipped) else documents(entry, export)
+    yield from read_chats(entry, cfg, messages)
 
 
 def messages(entry: Entry, cfg: PrepareConfig) -> ChatExport | Skipped:
     """A thread per conversation: its current branch, oldest first."""
-    raw = read_whole(entry, cfg.json_max_mb, "json_max_mb")
-    if isinstance(raw, Skipped):
-        return raw
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as e:
-        raise UserError(f"{entry.name}: damaged ChatGPT export, not valid JSON ({str(e).splitlines()[0]})") from None
+    data = read_json(entry, cfg, "ChatGPT export")
+    if isinstance(data, Skipped):
+        return data
     if not isinstance(data, list) or not all(isinstance(c, dict) and isinstance(c.get("mapping"), dict) for c in data):
         raise UserError(f"{entry.name}: not a ChatGPT export (a list of conversations, each with a mapping)")
     export = ChatExport("ChatGPT export", default_me="user")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bricklm.text.documents import Document, normalise_lines, one_line
+from bricklm.text.documents import Document, Skipped, normalise_lines, one_line
 from bricklm.text.readers.base import Entry
 
 SYSTEM = "system lines dropped (encryption notices, media, deleted messages, joins and leaves)"
@@ -71,3 +71,9 @@ def documents(entry: Entry, export: ChatExport) -> Iterator[Document]:
         name = f"{entry.name}#{one_line(thread.title) or n}" if len(export.threads) > 1 else entry.name
         yield Document(name, text, note, markup, len(text), within=entry.name)
         note, markup = None, Counter()  # said once per export
+
+
+def read_chats(entry: Entry, cfg, messages) -> Iterator[Document | Skipped]:
+    """A chat reader's read(): its export's conversations as documents (or what it skipped)."""
+    export = messages(entry, cfg)
+    yield from export if isinstance(export, Skipped) else documents(entry, export)

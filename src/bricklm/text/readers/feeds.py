@@ -22,15 +22,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from xml.etree.ElementTree import Element, ParseError, tostring
+from xml.etree.ElementTree import Element, tostring
 
-from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
 from bricklm.config import PrepareConfig
-from bricklm.errors import UserError
 from bricklm.text.documents import Document, Skipped, clean_document, one_line, titled
 from bricklm.text.readers.base import Entry, Reader, left_out
+from bricklm.text.readers.xmlfile import read_xml
 
 ATOM = "http://www.w3.org/2005/Atom"
 APP = ("http://purl.org/atom/app#", "http://www.w3.org/2007/app")  # Blogger's (APP draft 1) and RFC 5023's
@@ -56,25 +55,7 @@ def detect_feed(filename: str, head: bytes) -> bool:
 
 
 def read(entry: Entry, cfg: PrepareConfig) -> Iterator[Document | Skipped]:
-    try:
-        source = entry.open()
-    except OSError as e:
-        yield Skipped(entry.name, f"unreadable ({e.strerror or type(e).__name__})")
-        return
-    with source:
-        try:
-            yield from _entries(entry, source, cfg)
-        except ParseError as e:
-            raise UserError(
-                f"{entry.name}: not well-formed XML ({e}); the file may be cut short: get it again"
-            ) from None
-        except DefusedXmlException:
-            raise UserError(
-                f"{entry.name}: refused: it declares a DTD, XML entities or an external reference (where an "
-                "entity-expansion bomb or a file of this machine would hide); a feed has none"
-            ) from None
-        except OSError as e:
-            raise UserError(f"{entry.name}: unreadable part way ({e.strerror or type(e).__name__})") from None
+    yield from read_xml(entry, cfg, _entries, kind="a feed", cut="the file may be cut short: get it again")
 
 
 def _entries(entry: Entry, source, cfg: PrepareConfig) -> Iterator[Document | Skipped]:

@@ -28,7 +28,7 @@ from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
 from bricklm.text.documents import Document, Skipped, clean_document, one_line, titled
 from bricklm.text.markdown_text import CODE, markdown_text
-from bricklm.text.readers.base import Entry, Reader, left_out, read_whole, suffix
+from bricklm.text.readers.base import Entry, Reader, left_out, read_json, suffix
 
 PUBLISHED = ("published", "sent")
 DRAFTS = {"draft": "draft", "scheduled": "scheduled"}
@@ -43,15 +43,10 @@ def detect(filename: str, head: bytes) -> bool:
 
 
 def read(entry: Entry, cfg: PrepareConfig) -> Iterator[Document | Skipped]:
-    raw = read_whole(entry, cfg.json_max_mb, "json_max_mb")
-    if isinstance(raw, Skipped):
-        yield raw
+    export = read_json(entry, cfg, "Ghost export")
+    if isinstance(export, Skipped):
+        yield export
         return
-    try:
-        export = json.loads(raw)
-    except (ValueError, RecursionError) as e:
-        raise UserError(f"{entry.name}: damaged Ghost export, not valid JSON ({str(e).splitlines()[0]})") from None
-    del raw
     posts = _posts(export)
     if posts is None:
         raise UserError(f"{entry.name}: not a Ghost export (no data.posts list)")

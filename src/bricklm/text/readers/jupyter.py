@@ -16,7 +16,6 @@ A notebook is read whole, up to json_max_mb; JSON that does not parse is a UserE
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
 from bricklm.text.documents import Document, Skipped, clean_document, titled
 from bricklm.text.markdown_text import opening_heading
-from bricklm.text.readers.base import Entry, Reader, read_whole, suffix
+from bricklm.text.readers.base import Entry, Reader, read_json, suffix
 
 RAW_CELLS = "raw notebook cells dropped"
 
@@ -35,14 +34,10 @@ def detect(filename: str, head: bytes) -> bool:
 
 
 def read(entry: Entry, cfg: PrepareConfig) -> Iterator[Document | Skipped]:
-    raw = read_whole(entry, cfg.json_max_mb, "json_max_mb")
-    if isinstance(raw, Skipped):
-        yield raw
+    notebook = read_json(entry, cfg, "notebook")
+    if isinstance(notebook, Skipped):
+        yield notebook
         return
-    try:
-        notebook = json.loads(raw)
-    except (ValueError, RecursionError) as e:
-        raise UserError(f"{entry.name}: damaged notebook, not valid JSON ({str(e).splitlines()[0]})") from None
     if isinstance(notebook, dict) and "worksheets" in notebook:
         yield Skipped(entry.name, "notebook format 3 or older (open and save it in Jupyter to make it format 4)")
         return

@@ -14,15 +14,14 @@ up to json_max_mb; JSON that does not parse is a UserError.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 
 from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
 from bricklm.text.documents import Document, Skipped
-from bricklm.text.readers.base import Entry, Reader, read_whole, suffix
-from bricklm.text.readers.chats import ChatExport, Message, Thread, documents, message_text
+from bricklm.text.readers.base import Entry, Reader, read_json, suffix
+from bricklm.text.readers.chats import ChatExport, Message, Thread, message_text, read_chats
 
 
 def detect(filename: str, head: bytes) -> bool:
@@ -32,19 +31,14 @@ def detect(filename: str, head: bytes) -> bool:
 
 
 def read(entry: Entry, cfg: PrepareConfig) -> Iterator[Document | Skipped]:
-    export = messages(entry, cfg)
-    yield from export if isinstance(export, Skipped) else documents(entry, export)
+    yield from read_chats(entry, cfg, messages)
 
 
 def messages(entry: Entry, cfg: PrepareConfig) -> ChatExport | Skipped:
     """A thread per chat of the export, in the export's order."""
-    raw = read_whole(entry, cfg.json_max_mb, "json_max_mb")
-    if isinstance(raw, Skipped):
-        return raw
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as e:
-        raise UserError(f"{entry.name}: damaged Telegram export, not valid JSON ({str(e).splitlines()[0]})") from None
+    data = read_json(entry, cfg, "Telegram export")
+    if isinstance(data, Skipped):
+        return data
     chats = [data]
     if isinstance(data, dict) and "chats" in data:  # a whole account's export
         chats = data["chats"].get("list") if isinstance(data["chats"], dict) else None

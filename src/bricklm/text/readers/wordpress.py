@@ -22,15 +22,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element
 
-from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
 from bricklm.config import PrepareConfig
-from bricklm.errors import UserError
 from bricklm.text.documents import Document, Skipped, clean_document, one_line, titled
 from bricklm.text.readers.base import Entry, Reader, left_out
+from bricklm.text.readers.xmlfile import read_xml
 from bricklm.text.shortcodes import expand_shortcodes
 
 WP_NAMESPACE = "http://wordpress.org/export/"  # then the WXR version: 1.0/, 1.1/, 1.2/
@@ -49,25 +48,9 @@ def detect(filename: str, head: bytes) -> bool:
 
 
 def read(entry: Entry, cfg: PrepareConfig) -> Iterator[Document | Skipped]:
-    try:
-        source = entry.open()
-    except OSError as e:
-        yield Skipped(entry.name, f"unreadable ({e.strerror or type(e).__name__})")
-        return
-    with source:
-        try:
-            yield from _items(entry, source, cfg)
-        except ParseError as e:
-            raise UserError(
-                f"{entry.name}: not well-formed XML ({e}); the export may be cut short: export it again"
-            ) from None
-        except DefusedXmlException:
-            raise UserError(
-                f"{entry.name}: refused: it declares a DTD, XML entities or an external reference (where an "
-                "entity-expansion bomb or a file of this machine would hide); a WordPress export has none"
-            ) from None
-        except OSError as e:
-            raise UserError(f"{entry.name}: unreadable part way ({e.strerror or type(e).__name__})") from None
+    yield from read_xml(
+        entry, cfg, _items, kind="a WordPress export", cut="the export may be cut short: export it again"
+    )
 
 
 def _items(entry: Entry, source, cfg: PrepareConfig) -> Iterator[Document | Skipped]:
