@@ -133,3 +133,14 @@ def read_json(entry: Entry, cfg, what: str):
         return json.loads(raw)
     except (ValueError, RecursionError) as e:
         raise UserError(f"{entry.name}: damaged {what}, not valid JSON ({str(e).splitlines()[0]})") from None
+
+
+def posts_folder_prefix(paths: list[str], marker: str) -> str | None:
+    """The folder a platform's `marker` file is in ("" at the zip's top) when a posts/*.html is beside it, else None:
+    how a zip that is one platform's export as a whole is recognised (Substack's posts.csv, Medium's README.html)."""
+    for path in paths:
+        if PurePosixPath(path).name == marker:
+            prefix = path[: -len(marker)]
+            if any(p.startswith(prefix + "posts/") and p.endswith(".html") for p in paths):
+                return prefix
+    return None

@@ -20,25 +20,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import PurePosixPath
 
 from bricklm.config import PrepareConfig
 from bricklm.text.documents import Document, Skipped, clean_document, one_line, titled
 from bricklm.text.html_prune import has_class, prune
-from bricklm.text.readers.base import Reader, left_out, read_text
+from bricklm.text.readers.base import Reader, left_out, posts_folder_prefix, read_text
 
 CHROME = "Medium chrome removed (repeated titles, story cards)"
 DRAFT_PREFIX = "draft_"
 
 
 def _prefix(paths: list[str]) -> str | None:
-    """The folder README.html is in ("" at the zip's top) when a posts/*.html is beside it, else None."""
-    for path in paths:
-        if PurePosixPath(path).name == "README.html":
-            prefix = path[: -len("README.html")]
-            if any(p.startswith(prefix + "posts/") and p.endswith(".html") for p in paths):
-                return prefix
-    return None
+    return posts_folder_prefix(paths, "README.html")
 
 
 def detect_zip(paths: list[str]) -> bool:

@@ -22,13 +22,12 @@ import csv
 import io
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import PurePosixPath
 
 from bricklm.config import PrepareConfig
 from bricklm.errors import UserError
 from bricklm.text.documents import Document, Skipped, clean_document, one_line, titled
 from bricklm.text.html_prune import has_class, prune
-from bricklm.text.readers.base import Reader, left_out, read_text
+from bricklm.text.readers.base import Reader, left_out, posts_folder_prefix, read_text
 
 POSTS_CSV = "posts.csv"
 COLUMNS = ("post_id", "is_published")
@@ -54,13 +53,7 @@ CHROME_CLASSES = (
 
 
 def _prefix(paths: list[str]) -> str | None:
-    """The folder posts.csv is in ("" at the zip's top) when a posts/*.html is beside it, else None."""
-    for path in paths:
-        if PurePosixPath(path).name == POSTS_CSV:
-            prefix = path[: -len(POSTS_CSV)]
-            if any(p.startswith(prefix + "posts/") and p.endswith(".html") for p in paths):
-                return prefix
-    return None
+    return posts_folder_prefix(paths, POSTS_CSV)
 
 
 def detect_zip(paths: list[str]) -> bool:
