@@ -108,6 +108,17 @@ SECRET = "TOP-SECRET-OUTSIDE-THE-RUNS-FOLDER"
 
 
 @pytest.fixture(scope="module")
+def tiny_runs(tiny_run, tmp_path_factory):
+    """A runs folder holding a copy of the tiny run and nothing else (a server's tests that need no traps);
+    one per test module, so a test may add runs to it."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("tiny-runs") / "runs"
+    shutil.copytree(tiny_run, root / "tiny")
+    return root
+
+
+@pytest.fixture(scope="module")
 def runs_root(tiny_run, tmp_path_factory):
     """A runs folder with a finished run, a fine-tuned run, a sweep, and traps; one per test module."""
     import json

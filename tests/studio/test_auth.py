@@ -5,8 +5,6 @@ Servers here listen on 127.0.0.1 only; a server "beyond loopback" is one whose a
 --host 0.0.0.0` builds it (its hosts and its key), reached through 127.0.0.1.
 """
 
-import shutil
-
 import httpx
 import pytest
 
@@ -21,24 +19,17 @@ KEY = "k3y-for-tests_0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_run, tmp_path_factory):
-    root = tmp_path_factory.mktemp("auth") / "runs"
-    shutil.copytree(tiny_run, root / "tiny")
-    return root
-
-
-@pytest.fixture(scope="module")
-def wide(runs):
+def wide(tiny_runs):
     """A server built as for --host 0.0.0.0 --allow-host studio.lan with a key."""
     hosts, key = access("0.0.0.0", KEY, allow_hosts=["studio.lan"])
-    with serving(create_app(runs, allowed_hosts=hosts, api_key=key)) as url:
+    with serving(create_app(tiny_runs, allowed_hosts=hosts, api_key=key)) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def loopback(runs):
+def loopback(tiny_runs):
     """A server built as `bricklm studio` builds it on 127.0.0.1, without a key."""
-    with serving(create_app(runs, allowed_hosts=access("127.0.0.1", None)[0])) as url:
+    with serving(create_app(tiny_runs, allowed_hosts=access("127.0.0.1", None)[0])) as url:
         yield url
 
 
@@ -122,9 +113,9 @@ def test_a_page_on_another_site_is_refused_even_with_the_key(wide):
         assert http.get("/api/runs").status_code == 200
 
 
-def test_a_key_on_loopback_is_honoured(runs):
+def test_a_key_on_loopback_is_honoured(tiny_runs):
     hosts, key = access("127.0.0.1", KEY)
-    with serving(create_app(runs, allowed_hosts=hosts, api_key=key)) as url:
+    with serving(create_app(tiny_runs, allowed_hosts=hosts, api_key=key)) as url:
         assert httpx.get(url + "/api/info", timeout=30).status_code == 401
         assert httpx.get(url + "/api/info", timeout=30, headers=BEARER).status_code == 200
 
@@ -212,9 +203,9 @@ def refused(capsys, argv, *needles):
         assert needle in err, err
 
 
-def test_flags_that_cannot_work_are_one_line_each(runs, tmp_path, capsys, monkeypatch):
+def test_flags_that_cannot_work_are_one_line_each(tiny_runs, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
-    studio = ["studio", "--runs", str(runs), "--port", "0"]
+    studio = ["studio", "--runs", str(tiny_runs), "--port", "0"]
     refused(capsys, [*studio, "--host", "0.0.0.0"], "API key", "--no-auth")
     refused(capsys, [*studio, "--api-key", "short"], "at least 16")
     refused(capsys, [*studio, "--api-key", KEY + " x"], "characters")
@@ -227,14 +218,14 @@ def test_flags_that_cannot_work_are_one_line_each(runs, tmp_path, capsys, monkey
     refused(capsys, studio, f"${ENV}", "at least 16")
 
 
-def test_a_key_lets_the_server_listen_beyond_loopback(runs, capsys, monkeypatch):
+def test_a_key_lets_the_server_listen_beyond_loopback(tiny_runs, capsys, monkeypatch):
     # The port is taken, so the command stops at binding, after it accepted the key: nothing listens.
     monkeypatch.setenv(ENV, KEY)
     busy = bind("127.0.0.1", 0)
     busy.listen()
     try:
         port = str(busy.getsockname()[1])
-        assert main(["serve", "--run", str(runs / "tiny"), "--host", "0.0.0.0", "--port", port]) == 1
+        assert main(["serve", "--run", str(tiny_runs / "tiny"), "--host", "0.0.0.0", "--port", port]) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"bricklm: error: port {port} on 0.0.0.0 is in use"), err
     finally:

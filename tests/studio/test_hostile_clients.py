@@ -30,16 +30,9 @@ from conftest import serving
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_run, tmp_path_factory):
-    root = tmp_path_factory.mktemp("hostile") / "runs"
-    shutil.copytree(tiny_run, root / "tiny")
-    return root
-
-
-@pytest.fixture(scope="module")
-def server(runs):
+def server(tiny_runs):
     # One generation thread and two slots, so that two abandoned requests would hold every slot.
-    app = create_app(runs, allowed_hosts=["127.0.0.1"], workers=1, max_jobs=2, max_live=2)
+    app = create_app(tiny_runs, allowed_hosts=["127.0.0.1"], workers=1, max_jobs=2, max_live=2)
     with serving(app, header_timeout=1.0) as url:
         yield url
 
@@ -212,11 +205,11 @@ def test_live_streams_are_capped(http):
     assert wait_until(opens, 5) == "tiny"
 
 
-def test_live_streams_work_from_one_event_loop_to_the_next(runs):
+def test_live_streams_work_from_one_event_loop_to_the_next(tiny_runs):
     # Starlette's TestClient runs each request on an event loop of its own; the feed's poller follows.
     from fastapi.testclient import TestClient
 
-    client, seen = TestClient(create_app(runs)), []
+    client, seen = TestClient(create_app(tiny_runs)), []
 
     def three_pages():
         for _ in range(3):
@@ -229,8 +222,8 @@ def test_live_streams_work_from_one_event_loop_to_the_next(runs):
     assert seen == ["tiny"] * 3
 
 
-def test_many_streams_on_a_run_read_it_once_per_poll(runs):
-    folder = RunsDir(runs)
+def test_many_streams_on_a_run_read_it_once_per_poll(tiny_runs):
+    folder = RunsDir(tiny_runs)
     logs = LiveRuns(folder)
     read = []
     get = logs.get
@@ -249,8 +242,8 @@ def test_many_streams_on_a_run_read_it_once_per_poll(runs):
 # --- damaged run files ---------------------------------------------------------------------------------------
 
 
-def test_a_fifo_lock_reads_as_not_running_and_blocks_nothing(http, runs, tiny_run):
-    run = runs / "fifo"
+def test_a_fifo_lock_reads_as_not_running_and_blocks_nothing(http, tiny_runs, tiny_run):
+    run = tiny_runs / "fifo"
     shutil.copytree(tiny_run, run)
     (run / "summary.json").unlink()
     os.mkfifo(run / "train.lock")  # opening it for reading would wait for a writer forever
@@ -270,8 +263,8 @@ def test_a_fifo_lock_reads_as_not_running_and_blocks_nothing(http, runs, tiny_ru
         shutil.rmtree(run)
 
 
-def test_a_run_config_of_empty_braces_is_a_clear_error(http, runs, tiny_run):
-    run = runs / "braces"
+def test_a_run_config_of_empty_braces_is_a_clear_error(http, tiny_runs, tiny_run):
+    run = tiny_runs / "braces"
     shutil.copytree(tiny_run, run)
     (run / "config.json").write_text("{}")
     try:
@@ -280,13 +273,13 @@ def test_a_run_config_of_empty_braces_is_a_clear_error(http, runs, tiny_run):
         assert r.status_code == 500 and r.json()["error"]["code"] == "model_not_loadable"
         message = r.json()["error"]["message"]
         assert "braces/config.json" in message and "vocab_size" in message
-        assert str(runs) not in message and not any(part.startswith("/") for part in message.split())
+        assert str(tiny_runs) not in message and not any(part.startswith("/") for part in message.split())
     finally:
         shutil.rmtree(run)
 
 
-def test_error_bodies_name_files_inside_the_runs_folder_only(http, runs, tiny_run):
-    run = runs / "cut"
+def test_error_bodies_name_files_inside_the_runs_folder_only(http, tiny_runs, tiny_run):
+    run = tiny_runs / "cut"
     shutil.copytree(tiny_run, run)
     weights = run / "checkpoints" / "step-000000006" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
@@ -294,7 +287,7 @@ def test_error_bodies_name_files_inside_the_runs_folder_only(http, runs, tiny_ru
         r = http.post("/v1/completions", json={"model": "cut", "prompt": "a", "max_tokens": 2})
         message = r.json()["error"]["message"]
         assert r.status_code == 500 and "cut/checkpoints/step-000000006/model.safetensors" in message
-        assert str(runs) not in message and str(runs.resolve()) not in message
+        assert str(tiny_runs) not in message and str(tiny_runs.resolve()) not in message
     finally:
         shutil.rmtree(run)
 
