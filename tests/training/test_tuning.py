@@ -94,6 +94,14 @@ def test_an_entry_from_before_the_load_was_recorded_counts_as_busy(tuning_on, me
     assert len(measured) == 1 and json.loads(tuning_on.read_text())[key]["load"] == [0.0, 0.0]
 
 
+def test_an_explicit_setting_is_part_of_the_shape_measured(tuning_on, measured):
+    """Threads timed in float32 say nothing of bf16: each explicit dtype gets its own measurement, and keeps it."""
+    for dtype in ("float32", "bfloat16", "bfloat16"):
+        t = tuning.tune(*threads_only(dtype=dtype), torch.device("cpu"), lambda *a: None)
+        assert t.dtype == dtype
+    assert len(measured) == 2 and len(json.loads(tuning_on.read_text())) == 2
+
+
 def test_the_fastest_round_counts_not_the_median(tuning_on, monkeypatch):
     """A burst of load in one round must not decide: the minimum of the rounds does."""
     model_cfg, train_cfg = threads_only()
@@ -153,7 +161,8 @@ def test_tune_command_lists_measures_once_and_retunes(tuning_on, measured, monke
     assert main(["tune", *flags]) == 0
     out = capsys.readouterr().out
     assert "measured now" in out and "1 measured choice in" in out and len(measured) == 1
-    assert "n_embd=16 n_head=2 block_size=16" in out and "batch_size=4" in out and "load 0.0 -> 0.0: quiet" in out
+    assert "n_embd=16 n_head=2 block_size=16" in out and "batch_size=4 dtype=float32 threads=auto" in out
+    assert ("chose 1 thread (" in out or "chose 2 threads (" in out) and "load 0.0 -> 0.0: quiet" in out
     assert "fastest probe step: sdpa/float32/1 threads" in out
 
     assert main(["tune", *flags]) == 0

@@ -50,10 +50,12 @@ def describe(entry: dict) -> str:
     shape = dict(entry.get("shape") or {})
     wanted = shape.pop("wanted", ["kernel", "dtype", "threads"])
     where = f"{shape.pop('cpu', '?')} ({shape.pop('device', '?')})"
+    if shape.get("threads") == -1:
+        shape["threads"] = "auto"
     chose = {
         "kernel": f"attention {entry.get('kernel')}",
         "dtype": entry.get("dtype"),
-        "threads": f"{entry.get('threads')} threads",
+        "threads": f"{entry.get('threads')} thread{'s' * (entry.get('threads') != 1)}",
     }
     load = entry.get("load")
     if load is None:

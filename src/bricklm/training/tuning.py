@@ -159,6 +159,9 @@ def _shape(model_cfg, train_cfg, device, wanted) -> dict:
         "wanted": wanted,
         **{f: getattr(model_cfg, f) for f in SHAPE_FIELDS},
         "batch_size": train_cfg.batch_size,
+        # what was measured with: a kernel timed in float32 says nothing of bf16, nor one thread of four
+        "dtype": train_cfg.dtype,
+        "threads": train_cfg.threads,
     }
 
 
