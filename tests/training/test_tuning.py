@@ -179,3 +179,20 @@ def test_tune_command_refuses_what_it_cannot_measure(tuning_on, measured, monkey
     monkeypatch.setenv(tuning.TUNE_ENV, "off")
     assert main(["tune", "--retune"]) == 1
     assert "BRICKLM_TUNE=off" in capsys.readouterr().err and not measured and not tuning_on.exists()
+
+
+def test_without_a_compiler_the_compiled_kernel_drops_out_of_the_probe(tuning_on, monkeypatch, capsys):
+    from bricklm.model.fastpaths import ATTENTION_KERNELS
+
+    def no_compiler(fn, **kwargs):
+        raise RuntimeError("no C compiler here")
+
+    compiled = ATTENTION_KERNELS["compiled"]
+    monkeypatch.setattr(compiled, "compiled", None)  # a fresh kernel, put back as it was afterwards
+    monkeypatch.setattr(compiled, "failed", False)
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    model_cfg, train_cfg = load_config(None, {**TINY_SHAPE, "attention": "auto", "dtype": "float32", "threads": 1})
+    t = tuning.tune(model_cfg, train_cfg, torch.device("cpu"), print)
+    assert t.kernel in ("sdpa", "math") and set(t.timings) == {"sdpa/float32/1 threads", "math/float32/1 threads"}
+    out = capsys.readouterr().out
+    assert "running it eagerly" in out and "tuned: attention kernel" in out
