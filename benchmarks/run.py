@@ -137,9 +137,9 @@ def bricklm_step(args, L, C, H, B, T, device, tokens, get_batch):
     from bricklm.config import ModelConfig, TrainConfig
     from bricklm.model.fastpaths import compile_with_fallback
     from bricklm.model.gpt import GPT
-    from bricklm.training.tuning import apply_kernel, tune
     from bricklm.training.optim import make_optimizer
     from bricklm.training.trainer import train_step
+    from bricklm.training.tuning import apply_kernel, tune
 
     cfg = ModelConfig(
         vocab_size=VOCAB,
