@@ -3,6 +3,7 @@
     nice -n 19 python benchmarks/bf16_seeds.py                 # writes benchmarks/results/bf16_seeds.json
     python benchmarks/bf16_seeds.py --steps 200 --seeds 1,2    # a quicker look
     python benchmarks/bf16_seeds.py --seeds 1339 --dtypes bfloat16 --out part.json   # one part of it
+    python benchmarks/bf16_seeds.py --merge part1.json part2.json ...                 # the parts, one verdict
 
 Trains the model `bricklm train` builds with no flags (4 x 128, block 128, batch 32, the default
 schedule) on the built-in corpus, prepared once, for --steps steps with an evaluation every
@@ -95,7 +96,18 @@ def main() -> None:
         "--dtypes", default="float32,bfloat16", help="comma-separated; one alone for a run split over processes"
     )
     p.add_argument("--out", default=str(REPO / "benchmarks/results/bf16_seeds.json"))
+    p.add_argument(
+        "--merge", nargs="+", metavar="PART.json", help="combine parts (their runs) into --out, with the verdict"
+    )
     args = p.parse_args()
+    if args.merge:
+        parts = [json.loads(Path(f).read_text()) for f in args.merge]
+        record = {"parts": [{k: v for k, v in part.items() if k != "runs"} for part in parts]}
+        record["runs"] = sorted((r for part in parts for r in part["runs"]), key=lambda r: (r["seed"], r["dtype"]))
+        record["verdict"] = verdict(record["runs"])
+        print(json.dumps(record["verdict"], indent=1))
+        atomic_write_json(Path(args.out), record)
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     flags = f"--steps {args.steps} --eval-interval {args.eval_interval} --seeds {args.seeds} --threads {args.threads}"
     record = {"command": f"python benchmarks/bf16_seeds.py {flags}", "machine_before": machine(), "runs": []}
