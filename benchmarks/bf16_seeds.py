@@ -12,9 +12,10 @@ machine falls on both alike. The kernel is pinned (sdpa) and threads too (--thre
 only the dtype differs. Recorded per run: the val loss curve, the final train and val loss, CPU seconds
 per step (time.process_time, steadier than wall time under load) and wall seconds per step.
 
-The verdict: bf16's mean final val loss lies within float32's seed spread (float32's min - max range
-across seeds, widened to mean ± 2 sample standard deviations when that is wider), and bf16's CPU time
-per step against float32's. Losses do not depend on load; the times do.
+The verdict: whether bf16's mean final val loss lies within float32's seed spread (float32's min - max
+across seeds, widened to mean ± 2 sample standard deviations when that is wider), the evaluations at
+which bf16's mean leaves float32's spread at that step, and bf16's CPU time per step against float32's.
+Losses do not depend on load; the times do.
 """
 
 from __future__ import annotations
@@ -66,22 +67,35 @@ def one_run(corpus: Path, dtype: str, seed: int, args, run_dir: Path) -> dict:
     }
 
 
+def spread(values: list[float]) -> tuple[float, float]:
+    """float32's seed spread: its min - max across seeds, widened to mean ± 2 sample standard deviations if wider."""
+    mean, sd = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return min(min(values), mean - 2 * sd), max(max(values), mean + 2 * sd)
+
+
 def verdict(runs: list[dict]) -> dict:
-    final = {d: [r["final_val_loss"] for r in runs if r["dtype"] == d] for d in ("float32", "bfloat16")}
-    cpu = {d: statistics.mean(r["cpu_s_per_step"] for r in runs if r["dtype"] == d) for d in final}
-    fp32 = final["float32"]
-    mean, sd = statistics.mean(fp32), statistics.stdev(fp32) if len(fp32) > 1 else 0.0
-    low, high = min(min(fp32), mean - 2 * sd), max(max(fp32), mean + 2 * sd)
-    bf16_mean = statistics.mean(final["bfloat16"])
+    by = {d: [r for r in runs if r["dtype"] == d] for d in ("float32", "bfloat16")}
+    final = {d: [r["final_val_loss"] for r in rs] for d, rs in by.items()}
+    low, high = spread(final["float32"])
+    outside = []  # evaluation steps where bf16's mean val loss leaves float32's spread
+    for i, (step, _) in enumerate(by["float32"][0]["val_curve"]):
+        lo, hi = spread([r["val_curve"][i][1] for r in by["float32"]])
+        bf16 = statistics.mean(r["val_curve"][i][1] for r in by["bfloat16"])
+        if not lo <= bf16 <= hi:
+            outside.append([step, round(bf16, 4), [round(lo, 4), round(hi, 4)]])
+    cpu = {d: statistics.mean(r["cpu_s_per_step"] for r in rs) for d, rs in by.items()}
     return {
-        "float32_final_val": {"mean": round(mean, 4), "sd": round(sd, 4), "values": fp32},
-        "bfloat16_final_val": {
-            "mean": round(bf16_mean, 4),
-            "sd": round(statistics.stdev(final["bfloat16"]) if len(fp32) > 1 else 0.0, 4),
-            "values": final["bfloat16"],
+        **{
+            f"{d}_final_val": {
+                "mean": round(statistics.mean(v), 4),
+                "sd": round(statistics.stdev(v) if len(v) > 1 else 0.0, 4),
+                "values": v,
+            }
+            for d, v in final.items()
         },
         "float32_spread": [round(low, 4), round(high, 4)],
-        "bf16_within_spread": low <= bf16_mean <= high,
+        "bf16_within_spread": low <= statistics.mean(final["bfloat16"]) <= high,
+        "bf16_curve_points_outside_spread": outside,
         "bf16_cpu_time_ratio": round(cpu["bfloat16"] / cpu["float32"], 3),  # < 1: bf16 faster
     }
 
