@@ -124,6 +124,7 @@ def main() -> None:
         return
     seeds = [int(s) for s in args.seeds.split(",")]
     flags = f"--steps {args.steps} --eval-interval {args.eval_interval} --seeds {args.seeds} --threads {args.threads}"
+    flags += f" --dtypes {args.dtypes}" if args.dtypes != "float32,bfloat16" else ""
     record = {"command": f"python benchmarks/bf16_seeds.py {flags}", "machine_before": machine(), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"

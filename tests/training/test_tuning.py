@@ -7,6 +7,7 @@ for the measurement where what is under test is what happens to its result.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from bricklm.training import tuning
 from bricklm.training.interrupts import Interrupted
 from runhelp import SignalAt, losses, tensors, train
 
+ROOT = Path(__file__).resolve().parents[2]
 TINY_SHAPE = dict(vocab_size=11, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4)
 
 
@@ -57,9 +59,11 @@ def test_measuring_off_means_the_plain_settings_and_no_cache(tmp_path, monkeypat
     assert not (tmp_path / "tuning.json").exists()
 
 
-def test_the_defaults_are_auto_for_what_keeps_the_maths():
+def test_the_defaults_are_auto_and_the_blogs_recipes_keep_float32():
     model_cfg, train_cfg = load_config(None, {})
-    assert (model_cfg.attention, train_cfg.threads) == ("auto", -1)
+    assert (model_cfg.attention, train_cfg.threads, train_cfg.dtype) == ("auto", -1, "auto")
+    for recipe in ("ablation-200k", "headline-10m", "overfit-800k", "processors-800k", "sweep"):  # the blog's maths
+        assert load_config(ROOT / "configs" / "seed" / f"{recipe}.toml")[1].dtype == "float32", recipe
 
 
 def test_a_busy_measurement_is_kept_while_busy_and_measured_again_when_quiet(tuning_on, measured, monkeypatch):
