@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
 from bricklm.cli import main
@@ -63,7 +64,7 @@ def test_the_defaults_are_auto_and_the_blogs_recipes_keep_float32():
     model_cfg, train_cfg = load_config(None, {})
     assert (model_cfg.attention, train_cfg.threads, train_cfg.dtype) == ("auto", -1, "auto")
     for recipe in ("ablation-200k", "headline-10m", "overfit-800k", "processors-800k", "sweep"):  # the blog's maths
-        assert load_config(ROOT / "configs" / "seed" / f"{recipe}.toml")[1].dtype == "float32", recipe
+        assert tomllib.loads((ROOT / "configs" / "seed" / f"{recipe}.toml").read_text())["train"]["dtype"] == "float32"
 
 
 def test_a_busy_measurement_is_kept_while_busy_and_measured_again_when_quiet(tuning_on, measured, monkeypatch):
@@ -133,12 +134,13 @@ def test_a_resumed_run_reuses_the_choice_it_trained_with_bit_for_bit(tiny_corpus
     assert json.loads((tmp_path / "split" / tuning.RUN_FILE).read_text())["kernel"] == "math"
 
     cache = json.loads(tuning_on.read_text())
-    tuning_on.write_text(json.dumps({k: {**v, "kernel": "sdpa", "threads": 2} for k, v in cache.items()}))
+    edited = {k: {**v, "kernel": "sdpa", "dtype": "bfloat16", "threads": 2} for k, v in cache.items()}
+    tuning_on.write_text(json.dumps(edited))
     monkeypatch.setattr(tuning, "_measure", lambda *a: pytest.fail("a resumed run measured again"))
     said = []
     log = lambda *a, **k: said.append(" ".join(map(str, a)))  # noqa: E731
     train(tiny_corpus, tmp_path / "split", *flags, resume=True, log=log)
-    assert any("attention kernel math, 1 thread (the choice this run trained with" in s for s in said)
+    assert any("kernel math, dtype float32, 1 thread (the choice this run trained with" in s for s in said)
     assert losses(tmp_path / "split") == losses(tmp_path / "straight")
     a = tensors(tmp_path / "straight" / "checkpoints" / "step-000000008")
     b = tensors(tmp_path / "split" / "checkpoints" / "step-000000008")
@@ -157,7 +159,7 @@ def test_tune_command_lists_measures_once_and_retunes(tuning_on, measured, monke
     assert main(["tune"]) == 0
     assert "0 measured choices" in capsys.readouterr().out and not measured
 
-    flags = [*SHAPE_FLAGS, "--attention", "sdpa", "--threads", "auto"]
+    flags = [*SHAPE_FLAGS, "--attention", "sdpa", "--dtype", "float32", "--threads", "auto"]
     assert main(["tune", *flags]) == 0
     out = capsys.readouterr().out
     assert "measured now" in out and "1 measured choice in" in out and len(measured) == 1
