@@ -206,9 +206,14 @@ def make_attention(config: ModelConfig) -> Attention | None:
 
 # Attention matrices (nh × T × T) the backward pass keeps per layer, in copies, by attention kind: (no dropout,
 # dropout); measured on CPU by benchmarks/reliability.py. Fused sdpa keeps none, unless dropout sends it to the
-# math kernel. A kind not listed (auto: whichever kernel the tuner picks) counts as the most a kernel keeps.
+# math kernel. attention = auto keeps what the kernel the tuner picked keeps (KERNEL_COPIES; sdpa until it has
+# picked): the math kernel, compiled or not, keeps what the written-out path keeps.
 ATTENTION_COPIES = {"manual": (5, 13), "torch_mha": (6, 6), "sdpa": (0, 5), "none": (0, 0)}
-MOST_ATTENTION_COPIES = (13, 13)
+KERNEL_COPIES = {
+    "sdpa": ATTENTION_COPIES["sdpa"],
+    "math": ATTENTION_COPIES["manual"],
+    "compiled": ATTENTION_COPIES["manual"],
+}
 
 
 class KVCache:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from bricklm.config import ModelConfig
-from bricklm.model.attention import ATTENTION_COPIES, MOST_ATTENTION_COPIES, KVCache, make_attention
+from bricklm.model.attention import ATTENTION_COPIES, KERNEL_COPIES, KVCache, make_attention
 
 # Parameter names other modules rely on (optimiser groups, LoRA, export), defined once here.
 EMBEDDINGS = ("tok_emb", "pos_emb")
@@ -275,19 +275,21 @@ def count_params(config: ModelConfig) -> int:
     return embeddings + L * (attn + ffn) + norm + head
 
 
-def count_activations(config: ModelConfig, batch_size: int, recompute: bool = False) -> int:
+def count_activations(config: ModelConfig, batch_size: int, recompute: bool = False, kernel: str = "sdpa") -> int:
     """Numbers a training step keeps for the backward pass (its activations), by the same switches the model is
     built from: per token and layer the residual stream, norms, q/k/v and the 4C feed-forward (and dropout masks),
     the attention matrices the attention kind keeps (ATTENTION_COPIES), and the logits (3 copies).
 
     With recompute (TrainConfig.recompute_activations) only each block's input is kept, and one block at a time is
-    recomputed in full during the backward pass. training/hardware.py turns this into bytes; benchmarks/reliability.py
-    checks the total against measured peaks (docs/reliability.md).
+    recomputed in full during the backward pass. kernel: the one attention = auto runs (tuning.py's choice).
+    training/hardware.py turns this into bytes; benchmarks/reliability.py checks the total against measured peaks
+    (docs/reliability.md).
     """
     c = config
     dropout = c.dropout > 0
     per_token_layer = (22 + 4 * dropout) * c.n_embd
-    per_token_layer += ATTENTION_COPIES.get(c.attention, MOST_ATTENTION_COPIES)[dropout] * c.n_head * c.block_size
+    copies = KERNEL_COPIES[kernel] if c.attention == "auto" else ATTENTION_COPIES[c.attention]
+    per_token_layer += copies[dropout] * c.n_head * c.block_size
     tokens = batch_size * c.block_size
     if recompute:
         kept = tokens * (c.n_layer * c.n_embd + per_token_layer)

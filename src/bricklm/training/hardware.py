@@ -67,7 +67,7 @@ RUNTIME_BYTES = 100 * 2**20  # PyTorch's own working memory once training runs
 MEMORY_MARGIN = 1.2  # the formula matched measured peaks within 0-10%; refuse a little early rather than swap
 
 
-def estimate_memory_bytes(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int:
+def estimate_memory_bytes(model_cfg: ModelConfig, train_cfg: TrainConfig, kernel: str = "sdpa") -> int:
     """Training footprint: weights, gradients and two AdamW moments (16 B/param), the activations the
     backward pass keeps and the logits (the model's count_activations, 4 B each), PyTorch's own; times
     MEMORY_MARGIN. See docs/reliability.md.
@@ -76,7 +76,7 @@ def estimate_memory_bytes(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int
     in full during the backward pass: what makes the blog's sweep row #4 (T×T attention weights with
     dropout, 32 layers) fit a laptop.
     """
-    kept = count_activations(model_cfg, train_cfg.batch_size, train_cfg.recompute_activations)
+    kept = count_activations(model_cfg, train_cfg.batch_size, train_cfg.recompute_activations, kernel)
     return int(MEMORY_MARGIN * (16 * count_params(model_cfg) + 4 * kept + RUNTIME_BYTES))
 
 
@@ -102,11 +102,12 @@ def available_memory_bytes() -> int | None:
     return have
 
 
-def check_fits(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device) -> None:
-    """Refuse a model that can't fit before allocating it, with the estimate, instead of swapping to death."""
+def check_fits(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device, kernel: str = "sdpa") -> None:
+    """Refuse a model that can't fit before allocating it, with the estimate, instead of swapping to death.
+    kernel: attention = auto's (checked with sdpa before tuning, and again once the tuner picked another)."""
     if not train_cfg.memory_check:
         return
-    need = estimate_memory_bytes(model_cfg, train_cfg)
+    need = estimate_memory_bytes(model_cfg, train_cfg, kernel)
     have = available_memory_bytes() if device.type == "cpu" else None
     if device.type == "cuda":
         have = torch.cuda.mem_get_info()[0]

@@ -165,6 +165,7 @@ class Trainer:
         # differ); a resumed run takes the choice it trained with, so it continues bit for bit
         recorded = read_run_tuning(self.run_dir) if self.resume else None
         self.tuning = tune(self.model_cfg, cfg, self.device, self.log, not self.dist.enabled, recorded)
+        check_fits(self.model_cfg, cfg, self.device, self.tuning.kernel)  # the kernel picked may keep T x T weights
         self.autocast = functools.partial(self.tuning.autocast, self.device)  # bf16 matmuls, if tuned so
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
