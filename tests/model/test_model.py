@@ -45,6 +45,8 @@ SWITCHES = [
     {"norm": "rmsnorm"},
     {"qk_norm": True},
     {"activation": "relu2"},
+    {"activation": "swiglu", "ffn_bias": True},
+    {"activation": "swiglu", "n_embd": 40, "n_head": 4},  # 8C/3 = 106.7 rounds to 107
     {"ffn_bias": False, "head_bias": False},
     {
         "positional": "rope",

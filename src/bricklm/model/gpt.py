@@ -47,18 +47,38 @@ class ReLUSquared(nn.Module):
         return F.relu(x).square()
 
 
+class SwiGLU(nn.Module):
+    """silu(gate) * up (Shazeer, "GLU Variants Improve Transformer"): the gated feed-forward of Llama and Qwen3.
+
+    The input (..., 2H) is fc's output: the gate's H units first, then the up projection's H.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = x.chunk(2, dim=-1)
+        return F.silu(gate) * up
+
+
 # Modules, so the shape trace and hooks see them; DecodeStep calls their forward as a plain function.
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "relu2": ReLUSquared}
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "relu2": ReLUSquared, "swiglu": SwiGLU}
+GATED = ("swiglu",)  # activations whose fc computes a gate and an up projection side by side
+
+
+def ffn_hidden(config: ModelConfig) -> int:
+    """The feed-forward's hidden width H: 4C, or round(8C/3) for a gated activation, whose three C×H matrices
+    then hold as many parameters as the two C×4C of the ungated one (Shazeer's choice, and Llama's)."""
+    return round(8 * config.n_embd / 3) if config.activation in GATED else 4 * config.n_embd
 
 
 class FeedForward(nn.Module):
-    """Linear C→4C, the activation, Linear 4C→C, dropout: applied to each position on its own."""
+    """Linear C→H (C→2H when gated), the activation, Linear H→C, dropout: applied to each position on its own."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.ffn_bias)
+        hidden = ffn_hidden(config)
+        width = 2 * hidden if config.activation in GATED else hidden
+        self.fc = nn.Linear(config.n_embd, width, bias=config.ffn_bias)
         self.act = ACTIVATIONS[config.activation]()
-        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.ffn_bias)
+        self.proj = nn.Linear(hidden, config.n_embd, bias=config.ffn_bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -269,7 +289,9 @@ def count_params(config: ModelConfig) -> int:
     C, V, L = config.n_embd, config.vocab_size, config.n_layer
     norm = {"layernorm": 2 * C, "rmsnorm": C, "none": 0}[config.norm]
     attn = 0 if config.attention == "none" else 4 * C * C + (4 * C if config.bias else 0) + norm
-    ffn = 8 * C * C + (5 * C if config.ffn_bias else 0) + norm
+    H = ffn_hidden(config)
+    fc = 2 * H if config.activation in GATED else H
+    ffn = (fc + H) * C + (fc + C if config.ffn_bias else 0) + norm
     embeddings = V * C + (config.block_size * C if config.positional == "learned" else 0)
     head = (0 if config.tie_weights else C * V) + (V if config.head_bias else 0)
     return embeddings + L * (attn + ffn) + norm + head
