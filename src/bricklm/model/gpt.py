@@ -81,8 +81,16 @@ class FeedForward(nn.Module):
         self.proj = nn.Linear(hidden, config.n_embd, bias=config.ffn_bias)
         self.dropout = nn.Dropout(config.dropout)
 
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation's output (..., H): what proj reads, the largest numbers a block makes (ReLU² squares)."""
+        return self.act(self.fc(x))
+
+    def out(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The hidden activations (..., H) back to the residual stream's width (..., C)."""
+        return self.dropout(self.proj(hidden))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(self.act(self.fc(x))))
+        return self.out(self.hidden(x))
 
 
 def make_norm(config: ModelConfig) -> nn.Module:
@@ -128,9 +136,12 @@ class Block(nn.Module):
         h = feed_forward(norm(self.ln2, x))
         return h if self.residual == "off" else x + h
 
-    def trace(self, x: torch.Tensor, weights: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def trace(
+        self, x: torch.Tensor, weights: bool = True, hidden: list | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The block on x (B, T, C), no cache, and what happened inside: (output, what the first sub-layer received
-        (attention's input, or the feed-forward's without attention), attention weights (B, nh, T, T) or None)."""
+        (attention's input, or the feed-forward's without attention), attention weights (B, nh, T, T) or None).
+        Given a list, `hidden` also receives the feed-forward's hidden activations (B, T, H)."""
         seen = []
 
         def attend(h):
@@ -139,7 +150,10 @@ class Block(nn.Module):
 
         def feed_forward(h):
             seen.append(h)
-            return self.ffn(h)
+            if hidden is None:
+                return self.ffn(h)
+            hidden.append(self.ffn.hidden(h))
+            return self.ffn.out(hidden[-1])
 
         out = self.combine(x, attend, feed_forward)
         return out, seen[0], self.attn.weights(seen[0]) if weights and self.attn is not None else None
@@ -162,6 +176,7 @@ class Trace:
     streams: list[torch.Tensor]  # (B, T, C) residual stream: after the embedding, then after each block
     weights: list[torch.Tensor | None]  # per block (B, nh, T, T) attention, row t = where t looks; None: no attention
     first_inputs: list[torch.Tensor]  # per block (B, T, C): what its first sub-layer received
+    ffn_hidden: list[torch.Tensor]  # per block (B, T, H): the feed-forward's activations (FeedForward.hidden)
 
 
 class GPT(nn.Module):
@@ -260,9 +275,9 @@ class GPT(nn.Module):
         would see their passes too. Runs in whatever mode the model is in; wrap in evaluating() for no dropout.
         """
         x = self.embed(idx)
-        trace = Trace([x], [], [])
+        trace = Trace([x], [], [], [])
         for block in self.blocks:
-            x, first, weights = block.trace(x)
+            x, first, weights = block.trace(x, hidden=trace.ffn_hidden)
             trace.streams.append(x)
             trace.first_inputs.append(first)
             trace.weights.append(weights)
