@@ -229,4 +229,3 @@ def gguf_llama_keys(writer, cfg: ModelConfig, w: LlamaWeights) -> None:
     writer.add_rope_dimension_count(cfg.head_size)
     writer.add_rope_freq_base(ROPE_BASE)
     writer.add_layer_norm_rms_eps(w.eps)
-    writer.add_vocab_size(cfg.vocab_size)
