@@ -70,8 +70,8 @@ def readme(name: str, final: Path, provenance: dict, chat: bool) -> str:
         "Import it into Ollama, then run it:\n\n"
         f"    {create_line(final, name)}\n"
         f"    {use}\n\n"
-        f"`{GGUF_NAME}` also runs in llama.cpp and LM Studio; `Modelfile` holds the prompt template, "
-        "stop token and sampling defaults.\n"
+        f"`{GGUF_NAME}` is a plain GGUF for llama.cpp and the tools built on it; `Modelfile` holds the prompt "
+        "template, stop token and sampling defaults.\n"
     )
 
 
