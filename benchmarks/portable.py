@@ -3,10 +3,10 @@
     python benchmarks/portable.py configs/speedrun-cpu.toml --steps 565 --seeds 3          # the 60-second track
     python benchmarks/portable.py configs/best-10min-cpu.toml --steps 1090 --seeds 3       # the 10-minute track
 
-Variants (docs/export.md says where each one runs):
-  recipe   the recipe as it is (QK-norm + ReLU²: transformers only through no stock class, see docs/export.md)
-  arcee    qk_norm = false: Arcee in transformers and llama.cpp (Llama with an ungated ReLU² feed-forward)
-  qwen3    activation = swiglu: Qwen3 in transformers and llama.cpp (per-head q/k RMSNorm, gated SiLU)
+Variants, each the recipe with two switches set (docs/export.md says where each one runs):
+  relu2    QK-norm + ReLU², the records' blocks until 2026-12-06: no stock architecture holds them
+  arcee    no QK-norm, ReLU²: Arcee in transformers and llama.cpp (Llama with an ungated ReLU² feed-forward)
+  qwen3    QK-norm + SwiGLU: Qwen3 in transformers and llama.cpp (per-head q/k RMSNorm, gated SiLU)
 
 The recipes follow wall time (schedule_by_time), which depends on whatever else runs on the cores; here
 each run instead follows a fixed number of steps (--steps: what the recipe reaches in its budget on a
@@ -34,7 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine, need, shared_data  # noqa: E402  (benchmarks/ is not a package)
 from records import one_run  # noqa: E402
 
-VARIANTS = {"recipe": [], "arcee": ["qk_norm=false"], "qwen3": ["activation=swiglu"]}
+VARIANTS = {
+    "relu2": ["qk_norm=true", "activation=relu2"],  # the records' blocks until 2026-12-06: no stock architecture
+    "arcee": ["qk_norm=false", "activation=relu2"],
+    "qwen3": ["qk_norm=true", "activation=swiglu"],
+}
 
 
 def children_cpu() -> float:

@@ -520,7 +520,7 @@ def test_float16_is_refused_where_the_runs_activations_overflow_it(corpora, tmp_
 
 
 FAMILY_REFUSED = [
-    (["--activation", "relu2", "--qk-norm"], "hf", "qk_norm = true with activation = relu2"),  # the speedrun's
+    (["--activation", "relu2", "--qk-norm"], "hf", "qk_norm = true with activation = relu2"),  # the 10-minute recipe's
     (["--activation", "gelu"], "gguf", "activation = gelu (llama.cpp's Arcee is ReLU² only"),
     (["--activation", "swiglu", "--qk-norm", "--ffn-bias"], "hf", "ffn_bias = true"),
     (["--activation", "relu2", "--head-bias"], "gguf", "head_bias = true"),
