@@ -51,6 +51,7 @@ SWITCH_READERS = {
     "bricklm.experiments.plan": "sets them for ablations, and names the base model's in its label",
     "bricklm.training.tuning": "the tuner measures a kernel for attention = auto and keys its cache on the shape",
     "bricklm.export.weights": "checks that a model fits GPT-2's layout before mapping its weights",
+    "bricklm.export.llama": "maps rotary/RMSNorm models onto Arcee, Llama or Qwen3 (gated MLP, QK-norm, biases, tying)",
     "bricklm.export.hf": "maps them onto transformers' config (activation, tied embeddings)",
 }
 

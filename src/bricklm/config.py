@@ -67,7 +67,12 @@ class ModelConfig:
         "x = ln1(x) overwriting the stream it should add to",
         RESIDUAL_MODES,
     )
-    activation: str = setting("gelu", "feed-forward activation (the blog used relu)", ("gelu", "relu", "relu2"))
+    activation: str = setting(
+        "gelu",
+        "feed-forward activation (the blog used relu); swiglu: silu(gate) * up, gated as in Llama and Qwen3, with "
+        "a hidden width of round(8 * n_embd / 3) so the feed-forward keeps the parameters of the 4x ungated one",
+        ("gelu", "relu", "relu2", "swiglu"),
+    )
     tie_weights: bool = setting(False, "share the token embedding with the output head (the blog: untied)")
     qk_norm: bool = setting(False, "RMS-normalise each head's queries and keys before attention (sdpa, manual)")
     zero_init: bool = setting(False, "start the projections into the residual stream at zero (each block the identity)")

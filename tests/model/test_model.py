@@ -45,6 +45,8 @@ SWITCHES = [
     {"norm": "rmsnorm"},
     {"qk_norm": True},
     {"activation": "relu2"},
+    {"activation": "swiglu", "ffn_bias": True},
+    {"activation": "swiglu", "n_embd": 40, "n_head": 4},  # 8C/3 = 106.7 rounds to 107
     {"ffn_bias": False, "head_bias": False},
     {
         "positional": "rope",
@@ -224,6 +226,8 @@ def test_trace_is_the_forward_pass_layer_by_layer(switch):
         (b.attn if b.attn is not None else b.ffn).register_forward_pre_hook(lambda m, a: first.append(a[0]))
         for b in model.blocks
     ]
+    hidden = []  # the feed-forward's activations, seen from its proj (precision.py's float16 check reads these)
+    hooks += [b.ffn.proj.register_forward_pre_hook(lambda m, a: hidden.append(a[0])) for b in model.blocks]
     with torch.no_grad():
         logits, _ = model(idx)
         for h in hooks:
@@ -235,6 +239,8 @@ def test_trace_is_the_forward_pass_layer_by_layer(switch):
             torch.testing.assert_close(y, block(x))
         torch.testing.assert_close(model.readout(trace.streams[-1]), logits)
     for seen, recorded in zip(first, trace.first_inputs, strict=True):
+        torch.testing.assert_close(seen, recorded)
+    for seen, recorded in zip(hidden, trace.ffn_hidden, strict=True):
         torch.testing.assert_close(seen, recorded)
     for w in trace.weights:
         if switch.get("attention") == "none":
