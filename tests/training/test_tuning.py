@@ -120,6 +120,26 @@ def test_the_fastest_round_counts_not_the_median(tuning_on, monkeypatch):
     assert t.threads == 2 and t.timings == {"sdpa/float32/1 threads": 0.2, "sdpa/float32/2 threads": 0.1}
 
 
+def test_kernel_and_dtype_are_measured_together(tuning_on, monkeypatch):
+    """Measured on a Zen 4: sdpa is fastest in float32 and slowest in bf16, where the math kernel wins overall;
+    picking the kernel in float32 first would never try math in bf16."""
+    seconds = {
+        ("sdpa", "float32"): 0.147,
+        ("math", "float32"): 0.288,
+        ("compiled", "float32"): 0.181,
+        ("sdpa", "bfloat16"): 0.190,
+        ("math", "bfloat16"): 0.096,
+        ("compiled", "bfloat16"): 0.118,
+    }
+    monkeypatch.setattr(
+        tuning, "_step_seconds", lambda model, x, device, kernel, dtype, threads: seconds[kernel, dtype]
+    )
+    monkeypatch.setattr(tuning, "_load", lambda: 0.0)
+    model_cfg, train_cfg = load_config(None, {**TINY_SHAPE, "attention": "auto", "dtype": "auto", "threads": 1})
+    t = tuning.tune(model_cfg, train_cfg, torch.device("cpu"), lambda *a: None)
+    assert (t.kernel, t.dtype) == ("math", "bfloat16") and len(t.timings) == 6
+
+
 def test_a_resumed_run_reuses_the_choice_it_trained_with_bit_for_bit(tiny_corpus, tmp_path, tuning_on, monkeypatch):
     """Straight 8 steps == 4 steps, stop, the cache changed to another kernel, resume: the run's own choice wins."""
 

@@ -194,17 +194,22 @@ def _measure(model_cfg, train_cfg, device, tuning: Tuning, wanted: list[str]) ->
                 if round_:
                     best[name] = min(best[name], took)
             if round_ == 0 and getattr(ATTENTION_KERNELS.get("compiled"), "failed", False):
-                candidates.pop("compiled", None)  # no C compiler: it ran eagerly, so it isn't a candidate
+                for name in [n for n, setting in candidates.items() if setting[0] == "compiled"]:
+                    candidates.pop(name)  # no C compiler: it ran eagerly, so it isn't a candidate
         threads_now = torch.get_num_threads()
         for name, (kernel, dtype, threads) in candidates.items():
             timings[f"{kernel}/{dtype}/{threads or threads_now} threads"] = round(best[name], 5)
         return min(candidates, key=best.__getitem__)
 
+    kernels = [tuning.kernel]
     if "kernel" in wanted:
         kernels = [k for k in ATTENTION_KERNELS if k != "compiled" or device.type == "cpu" or cfg.dropout]
-        tuning.kernel = fastest({k: (k, tuning.dtype, tuning.threads) for k in kernels})
-    if "dtype" in wanted:
-        tuning.dtype = fastest({d: (tuning.kernel, d, tuning.threads) for d in ("float32", "bfloat16")})
+    dtypes = ("float32", "bfloat16") if "dtype" in wanted else (tuning.dtype,)
+    if len(kernels) * len(dtypes) > 1:
+        # Every kernel in every dtype, not the kernel first: on a Zen 4 the fastest kernel in float32 (sdpa) was the
+        # slowest in bf16, where the math kernel won by 1.5x (docs/performance.md).
+        choice = fastest({f"{k}/{d}": (k, d, tuning.threads) for k in kernels for d in dtypes})
+        tuning.kernel, tuning.dtype = choice.split("/")
     if "threads" in wanted and device.type == "cpu":
         counts = sorted({1, max(1, (os.cpu_count() or 1) // 2), os.cpu_count() or 1})
         tuning.threads = int(fastest({str(n): (tuning.kernel, tuning.dtype, n) for n in counts}))
