@@ -59,3 +59,10 @@ def machine() -> dict:
             for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16"):
                 info[flag] = flag in flags
     return info
+
+
+def prepare_tail(src: Path, out: Path) -> Path:
+    """`bricklm prepare SRC --split tail --out OUT` as a user runs it (the records' and recipes' corpus)."""
+    cmd = [sys.executable, "-m", "bricklm", "prepare", str(src), "--split", "tail", "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return out

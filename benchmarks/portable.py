@@ -24,14 +24,13 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine, need, shared_data  # noqa: E402  (benchmarks/ is not a package)
+from common import REPO, machine, need, prepare_tail, shared_data  # noqa: E402  (benchmarks/ is not a package)
 from records import one_run  # noqa: E402
 
 VARIANTS = {
@@ -70,12 +69,7 @@ def main() -> None:
     before = machine()
     runs: dict[str, list[dict]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="bricklm-portable-") as tmp:
-        corpus = Path(tmp) / "corpus"
-        subprocess.run(
-            [sys.executable, "-m", "bricklm", "prepare", str(args.corpus), "--split", "tail", "--out", str(corpus)],
-            check=True,
-            capture_output=True,
-        )
+        corpus = prepare_tail(args.corpus, Path(tmp) / "corpus")
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name in names:
                 cpu = children_cpu()

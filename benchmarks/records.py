@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine, need, shared_data  # noqa: E402  (benchmarks/ is not a package)
+from common import REPO, machine, need, prepare_tail, shared_data  # noqa: E402  (benchmarks/ is not a package)
 
 
 def flag(setting: str) -> list[str]:
@@ -122,12 +122,7 @@ def main() -> None:
     need(args.corpus)
     before = machine()
     with tempfile.TemporaryDirectory(prefix="bricklm-records-") as tmp:
-        corpus = Path(tmp) / "corpus"
-        subprocess.run(
-            [sys.executable, "-m", "bricklm", "prepare", str(args.corpus), "--split", "tail", "--out", str(corpus)],
-            check=True,
-            capture_output=True,
-        )
+        corpus = prepare_tail(args.corpus, Path(tmp) / "corpus")
         runs = []
         for seed in range(1337, 1337 + args.seeds):
             if str(args.recipe) == "reference":

@@ -50,7 +50,7 @@ def hf_state_dict(w: GPT2Weights) -> dict:
     return {k: v.contiguous() for k, v in state.items()}
 
 
-def hf_config(cfg, tied: bool, end_id: int | None, provenance: dict) -> dict:
+def hf_config(cfg, tied: bool) -> dict:
     """config.json for GPT2LMHeadModel; every field that matters is written, none left to GPT-2's defaults."""
     return {
         "architectures": ["GPT2LMHeadModel"],
@@ -66,11 +66,17 @@ def hf_config(cfg, tied: bool, end_id: int | None, provenance: dict) -> dict:
         "resid_pdrop": cfg.dropout,
         "embd_pdrop": cfg.dropout,
         "attn_pdrop": cfg.dropout,
-        "initializer_range": 0.02,
         "scale_attn_weights": True,
         "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False,
         "tie_word_embeddings": tied,
+    }
+
+
+def shared_config(end_id: int | None, provenance: dict) -> dict:
+    """What every architecture's config.json says alike: the token ids, float32 weights, where it came from."""
+    return {
+        "initializer_range": 0.02,
         "bos_token_id": None,
         "eos_token_id": end_id,
         "pad_token_id": end_id,
@@ -92,16 +98,16 @@ def write_hf(model, tokenizer, folder: Path, provenance: dict) -> list[str]:
     notes = []
     if arch == "gpt2":
         weights = gpt2_weights(model)
-        state, config = hf_state_dict(weights), hf_config(cfg, weights.tied, end_id, provenance)
+        state, config = hf_state_dict(weights), hf_config(cfg, weights.tied)
         if cfg.tie_weights and not weights.tied:
             notes.append(
                 "the run ties its embedding and head; the folder has them untied (the head bias lives in lm_head)"
             )
     else:
         weights = llama_weights(model)
-        state, config = hf_llama_state(weights), hf_llama_config(cfg, arch, weights, end_id, provenance)
+        state, config = hf_llama_state(weights), hf_llama_config(cfg, arch, weights)
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    write_json(folder / "config.json", config)
+    write_json(folder / "config.json", config | shared_config(end_id, provenance))
     generation = {"bos_token_id": None, "eos_token_id": end_id, "pad_token_id": end_id}
     write_json(folder / "generation_config.json", generation)
     hf: Tokenizer = vocab.hf_tokenizer(tokenizer)

@@ -149,8 +149,9 @@ def hf_llama_state(w: LlamaWeights) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in state.items()}
 
 
-def hf_llama_config(cfg: ModelConfig, arch: str, w: LlamaWeights, end_id: int | None, provenance: dict) -> dict:
-    """config.json for arch; every field that matters is written, none left to the class's defaults."""
+def hf_llama_config(cfg: ModelConfig, arch: str, w: LlamaWeights) -> dict:
+    """config.json for arch; every field that matters is written, none left to the class's defaults (hf.write_hf
+    adds the token ids and provenance every architecture shares)."""
     config = {
         "architectures": [HF_CLASS[arch]],
         "model_type": arch,
@@ -168,13 +169,6 @@ def hf_llama_config(cfg: ModelConfig, arch: str, w: LlamaWeights, end_id: int | 
         "attention_bias": cfg.bias,
         "attention_dropout": 0.0,
         "tie_word_embeddings": cfg.tie_weights,
-        "initializer_range": 0.02,
-        "bos_token_id": None,
-        "eos_token_id": end_id,
-        "pad_token_id": end_id,
-        "use_cache": True,
-        "torch_dtype": "float32",
-        "bricklm": provenance,
     }
     if arch == "qwen3":
         config |= {"use_sliding_window": False, "sliding_window": None}
