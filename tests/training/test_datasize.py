@@ -24,15 +24,30 @@ def test_runs_that_did_not_overfit_are_not_warned_about():
     assert DataSize(10_000, 327_330, 64 * 128, 3_000).warning() is None  # many passes, but plenty of text
 
 
+def test_the_nearest_measured_run_says_what_to_expect():
+    # The README's default model on the blog's whole text is a measured row of docs/inside.md's table.
+    size = DataSize(parameters=834_151, train_tokens=327_330, tokens_per_step=32 * 128, steps=600)
+    assert size.expectation() == (
+        "the nearest run measured (docs/inside.md): the blog, 327,330 tokens for 835,179 parameters, reached val "
+        "loss 1.56 per character (best after 18 passes)"
+    )
+    # A sixteenth of the text: the small model measured on it memorised after ~80 passes.
+    assert "first sixteenth" in DataSize(120_000, 21_000, 4096, 600).expectation()
+
+
 def test_train_and_prepare_say_where_the_run_sits(tiny_corpus, tmp_path, capsys):
     run = tmp_path / "run"
     # Planned: ~100k parameters for ~37 passes over ~28k tokens; the time budget stops it at its first step.
     flags = tiny_flags(n_layer=2, n_embd=64, block_size=32, batch_size=32, max_iters=1000, max_seconds=0.001)
     assert main(["train", "--data", str(tiny_corpus), "--out", str(run), *flags]) == 0
     out = capsys.readouterr().out
-    assert "data: " in out and "passes over the training text" in out
+    assert "data: " in out and "passes over the training text" in out and "the nearest run measured" in out
     assert "warning: this run will mostly memorise its text" in out
     (tmp_path / "note.txt").write_text("A short note, far too little for the default model. " * 20)
     assert main(["prepare", str(tmp_path / "note.txt"), "--out", str(tmp_path / "c")]) == 0
     out = capsys.readouterr().out
-    assert "the default model and training: " in out and "warning: with the defaults, this run will mostly" in out
+    assert (
+        "the default model and training: " in out
+        and "the nearest run measured" in out
+        and "warning: with the defaults, this run will mostly" in out
+    )

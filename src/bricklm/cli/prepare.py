@@ -65,5 +65,5 @@ def default_run_lines(vocab_size: int, train_tokens: int) -> list[str]:
     """Where `bricklm train --data OUT` with the default settings would sit on this text (datasize.py)."""
     model, train = ModelConfig(vocab_size=vocab_size), TrainConfig()
     size = DataSize(count_params(model), train_tokens, train.batch_size * model.block_size, train.max_iters)
-    lines = [f"the default model and training: {size.line()}"]
+    lines = [f"the default model and training: {size.line()}", f"  {size.expectation()}"]
     return lines + ([f"warning: with the defaults, {size.warning()}"] if size.warning() else [])

@@ -7,21 +7,64 @@
 Two numbers: training tokens per parameter (how much text each weight has to explain), and passes over
 the training text (max_iters x tokens per step / training tokens: how often each token is seen).
 
-The warning's thresholds come from the one overfitting run measured in docs/results.md: the blog's
-~800k model (817,771 parameters) on its 327,330 training characters, 0.40 tokens per parameter, 8,192
-tokens per step. Its validation loss was lowest at step 1,000 (25 passes) and rose after, to +1.11 above
-train loss at 3,000 steps (75 passes); at 500 steps (12.5 passes) it was still improving. So
-MEMORIZE_PASSES = 20 warns a little before that turn. MEMORIZE_TOKENS_PER_PARAMETER = 2 is a round bound
-above the measured 0.40, not a measured edge: the 200k ablation model at 1.5 tokens per parameter was not
-run past 3 passes. docs/inside.md says what is and isn't measured.
+The warning's thresholds: the blog's ~800k model (817,771 parameters) on its 327,330 training characters,
+0.40 tokens per parameter, had its lowest validation loss at step 1,000 (25 passes) and rose after, to +1.11
+above train loss at 3,000 steps (75 passes; docs/results.md). The data-size table (MEASURED below,
+docs/inside.md) agrees: the runs below 1 token per parameter whose 1,500 steps held 35 or more passes all
+turned (val loss rose again), after 35-80 passes, none before 20 (the 835k model on the whole blog, 0.39 per
+parameter, had 19 passes in its steps and was flat at the end); no run at 2 or more tokens per parameter
+turned within its 1,500 steps (6-25 passes). So MEMORIZE_PASSES = 20 warns a little before the turn,
+and MEMORIZE_TOKENS_PER_PARAMETER = 2 lies between the two groups (no run measured between 0.9 and 2.2 tokens
+per parameter). `expectation()` names the measured run nearest to a planned one, as a rough guide to the loss
+its text supports.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 MEMORIZE_PASSES = 20.0
 MEMORIZE_TOKENS_PER_PARAMETER = 2.0
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One run of benchmarks/data_size.py (docs/inside.md's table): character tokens, the default settings."""
+
+    text: str
+    train_tokens: int
+    parameters: int
+    best_val_loss: float
+    passes_at_best: float
+    still_improving: bool  # best at the last evaluation of its 1,500 steps: more steps would have gone lower
+
+
+# benchmarks/results/data_size.json, 2026-12-06 (AMD EPYC, torch 2.13.0): each run trained to its best whole-split
+# val loss (early stop after 3 evaluations without one, at most 1,500 steps); the parts of one text share its val split.
+MEASURED = (
+    Measured("the blog's first sixteenth", 20458, 121579, 2.5217, 80.1, False),
+    Measured("the blog's first quarter", 81832, 121579, 2.1943, 60.1, False),
+    Measured("the blog", 327330, 121579, 1.7928, 18.8, True),
+    Measured("the blog's first sixteenth", 20458, 835179, 2.5209, 60.1, False),
+    Measured("the blog's first quarter", 81832, 835179, 2.1124, 35.0, False),
+    Measured("the blog", 327330, 835179, 1.5566, 17.5, False),
+    Measured("tiny Shakespeare's first sixteenth", 62740, 116161, 2.3817, 58.8, False),
+    Measured("tiny Shakespeare's first quarter", 250962, 116161, 2.1195, 24.5, True),
+    Measured("tiny Shakespeare", 1003848, 116161, 1.8811, 6.1, True),
+    Measured("the built-in corpus's first sixteenth", 26151, 121063, 2.5605, 78.3, False),
+    Measured("the built-in corpus's first quarter", 104606, 121063, 1.6733, 54.8, False),
+    Measured("the built-in corpus", 418425, 121063, 1.3837, 14.7, True),
+)
+
+
+def nearest_measured(parameters: int, train_tokens: int) -> Measured:
+    """The measured run closest to this one in log training tokens and log parameters."""
+
+    def distance(m: Measured) -> float:
+        return math.log(m.train_tokens / train_tokens) ** 2 + math.log(m.parameters / parameters) ** 2
+
+    return min(MEASURED, key=distance)
 
 
 @dataclass
@@ -44,6 +87,15 @@ class DataSize:
             f"{self.train_tokens:,} training tokens for {self.parameters:,} parameters "
             f"({self.tokens_per_parameter:.2f} per parameter); {self.steps:,} steps of {self.tokens_per_step:,} "
             f"tokens = {self.passes:.{1 if self.passes >= 1 else 2}f} passes over the training text"
+        )
+
+    def expectation(self) -> str:
+        """What the nearest run measured here reached: a rough guide to the loss this much text supports."""
+        m = nearest_measured(self.parameters, self.train_tokens)
+        best = "still improving at its last step" if m.still_improving else f"best after {m.passes_at_best:.0f} passes"
+        return (
+            f"the nearest run measured (docs/inside.md): {m.text}, {m.train_tokens:,} tokens for {m.parameters:,} "
+            f"parameters, reached val loss {m.best_val_loss:.2f} per character ({best})"
         )
 
     def warning(self) -> str | None:

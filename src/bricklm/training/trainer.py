@@ -384,7 +384,7 @@ def plan_lines(n_params: int, model_cfg: ModelConfig, cfg: TrainConfig, dist, de
     if isinstance(data, TokenDataset):
         per_step = cfg.batch_size * cfg.grad_accum * dist.world_size * model_cfg.block_size
         size = DataSize(n_params, len(data.train), per_step, cfg.max_iters)
-        lines.append(f"data: {size.line()}")
+        lines += [f"data: {size.line()}", f"  {size.expectation()}"]
         lines += [f"warning: {size.warning()}"] if size.warning() else []
     return lines
 
