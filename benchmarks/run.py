@@ -137,9 +137,9 @@ def bricklm_step(args, L, C, H, B, T, device, tokens, get_batch):
     from bricklm.config import ModelConfig, TrainConfig
     from bricklm.model.fastpaths import compile_with_fallback
     from bricklm.model.gpt import GPT
-    from bricklm.training.hardware import apply_kernel, tune
     from bricklm.training.optim import make_optimizer
     from bricklm.training.trainer import train_step
+    from bricklm.training.tuning import apply_kernel, tune
 
     cfg = ModelConfig(
         vocab_size=VOCAB,
@@ -265,7 +265,7 @@ def spawn(worker: str, *flags: str, timeout: int = 3600) -> dict:
 def bricklm_variants(device: str, levers: bool, info: dict, recompute: bool = False) -> list[tuple[str, dict]]:
     """bricklm's fastest settings for this device, and (with --levers) one lever changed at a time.
 
-    The attention kernel and the dtype are `auto`: measured for the shape on this machine (hardware.tune).
+    The attention kernel and the dtype are `auto`: measured for the shape on this machine (training/tuning.py).
     """
     fast = {
         "attention": "auto",

@@ -1,8 +1,11 @@
 """Shared fixtures: a tiny corpus and a tiny trained run, built once per test session; conversations for them;
 the studio's runs folder and server, built once per test module that asks for them."""
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,6 +13,11 @@ import pytest
 
 # Tests must behave the same on any machine: two threads, as on the CI box.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# ...and spend no time tuning: `auto` means the plain settings (sdpa, float32, PyTorch's threads), and no test
+# reads or writes the user's cache (the tuning tests turn measuring back on, with their own folder).
+os.environ["BRICKLM_TUNE"] = "off"
+os.environ["BRICKLM_CACHE_DIR"] = tempfile.mkdtemp(prefix="bricklm-test-cache-")
+atexit.register(shutil.rmtree, os.environ["BRICKLM_CACHE_DIR"], True)
 
 TINY_TEXT = (
     "The quick brown fox jumps over the lazy dog. A small model learns the shape of words.\n"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
 from bricklm.storage import checkpoint as ckpt
+from bricklm.training.callbacks import Callback
 from conftest import TINY_FLAGS
 
 
@@ -84,3 +87,14 @@ def wait_for(condition, procs, what: str, timeout: float = 90) -> None:
     for proc in procs:
         proc.kill()
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class SignalAt(Callback):
+    """Sends this process a real signal right after step `step` (the trainer's handler catches it)."""
+
+    def __init__(self, step, signum=signal.SIGINT):
+        self.step, self.signum = step, signum
+
+    def on_step(self, trainer, step, loss):
+        if step == self.step:
+            os.kill(os.getpid(), self.signum)

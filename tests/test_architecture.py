@@ -49,8 +49,9 @@ SWITCH_READERS = {
     "bricklm.config": "defines them and refuses combinations that cannot work",
     "bricklm.recipes": "reads a saved run's or a recipe's old spellings of them (residual as two switches)",
     "bricklm.experiments.plan": "sets them for ablations, and names the base model's in its label",
-    "bricklm.training.hardware": "the tuner measures a kernel for attention = auto and keys its cache on the shape",
+    "bricklm.training.tuning": "the tuner measures a kernel for attention = auto and keys its cache on the shape",
     "bricklm.export.weights": "checks that a model fits GPT-2's layout before mapping its weights",
+    "bricklm.export.llama": "maps rotary/RMSNorm models onto Arcee, Llama or Qwen3 (gated MLP, QK-norm, biases, tying)",
     "bricklm.export.hf": "maps them onto transformers' config (activation, tied embeddings)",
 }
 

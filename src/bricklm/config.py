@@ -46,10 +46,10 @@ class ModelConfig:
     dropout: float = setting(0.0, "dropout probability")
     bias: bool = setting(False, "biases in the attention projections (the blog: off)")
     attention: str = setting(
-        "sdpa",
+        "auto",
         "manual: per-head, written out; torch_mha: nn.MultiheadAttention; "
         "sdpa: fused scaled_dot_product_attention; auto: the kernel measured fastest for this shape here "
-        "(the same weights as sdpa); none: no attention (ablation)",
+        "(the same weights and maths as sdpa: `bricklm tune` shows the choice); none: no attention (ablation)",
         ("manual", "torch_mha", "sdpa", "auto", "none"),
     )
     positional: str = setting(
@@ -67,7 +67,12 @@ class ModelConfig:
         "x = ln1(x) overwriting the stream it should add to",
         RESIDUAL_MODES,
     )
-    activation: str = setting("gelu", "feed-forward activation (the blog used relu)", ("gelu", "relu", "relu2"))
+    activation: str = setting(
+        "gelu",
+        "feed-forward activation (the blog used relu); swiglu: silu(gate) * up, gated as in Llama and Qwen3, with "
+        "a hidden width of round(8 * n_embd / 3) so the feed-forward keeps the parameters of the 4x ungated one",
+        ("gelu", "relu", "relu2", "swiglu"),
+    )
     tie_weights: bool = setting(False, "share the token embedding with the output head (the blog: untied)")
     qk_norm: bool = setting(False, "RMS-normalise each head's queries and keys before attention (sdpa, manual)")
     zero_init: bool = setting(False, "start the projections into the residual stream at zero (each block the identity)")
@@ -141,13 +146,14 @@ class TrainConfig:
     seed: int = setting(1337, "seed for weights, dropout and batch sampling")
     device: str = setting("auto", "auto picks cuda, then mps, then cpu", ("auto", "cpu", "cuda", "mps"))
     dtype: str = setting(
-        "float32",
-        "float32; bfloat16 autocast (matmuls in bf16, weights in fp32); auto: bfloat16 only where it measures faster",
+        "auto",
+        "float32; bfloat16 autocast (matmuls in bf16, weights in fp32); auto: bfloat16 only where it measures faster "
+        "for this shape here (its val loss stayed inside float32's seed spread: docs/performance.md)",
         ("float32", "bfloat16", "auto"),
     )
     compile: bool = setting(False, "torch.compile the model (falls back to eager if it cannot)")
     threads: int = setting(
-        0, "CPU threads for PyTorch (0 = leave PyTorch's default; -1 or auto: the fastest, measured)"
+        -1, "CPU threads for PyTorch (-1 or auto: the fastest count, measured; 0 = leave PyTorch's default)"
     )
     sample_chars: int = setting(
         100, "characters sampled at the end of training (like the blog) and, with eval_samples, at every evaluation"

@@ -174,11 +174,12 @@ def test_info_help_lists_only_what_info_reads(capsys):
         "--batch-size",
         "--learning-rate",
         "--tie-weights",
+        "--activation",
     ):
         assert flag in text
-    for flag in ("--max-iters", "--dropout", "--residual", "--activation", "--device", "--eval-iters", "--seed"):
+    for flag in ("--max-iters", "--dropout", "--residual", "--device", "--eval-iters", "--seed"):
         assert flag not in text
-    assert len(INFO_FIELDS) == 14
+    assert len(INFO_FIELDS) == 15
 
 
 def test_no_setting_left_out_of_info_changes_what_it_prints():

@@ -374,3 +374,180 @@ def test_destination_is_never_destroyed_and_writes_are_atomic(corpora, tmp_path,
     args = ["export", "--run", run, "--checkpoint", "last", "--format", "hf", "--out", str(out), "--overwrite"]
     assert main(args) == 0
     assert json.loads((out / "config.json").read_text())["bricklm"]["checkpoint"].startswith("step-")
+
+
+# --- the Llama family (rotary positions, RMSNorm): Arcee, Llama, Qwen3 ---------------------------------
+
+ROPE = ["--positional", "rope", "--norm", "rmsnorm", "--no-head-bias", "--no-ffn-bias"]
+# (run name, its flags beyond ROPE, the transformers class): every value of activation, qk_norm, bias, ffn_bias,
+# tie_weights and the attention kinds rope allows at least once; the pairs that interact (qk_norm x activation,
+# swiglu x ffn_bias, bias x qk_norm) together; char and BPE vocabularies.
+FAMILY = [
+    ("char-arcee-relu2", ["--activation", "relu2", "--attention", "manual"], "ArceeForCausalLM"),
+    ("bpe-arcee-gelu", ["--activation", "gelu", "--bias", "--ffn-bias", "--tie-weights"], "ArceeForCausalLM"),
+    ("char-arcee-relu", ["--activation", "relu", "--attention", "auto", "--tie-weights"], "ArceeForCausalLM"),
+    ("bpe-llama", ["--activation", "swiglu", "--bias", "--ffn-bias"], "LlamaForCausalLM"),
+    ("char-qwen3", ["--activation", "swiglu", "--qk-norm", "--bias", "--tie-weights"], "Qwen3ForCausalLM"),
+    ("bpe-qwen3", ["--activation", "swiglu", "--qk-norm", "--attention", "manual"], "Qwen3ForCausalLM"),
+]
+
+
+def check_transformers(run, out: Path, prompt: list[int]) -> None:
+    """Logits within TOLERANCE on a batch, and 60 greedy tokens identical, through transformers' stock class."""
+    model = AutoModelForCausalLM.from_pretrained(out)
+    batch = torch.tensor(prompts(run.tokenizer, 24))
+    with torch.no_grad():
+        ours, _ = run.model(batch)
+        theirs = model(batch).logits
+    assert theirs.shape == ours.shape and (theirs - ours).abs().max().item() < TOLERANCE
+    expected = greedy(run.model, prompt, 60)
+    with torch.no_grad():
+        x = torch.tensor([prompt])  # all attended: the pad id is <|end|>, which a chat prompt holds
+        got = model.generate(
+            x, attention_mask=torch.ones_like(x), max_new_tokens=60, do_sample=False, eos_token_id=None
+        )
+    assert got[0].tolist() == expected
+
+
+@pytest.mark.parametrize("name, flags, cls", FAMILY, ids=[f[0] for f in FAMILY])
+def test_llama_family_runs_in_transformers_stock_classes(corpora, tmp_path, name, flags, cls):
+    run_dir = train(corpora, name, *ROPE, *flags)
+    out = tmp_path / "hf"
+    export_run(run_dir, "best", "hf", out)
+    run = load_run(run_dir)
+    assert json.loads((out / "config.json").read_text())["architectures"] == [cls]
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok("The quick brown fox")["input_ids"] == run.tokenizer.encode("The quick brown fox")
+    check_transformers(run, out, run.tokenizer.encode("The quick "))
+
+
+@pytest.fixture(scope="module")
+def qwen3_chat_run(corpora):
+    """A Qwen3-shaped base, fine-tuned with LoRA (merged into the weights at the end) on the chats."""
+    base = train(corpora, "char-qwen3-chat-base", *ROPE, "--activation", "swiglu", "--qk-norm")
+    data = corpora / "chats.jsonl"
+    data.write_text("".join(json.dumps(c) + "\n" for c in CHATS), encoding="utf-8")
+    out = corpora / "runs" / "char-qwen3-chat"
+    args = ["finetune", "--from", str(base), "--data", str(data), "--out", str(out), "--lora-rank", "4", *FT_FLAGS]
+    assert main(args) == 0
+    return out
+
+
+def test_lora_fine_tuned_qwen3_run_chats_in_transformers_and_writes_an_ollama_folder(qwen3_chat_run, tmp_path):
+    out = tmp_path / "hf"
+    export_run(qwen3_chat_run, "last", "hf", out)
+    run = load_run(qwen3_chat_run, "last")
+    messages = [{"role": "user", "content": "What jumps?"}]
+    prompt = render(run.tokenizer, messages, add_generation_prompt=True)[0]
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == render_text(
+        messages, add_generation_prompt=True
+    )
+    check_transformers(run, out, prompt)
+
+    folder = tmp_path / "ollama"
+    lines = []
+    assert export_run(qwen3_chat_run, "last", "ollama", folder, gguf_dtype="bfloat16", log=lines.append) == folder
+    assert sorted(p.name for p in folder.iterdir()) == ["Modelfile", "README.md", "model.gguf"]
+    modelfile = (folder / "Modelfile").read_text()
+    create = f"ollama create char-qwen3-chat -f {folder / 'Modelfile'}"
+    assert create in (folder / "README.md").read_text() and any(create in line for line in lines)
+    assert "\nFROM ./model.gguf\n" in modelfile and f'PARAMETER stop "{END}"' in modelfile
+    assert "PARAMETER temperature 0.7" in modelfile and "PARAMETER repeat_penalty 1.0" in modelfile
+    template = modelfile.split('TEMPLATE """')[1].split('"""')[0]
+    assert template == (
+        '{{- range .Messages }}{{ if eq .Role "system" }}<|system|>{{ else if eq .Role "user" }}<|user|>'
+        '{{ else if eq .Role "assistant" }}<|assistant|>{{ end }}{{ .Content }}<|end|>{{ end }}<|assistant|>'
+    )
+    reader, field = read_gguf(folder / "model.gguf")
+    assert field("general.architecture") == "qwen3" and field("general.name") == "char-qwen3-chat"
+    assert field("qwen3.context_length") == run.model_cfg.block_size
+    assert field("tokenizer.chat_template").startswith("{%- for message in messages")
+    kinds = {t.name: t.tensor_type for t in reader.tensors}
+    assert kinds["blk.0.ffn_gate.weight"] == gguf.GGMLQuantizationType.BF16
+    assert kinds["blk.0.attn_q_norm.weight"] == gguf.GGMLQuantizationType.F32  # 1-D stays float32
+
+
+def test_gguf_llama_family_tensors_and_rope_order(corpora, tmp_path):
+    """Arcee's GGUF rotates adjacent pairs (llama.cpp's normal rope): q and k rows are reordered per head; Qwen3's
+    is neox (bricklm's own order) and keeps them. Ollama's base-run Modelfile has no template but the prompt."""
+    run_dir = train(corpora, "char-arcee-gguf", *ROPE, "--activation", "relu2")
+    run = load_run(run_dir)
+    export_run(run_dir, "best", "gguf", tmp_path / "a.gguf")
+    reader, field = read_gguf(tmp_path / "a.gguf")
+    cfg, hs = run.model_cfg, run.model_cfg.head_size
+    assert field("general.architecture") == "arcee" and field("arcee.rope.dimension_count") == hs
+    assert field("arcee.attention.layer_norm_rms_epsilon") == pytest.approx(torch.finfo(torch.float32).eps)
+    tensors = {t.name: torch.tensor(t.data.copy()) for t in reader.tensors}
+    ours = run.model.blocks[0].attn.c_attn.weight.detach()[: cfg.n_embd]
+    head0 = tensors["blk.0.attn_q.weight"][:hs]
+    assert torch.equal(head0[0], ours[0]) and torch.equal(head0[1], ours[hs // 2])  # pair (0, hs/2) now adjacent
+    assert tensors["token_embd.weight"].shape[0] == cfg.vocab_size + 1  # the appended <|endoftext|>
+    assert not tensors["token_embd.weight"][-1].any() and not tensors["output.weight"][-1].any()
+
+    folder = tmp_path / "ollama"
+    export_run(run_dir, "best", "ollama", folder)
+    modelfile = (folder / "Modelfile").read_text()
+    assert 'TEMPLATE """{{ .Prompt }}"""' in modelfile and "PARAMETER stop" not in modelfile
+    assert "PARAMETER temperature 0.8" in modelfile and f"PARAMETER num_ctx {cfg.block_size}" in modelfile
+
+
+def test_float16_is_refused_where_the_runs_activations_overflow_it(corpora, tmp_path, capsys, monkeypatch):
+    import bricklm.export.precision as precision
+
+    run_dir = train(corpora, "char-arcee-f16", *ROPE, "--activation", "relu2")
+    run = load_run(run_dir)
+    seen = []  # the feed-forward's activations, by a hook: the measurement must cover them
+    hooks = [b.ffn.act.register_forward_hook(lambda m, i, o: seen.append(o.abs().max())) for b in run.model.blocks]
+    peak = precision.float16_peak(run)
+    for h in hooks:
+        h.remove()
+    assert peak >= max(seen) > 0
+    out = tmp_path / "m.gguf"
+    assert (
+        main(["export", "--run", str(run_dir), "--format", "gguf", "--gguf-dtype", "float16", "--out", str(out)]) == 0
+    )
+    assert "largest value" in capsys.readouterr().out
+    kinds = {t.name: t.tensor_type for t in read_gguf(out)[0].tensors}
+    assert kinds["blk.0.ffn_up.weight"] == gguf.GGMLQuantizationType.F16
+    monkeypatch.setattr(precision, "FLOAT16_MAX", float(peak) / 2)  # as if the run's activations were twice f16's
+    args = ["export", "--run", str(run_dir), "--format", "ollama", "--gguf-dtype", "float16", "--out"]
+    assert main([*args, str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write float16" in err and "bfloat16" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf"]
+    assert main(["export", "--run", str(run_dir), "--format", "hf", "--gguf-dtype", "float16", "--out", "x"]) == 1
+
+
+FAMILY_REFUSED = [
+    (["--activation", "relu2", "--qk-norm"], "hf", "qk_norm = true with activation = relu2"),  # the 10-minute recipe's
+    (["--activation", "gelu"], "gguf", "activation = gelu (llama.cpp's Arcee is ReLU² only"),
+    (["--activation", "swiglu", "--qk-norm", "--ffn-bias"], "hf", "ffn_bias = true"),
+    (["--activation", "relu2", "--head-bias"], "gguf", "head_bias = true"),
+    (["--activation", "relu2", "--bias"], "gguf", "bias = true (llama.cpp's arcee"),
+]
+
+
+@pytest.mark.parametrize("flags, fmt, switch", FAMILY_REFUSED, ids=[s for _, _, s in FAMILY_REFUSED])
+def test_llama_family_refusals_name_the_switch(corpora, tmp_path, capsys, flags, fmt, switch):
+    name = "char-family-refused-" + "".join(c if c.isalnum() else "-" for c in switch)
+    run = train(corpora, name, "--max-iters", "2", *ROPE, *flags)
+    out = tmp_path / ("new.gguf" if fmt == "gguf" else "new")
+    for f in (fmt, "ollama") if fmt == "gguf" else (fmt,):
+        capsys.readouterr()
+        assert main(["export", "--run", str(run), "--format", f, "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and switch in err and "docs/export.md" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_ollama_folder_is_replaced_only_when_bricklm_wrote_it(corpora, tmp_path):
+    run = str(train(corpora, "char-ollama-dest", "--max-iters", "2"))
+    out = tmp_path / "o"
+    assert main(["export", "--run", run, "--format", "ollama", "--out", str(out)]) == 0
+    assert main(["export", "--run", run, "--format", "ollama", "--out", str(out)]) == 1  # needs --overwrite
+    assert main(["export", "--run", run, "--format", "ollama", "--out", str(out), "--overwrite"]) == 0
+    assert read_gguf(out / "model.gguf")[1]("general.architecture") == "gpt2"
+    (out / "Modelfile").write_text("FROM llama3\n")  # now someone else's Modelfile
+    assert main(["export", "--run", run, "--format", "ollama", "--out", str(out), "--overwrite"]) == 1
+    assert (out / "Modelfile").read_text() == "FROM llama3\n"

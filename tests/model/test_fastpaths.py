@@ -258,9 +258,11 @@ def test_a_compiled_kernel_that_cannot_compile_falls_back(monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_auto_settings_are_measured_once_and_remembered(tmp_path, monkeypatch):
-    from bricklm.training import hardware
+    from bricklm.training import tuning as tuner
 
-    monkeypatch.setenv(hardware.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(tuner.TUNE_ENV, raising=False)  # conftest turns measuring off for the other tests
+    monkeypatch.setenv(tuner.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(tuner, "_load", lambda: 0.0)  # a quiet machine: a busy one measures again (test_tuning.py)
     model_cfg, train_cfg = load_config(
         None,
         dict(
@@ -276,7 +278,7 @@ def test_auto_settings_are_measured_once_and_remembered(tmp_path, monkeypatch):
         ),
     )
     said = []
-    tuning = hardware.tune(model_cfg, train_cfg, torch.device("cpu"), said.append)
+    tuning = tuner.tune(model_cfg, train_cfg, torch.device("cpu"), said.append)
     assert tuning.kernel in ("sdpa", "math", "compiled") and tuning.dtype in ("float32", "bfloat16")
     assert tuning.threads >= 1 and "measured now" in said[-1] and len(tuning.timings) >= 4
     assert (tmp_path / "tuning.json").is_file()
@@ -284,12 +286,12 @@ def test_auto_settings_are_measured_once_and_remembered(tmp_path, monkeypatch):
     def no_measuring(*a, **k):
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(hardware, "_measure", no_measuring)
-    again = hardware.tune(model_cfg, train_cfg, torch.device("cpu"), said.append)
+    monkeypatch.setattr(tuner, "_measure", no_measuring)
+    again = tuner.tune(model_cfg, train_cfg, torch.device("cpu"), said.append)
     assert (again.kernel, again.dtype, again.threads) == (tuning.kernel, tuning.dtype, tuning.threads)
     assert "measured earlier" in said[-1]
     model = GPT(model_cfg)
-    hardware.apply_kernel(model, again)
+    tuner.apply_kernel(model, again)
     assert {b.attn.kernel for b in model.blocks} == {tuning.kernel}
 
 

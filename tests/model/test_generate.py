@@ -49,6 +49,7 @@ DECODE_SWITCHES = [
     {"residual": "off"},
     {"attention": "none"},
     {"activation": "relu2", "ffn_bias": False, "head_bias": False},
+    {"activation": "swiglu", "qk_norm": True, "positional": "rope", "norm": "rmsnorm"},
     {"tie_weights": True},
 ]
 

@@ -45,6 +45,8 @@ SWITCHES = [
     {"norm": "rmsnorm"},
     {"qk_norm": True},
     {"activation": "relu2"},
+    {"activation": "swiglu", "ffn_bias": True},
+    {"activation": "swiglu", "n_embd": 40, "n_head": 4},  # 8C/3 = 106.7 rounds to 107
     {"ffn_bias": False, "head_bias": False},
     {
         "positional": "rope",
@@ -74,14 +76,15 @@ def test_formula_matches_built_model(switch):
 def test_activations_kept_for_backward_follow_the_attention_kind_and_recompute():
     """The memory check asks the model what a step keeps: T x T weights only where the attention path keeps them."""
 
-    def kept(recompute=False, **kw):
-        return count_activations(tiny(block_size=256, **kw), batch_size=4, recompute=recompute)
+    def kept(recompute=False, kernel="sdpa", **kw):
+        return count_activations(tiny(block_size=256, **kw), batch_size=4, recompute=recompute, kernel=kernel)
 
     assert kept(attention="manual", dropout=0.1) > kept(attention="manual") > kept(attention="sdpa")
     assert kept(attention="sdpa", dropout=0.1) > kept(attention="sdpa") >= kept(attention="none")  # fused: no T x T
-    # auto: the tuner may pick any kernel, so it counts the most any keeps
-    assert kept(attention="auto") > kept(attention="manual")
-    assert kept(attention="auto", dropout=0.1) == kept(attention="manual", dropout=0.1)
+    # auto keeps what the kernel the tuner picked keeps: the fused one's nothing, the math one's T x T weights
+    assert kept(attention="auto", dropout=0.1) == kept(attention="sdpa", dropout=0.1)
+    for kernel in ("math", "compiled"):
+        assert kept(attention="auto", dropout=0.1, kernel=kernel) == kept(attention="manual", dropout=0.1)
     assert kept(recompute=True, n_layer=8) < kept(n_layer=8)  # only each block's input, plus one block
     assert kept(attention="none") > 3 * 4 * 256 * 11  # the logits, three copies, come on top
 
@@ -223,6 +226,8 @@ def test_trace_is_the_forward_pass_layer_by_layer(switch):
         (b.attn if b.attn is not None else b.ffn).register_forward_pre_hook(lambda m, a: first.append(a[0]))
         for b in model.blocks
     ]
+    hidden = []  # the feed-forward's activations, seen from its proj (precision.py's float16 check reads these)
+    hooks += [b.ffn.proj.register_forward_pre_hook(lambda m, a: hidden.append(a[0])) for b in model.blocks]
     with torch.no_grad():
         logits, _ = model(idx)
         for h in hooks:
@@ -234,6 +239,8 @@ def test_trace_is_the_forward_pass_layer_by_layer(switch):
             torch.testing.assert_close(y, block(x))
         torch.testing.assert_close(model.readout(trace.streams[-1]), logits)
     for seen, recorded in zip(first, trace.first_inputs, strict=True):
+        torch.testing.assert_close(seen, recorded)
+    for seen, recorded in zip(hidden, trace.ffn_hidden, strict=True):
         torch.testing.assert_close(seen, recorded)
     for w in trace.weights:
         if switch.get("attention") == "none":

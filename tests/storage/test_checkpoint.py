@@ -9,7 +9,6 @@ import errno
 import json
 import os
 import pickle
-import signal
 from pathlib import Path
 
 import pytest
@@ -21,20 +20,9 @@ from bricklm.storage import checkpoint as ckpt
 from bricklm.storage.runs import load_run
 from bricklm.training.callbacks import Callback
 from bricklm.training.interrupts import Interrupted
-from runhelp import configs, copy_run, losses, metrics, steps, tensors, train, trainer
+from runhelp import SignalAt, configs, copy_run, losses, metrics, steps, tensors, train, trainer
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "bricklm"
-
-
-class SignalAt(Callback):
-    """Sends this process a real signal right after step `step` (the trainer's handler catches it)."""
-
-    def __init__(self, step, signum=signal.SIGINT):
-        self.step, self.signum = step, signum
-
-    def on_step(self, trainer, step, loss):
-        if step == self.step:
-            os.kill(os.getpid(), self.signum)
 
 
 # --- exact resume ---------------------------------------------------------------------------

@@ -19,10 +19,10 @@ import sys
 import warnings
 
 from bricklm import __version__
-from bricklm.cli import experiments, export, finetune, flags, inspect, prepare, studio, train
+from bricklm.cli import experiments, export, finetune, flags, inspect, prepare, studio, train, tune
 from bricklm.errors import UserError
 
-COMMANDS = (prepare, train, experiments, finetune, inspect, studio, export)  # in the order --help lists them
+COMMANDS = (prepare, train, tune, experiments, finetune, inspect, studio, export)  # in the order --help lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,7 @@ INFO_FIELDS = (
     "attention",
     "positional",
     "norm",
+    "activation",  # swiglu's three round(8C/3)-wide matrices hold a few parameters fewer than two 4C-wide ones
     "tie_weights",
     "ffn_bias",
     "head_bias",

@@ -1,10 +1,11 @@
-"""Write a run as a Hugging Face `transformers` folder in GPT-2's layout (no custom code).
+"""Write a run as a Hugging Face `transformers` folder of a stock architecture (no custom code).
 
     write_hf(run, folder)   # config.json, generation_config.json, model.safetensors,
                             # tokenizer.json, tokenizer_config.json
 
-`AutoModelForCausalLM.from_pretrained(folder)` then builds a `GPT2LMHeadModel` whose logits are
-bricklm's (weights.py explains the head bias), and `AutoTokenizer.from_pretrained(folder)` a
+`AutoModelForCausalLM.from_pretrained(folder)` then builds a `GPT2LMHeadModel` (weights.py explains
+the head bias) or, for rotary/RMSNorm runs, an `ArceeForCausalLM`, `LlamaForCausalLM` or
+`Qwen3ForCausalLM` (llama.py), whose logits are bricklm's; and `AutoTokenizer.from_pretrained(folder)` a
 fast tokenizer with bricklm's ids (vocab.py); a fine-tuned run's folder has the chat template.
 """
 
@@ -17,7 +18,8 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
 import bricklm.export.vocab as vocab
-from bricklm.export.weights import LAYER_NORM_EPS, GPT2Weights, gpt2_weights
+from bricklm.export.llama import hf_llama_config, hf_llama_state, llama_weights
+from bricklm.export.weights import LAYER_NORM_EPS, GPT2Weights, export_architecture, gpt2_weights
 
 # nn.GELU() is the exact (erf) GELU: "gelu", not GPT-2's "gelu_new"; transformers' "relu2" is relu(x)².
 ACTIVATION = {"gelu": "gelu", "relu": "relu", "relu2": "relu2"}
@@ -85,16 +87,24 @@ def write_json(path: Path, obj) -> None:
 def write_hf(model, tokenizer, folder: Path, provenance: dict) -> list[str]:
     """Write the five files into folder (which exists and is empty); returns notes for the user."""
     cfg = model.config
-    weights = gpt2_weights(model)
+    arch = export_architecture(cfg, "this run", "hf")
     end_id = tokenizer.end_id if hasattr(tokenizer, "end_id") else None
-    save_file(hf_state_dict(weights), str(folder / "model.safetensors"), metadata={"format": "pt"})
-    write_json(folder / "config.json", hf_config(cfg, weights.tied, end_id, provenance))
+    notes = []
+    if arch == "gpt2":
+        weights = gpt2_weights(model)
+        state, config = hf_state_dict(weights), hf_config(cfg, weights.tied, end_id, provenance)
+        if cfg.tie_weights and not weights.tied:
+            notes.append(
+                "the run ties its embedding and head; the folder has them untied (the head bias lives in lm_head)"
+            )
+    else:
+        weights = llama_weights(model)
+        state, config = hf_llama_state(weights), hf_llama_config(cfg, arch, weights, end_id, provenance)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    write_json(folder / "config.json", config)
     generation = {"bos_token_id": None, "eos_token_id": end_id, "pad_token_id": end_id}
     write_json(folder / "generation_config.json", generation)
     hf: Tokenizer = vocab.hf_tokenizer(tokenizer)
     hf.save(str(folder / "tokenizer.json"))
     write_json(folder / "tokenizer_config.json", vocab.tokenizer_config(tokenizer, cfg.block_size))
-    notes = []
-    if cfg.tie_weights and not weights.tied:
-        notes.append("the run ties its embedding and head; the folder has them untied (the head bias lives in lm_head)")
-    return notes
+    return [f"architecture: {config['architectures'][0]}", *notes]

@@ -1,14 +1,17 @@
-"""Export a trained run to Hugging Face `transformers` (a folder) or llama.cpp (one GGUF file).
+"""Export a trained run to Hugging Face `transformers` (a folder), llama.cpp (one GGUF file) or Ollama (a folder).
 
-    export_run("runs/blog", "best", "hf", "exports/blog-hf")      # AutoModelForCausalLM-ready folder
-    export_run("runs/blog", "best", "gguf", "exports/blog.gguf")  # llama.cpp, GPT-2 architecture
+    export_run("runs/blog", "best", "hf", "exports/blog-hf")          # AutoModelForCausalLM-ready folder
+    export_run("runs/blog", "best", "gguf", "exports/blog.gguf")      # llama.cpp
+    export_run("runs/blog", "best", "ollama", "exports/blog-ollama")  # model.gguf, Modelfile, README.md
 
-Both are GPT-2's layout (weights.py), so no custom code is needed on the other side. A run whose
-switches GPT-2 cannot express is refused with one line before anything is written. Writes are
+Each is a stock architecture of its runtime (weights.export_architecture: GPT-2's layout, or the
+Llama family's for rotary/RMSNorm runs), so no custom code is needed on the other side. A run whose
+switches no stock architecture can express is refused with one line before anything is written, as is
+--gguf-dtype float16 where the run's activations would overflow it (precision.py). Writes are
 atomic: the export is built in a hidden temporary sibling of `out`, then renamed into place, so
 `out` is either untouched or complete. An existing `out` is refused unless it is an empty folder,
-or `overwrite` is set and it is an earlier bricklm export (a folder whose config.json says so, or
-a GGUF file); nothing else is ever replaced. See docs/export.md.
+or `overwrite` is set and it is an earlier bricklm export (an hf folder whose config.json says so,
+an ollama folder whose Modelfile does, or a GGUF file); nothing else is ever replaced. See docs/export.md.
 """
 
 from __future__ import annotations
@@ -23,12 +26,16 @@ from pathlib import Path
 from bricklm import __version__
 from bricklm.errors import UserError
 from bricklm.export.hf import write_hf
+from bricklm.export.ollama import GGUF_NAME, write_ollama
+from bricklm.export.ollama import MARK as OLLAMA_MARK
+from bricklm.export.precision import check_float16
 from bricklm.export.vocab import chat_template
-from bricklm.export.weights import check_gpt2_layout
+from bricklm.export.weights import export_architecture
 from bricklm.storage.runs import load_run
 from bricklm.text.tokenizer import ChatTokenizer
 
-FORMATS = ("hf", "gguf")
+FORMATS = ("hf", "gguf", "ollama")
+GGUF_DTYPES = ("float32", "bfloat16", "float16")  # train's spellings of the dtypes
 GGUF_MAGIC = b"GGUF"
 
 
@@ -39,13 +46,21 @@ def export_run(
     out: str | Path,
     *,
     overwrite: bool = False,
+    gguf_dtype: str = "float32",
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Export `checkpoint` ('best', 'last' or a step-... directory name) of run_dir as fmt ('hf' or 'gguf') at out."""
+    """Export `checkpoint` ('best', 'last' or a step-... directory name) of run_dir as fmt (FORMATS) at out.
+
+    gguf_dtype: the GGUF's matrices (gguf and ollama), float32, bfloat16, or float16 where the run's
+    activations on its validation text fit it (precision.py)."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    if gguf_dtype not in GGUF_DTYPES:
+        raise UserError(f"unknown --gguf-dtype {gguf_dtype!r}; use one of: {', '.join(GGUF_DTYPES)}")
+    if fmt == "hf" and gguf_dtype != "float32":
+        raise UserError("--gguf-dtype is for --format gguf and ollama; the hf folder is float32")
     run_dir, out = Path(run_dir), Path(out)
-    if fmt == "gguf":
+    if fmt != "hf":
         try:
             from bricklm.export.gguf import write_gguf  # needs the gguf package, an optional extra
         except ModuleNotFoundError as e:
@@ -53,8 +68,9 @@ def export_run(
                 raise
             raise UserError("--format gguf needs the gguf package: pip install 'gguf>=0.17.1'") from None
     run = load_run(run_dir, checkpoint, "cpu")
-    check_gpt2_layout(run.model_cfg, str(run_dir), fmt)
+    export_architecture(run.model_cfg, str(run_dir), "hf" if fmt == "hf" else "gguf")
     check_destination(out, fmt, overwrite)
+    checked = [check_float16(run)] if gguf_dtype == "float16" else []
     provenance = {  # the run's folder name only: a full local path would be published with the export
         "exported_by": f"bricklm {__version__}",
         "run": run_dir.resolve().name,
@@ -62,12 +78,20 @@ def export_run(
     }
     if fmt == "gguf":
         template = chat_template() if isinstance(run.tokenizer, ChatTokenizer) else None
-        notes = place_file(out, lambda p: write_gguf(run.model, run.tokenizer, p, provenance, template))
+        notes = place_file(out, lambda p: write_gguf(run.model, run.tokenizer, p, provenance, template, gguf_dtype))
+    elif fmt == "ollama":
+        template = chat_template() if isinstance(run.tokenizer, ChatTokenizer) else None
+
+        def write_folder(d: Path) -> list[str]:
+            notes = write_gguf(run.model, run.tokenizer, d / GGUF_NAME, provenance, template, gguf_dtype)
+            return notes + write_ollama(run, d, out, provenance)
+
+        notes = place_folder(out, write_folder)
     else:
         notes = place_folder(out, lambda d: write_hf(run.model, run.tokenizer, d, provenance))
     if log:
         log(f"exported {run_dir} ({run.checkpoint.name}) as {fmt} to {out}")
-        for note in notes:
+        for note in checked + notes:
             log(f"note: {note}")
     return out
 
@@ -75,9 +99,12 @@ def export_run(
 # --- where the export goes -----------------------------------------------------------------------
 
 
-def is_hf_export(path: Path) -> bool:
+def is_our_folder(path: Path, fmt: str) -> bool:
+    """An earlier bricklm export: an hf folder whose config.json says so, an ollama folder whose Modelfile does."""
     try:
-        return "bricklm" in json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if fmt == "hf":
+            return "bricklm" in json.loads((path / "config.json").read_text(encoding="utf-8"))
+        return (path / "Modelfile").read_text(encoding="utf-8").startswith(OLLAMA_MARK)
     except (OSError, ValueError):
         return False
 
@@ -94,15 +121,16 @@ def check_destination(out: Path, fmt: str, overwrite: bool) -> None:
     """Refuse, before any work, a destination that would mean destroying something that isn't ours."""
     if not os.path.lexists(out):
         return
-    if fmt == "hf":
+    if fmt in ("hf", "ollama"):
         if not out.is_dir() or out.is_symlink():
             raise UserError(f"{out} exists and is not a folder; choose another --out")
         if not any(out.iterdir()):
             return
         if not overwrite:
             raise UserError(f"{out} exists and is not empty; pass --overwrite to replace an earlier export there")
-        if not is_hf_export(out):
-            raise UserError(f"{out} is not an earlier bricklm export (no config.json from bricklm); not replacing it")
+        if not is_our_folder(out, fmt):
+            made = "config.json" if fmt == "hf" else "Modelfile"
+            raise UserError(f"{out} is not an earlier bricklm export (no {made} from bricklm); not replacing it")
     else:
         if out.is_dir() or out.is_symlink():
             raise UserError(f"{out} exists and is not a plain file; choose another --out")

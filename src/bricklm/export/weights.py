@@ -17,8 +17,9 @@ head. Three details differ, and are bridged here exactly:
   weight then differs from the token embedding, a tied run is written untied.
 
 Runs whose switches GPT-2 cannot express (no residual, the residual bug, no norm or RMSNorm, no
-attention, rotary positions, QK-norm; for llama.cpp also ReLU and ReLU²) are refused by
-`check_gpt2_layout` with one line naming every such switch.
+attention, rotary positions, QK-norm; for llama.cpp also ReLU and ReLU²) go to the Llama family
+(llama.py) when it holds them; `export_architecture` picks, or refuses with one line naming every
+switch either family would need changed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 
 from bricklm.config import ModelConfig
 from bricklm.errors import UserError
+from bricklm.export.llama import llama_misfits
 from bricklm.model.gpt import GPT
 
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, which bricklm uses; GPT-2's layer_norm_epsilon default too
@@ -60,6 +62,28 @@ def check_gpt2_layout(cfg: ModelConfig, what: str, fmt: str = "hf") -> None:
     if found:
         where = "llama.cpp's GPT-2" if fmt == "gguf" else "GPT-2's layout"
         raise UserError(f"cannot export {what}: {where} cannot express model.{'; model.'.join(found)}")
+
+
+def export_architecture(cfg: ModelConfig, what: str, fmt: str) -> str:
+    """The stock architecture `what` (the run) maps onto exactly in fmt: 'gpt2', 'arcee', 'llama' or 'qwen3'.
+
+    GPT-2 where its layout holds the run (LayerNorm, position tables), else the Llama family (llama.py: RMSNorm,
+    rotary positions). Neither: one UserError line naming the switches each would need changed.
+    """
+    gpt2 = unexportable_switches(cfg, fmt)
+    if not gpt2:
+        return "gpt2"
+    arch, family = llama_misfits(cfg, fmt)
+    if arch:
+        return arch
+    runtime = "llama.cpp" if fmt == "gguf" else "transformers"
+    raise UserError(
+        f"cannot export {what}: no stock {runtime} architecture fits; GPT-2 cannot express model."
+        + "; model.".join(gpt2)
+        + "; the Llama family (Arcee, Llama, Qwen3) cannot express model."
+        + "; model.".join(family)
+        + " (docs/export.md maps every switch, docs/records.md says what changing one costs)"
+    )
 
 
 @dataclass

@@ -58,7 +58,7 @@ def sdpa_causal(q, k, v, dropout_p: float = 0.0, training: bool = False):
 
 # Ways to compute causal attention over all heads at once, by name (SelfAttention.kernel): the same maths
 # (tests/model/test_fastpaths.py), different speeds. fastpaths.py adds a compiled one; attention = "auto" lets
-# hardware.tune measure which is fastest for a shape on this machine.
+# training/tuning.py measure which is fastest for a shape on this machine.
 ATTENTION_KERNELS = {"sdpa": sdpa_causal, "math": causal_attention_plain}
 
 
@@ -120,7 +120,7 @@ class SelfAttention(Attention):
         super().__init__()
         self.n_head, self.kind, self.dropout = config.n_head, config.attention, config.dropout
         self.qk_norm, self.rope = config.qk_norm, config.positional == "rope"
-        self.kernel = "sdpa"  # a name in ATTENTION_KERNELS; hardware.tune may pick another for attention = auto
+        self.kernel = "sdpa"  # a name in ATTENTION_KERNELS; tuning.tune may pick another for attention = auto
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -206,9 +206,14 @@ def make_attention(config: ModelConfig) -> Attention | None:
 
 # Attention matrices (nh × T × T) the backward pass keeps per layer, in copies, by attention kind: (no dropout,
 # dropout); measured on CPU by benchmarks/reliability.py. Fused sdpa keeps none, unless dropout sends it to the
-# math kernel. A kind not listed (auto: whichever kernel the tuner picks) counts as the most a kernel keeps.
+# math kernel. attention = auto keeps what the kernel the tuner picked keeps (KERNEL_COPIES; sdpa until it has
+# picked): the math kernel, compiled or not, keeps what the written-out path keeps.
 ATTENTION_COPIES = {"manual": (5, 13), "torch_mha": (6, 6), "sdpa": (0, 5), "none": (0, 0)}
-MOST_ATTENTION_COPIES = (13, 13)
+KERNEL_COPIES = {
+    "sdpa": ATTENTION_COPIES["sdpa"],
+    "math": ATTENTION_COPIES["manual"],
+    "compiled": ATTENTION_COPIES["manual"],
+}
 
 
 class KVCache:

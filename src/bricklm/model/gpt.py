@@ -33,7 +33,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from bricklm.config import ModelConfig
-from bricklm.model.attention import ATTENTION_COPIES, MOST_ATTENTION_COPIES, KVCache, make_attention
+from bricklm.model.attention import ATTENTION_COPIES, KERNEL_COPIES, KVCache, make_attention
 
 # Parameter names other modules rely on (optimiser groups, LoRA, export), defined once here.
 EMBEDDINGS = ("tok_emb", "pos_emb")
@@ -47,22 +47,50 @@ class ReLUSquared(nn.Module):
         return F.relu(x).square()
 
 
+class SwiGLU(nn.Module):
+    """silu(gate) * up (Shazeer, "GLU Variants Improve Transformer"): the gated feed-forward of Llama and Qwen3.
+
+    The input (..., 2H) is fc's output: the gate's H units first, then the up projection's H.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = x.chunk(2, dim=-1)
+        return F.silu(gate) * up
+
+
 # Modules, so the shape trace and hooks see them; DecodeStep calls their forward as a plain function.
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "relu2": ReLUSquared}
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "relu2": ReLUSquared, "swiglu": SwiGLU}
+GATED = ("swiglu",)  # activations whose fc computes a gate and an up projection side by side
+
+
+def ffn_hidden(config: ModelConfig) -> int:
+    """The feed-forward's hidden width H: 4C, or round(8C/3) for a gated activation, whose three C×H matrices
+    then hold as many parameters as the two C×4C of the ungated one (Shazeer's choice, and Llama's)."""
+    return round(8 * config.n_embd / 3) if config.activation in GATED else 4 * config.n_embd
 
 
 class FeedForward(nn.Module):
-    """Linear C→4C, the activation, Linear 4C→C, dropout: applied to each position on its own."""
+    """Linear C→H (C→2H when gated), the activation, Linear H→C, dropout: applied to each position on its own."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.ffn_bias)
+        hidden = ffn_hidden(config)
+        width = 2 * hidden if config.activation in GATED else hidden
+        self.fc = nn.Linear(config.n_embd, width, bias=config.ffn_bias)
         self.act = ACTIVATIONS[config.activation]()
-        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.ffn_bias)
+        self.proj = nn.Linear(hidden, config.n_embd, bias=config.ffn_bias)
         self.dropout = nn.Dropout(config.dropout)
 
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation's output (..., H): what proj reads, the largest numbers a block makes (ReLU² squares)."""
+        return self.act(self.fc(x))
+
+    def out(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The hidden activations (..., H) back to the residual stream's width (..., C)."""
+        return self.dropout(self.proj(hidden))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(self.act(self.fc(x))))
+        return self.out(self.hidden(x))
 
 
 def make_norm(config: ModelConfig) -> nn.Module:
@@ -108,9 +136,12 @@ class Block(nn.Module):
         h = feed_forward(norm(self.ln2, x))
         return h if self.residual == "off" else x + h
 
-    def trace(self, x: torch.Tensor, weights: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def trace(
+        self, x: torch.Tensor, weights: bool = True, hidden: list | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The block on x (B, T, C), no cache, and what happened inside: (output, what the first sub-layer received
-        (attention's input, or the feed-forward's without attention), attention weights (B, nh, T, T) or None)."""
+        (attention's input, or the feed-forward's without attention), attention weights (B, nh, T, T) or None).
+        Given a list, `hidden` also receives the feed-forward's hidden activations (B, T, H)."""
         seen = []
 
         def attend(h):
@@ -119,7 +150,10 @@ class Block(nn.Module):
 
         def feed_forward(h):
             seen.append(h)
-            return self.ffn(h)
+            if hidden is None:
+                return self.ffn(h)
+            hidden.append(self.ffn.hidden(h))
+            return self.ffn.out(hidden[-1])
 
         out = self.combine(x, attend, feed_forward)
         return out, seen[0], self.attn.weights(seen[0]) if weights and self.attn is not None else None
@@ -142,6 +176,7 @@ class Trace:
     streams: list[torch.Tensor]  # (B, T, C) residual stream: after the embedding, then after each block
     weights: list[torch.Tensor | None]  # per block (B, nh, T, T) attention, row t = where t looks; None: no attention
     first_inputs: list[torch.Tensor]  # per block (B, T, C): what its first sub-layer received
+    ffn_hidden: list[torch.Tensor]  # per block (B, T, H): the feed-forward's activations (FeedForward.hidden)
 
 
 class GPT(nn.Module):
@@ -240,9 +275,9 @@ class GPT(nn.Module):
         would see their passes too. Runs in whatever mode the model is in; wrap in evaluating() for no dropout.
         """
         x = self.embed(idx)
-        trace = Trace([x], [], [])
+        trace = Trace([x], [], [], [])
         for block in self.blocks:
-            x, first, weights = block.trace(x)
+            x, first, weights = block.trace(x, hidden=trace.ffn_hidden)
             trace.streams.append(x)
             trace.first_inputs.append(first)
             trace.weights.append(weights)
@@ -269,25 +304,29 @@ def count_params(config: ModelConfig) -> int:
     C, V, L = config.n_embd, config.vocab_size, config.n_layer
     norm = {"layernorm": 2 * C, "rmsnorm": C, "none": 0}[config.norm]
     attn = 0 if config.attention == "none" else 4 * C * C + (4 * C if config.bias else 0) + norm
-    ffn = 8 * C * C + (5 * C if config.ffn_bias else 0) + norm
+    H = ffn_hidden(config)
+    fc = 2 * H if config.activation in GATED else H
+    ffn = (fc + H) * C + (fc + C if config.ffn_bias else 0) + norm
     embeddings = V * C + (config.block_size * C if config.positional == "learned" else 0)
     head = (0 if config.tie_weights else C * V) + (V if config.head_bias else 0)
     return embeddings + L * (attn + ffn) + norm + head
 
 
-def count_activations(config: ModelConfig, batch_size: int, recompute: bool = False) -> int:
+def count_activations(config: ModelConfig, batch_size: int, recompute: bool = False, kernel: str = "sdpa") -> int:
     """Numbers a training step keeps for the backward pass (its activations), by the same switches the model is
     built from: per token and layer the residual stream, norms, q/k/v and the 4C feed-forward (and dropout masks),
     the attention matrices the attention kind keeps (ATTENTION_COPIES), and the logits (3 copies).
 
     With recompute (TrainConfig.recompute_activations) only each block's input is kept, and one block at a time is
-    recomputed in full during the backward pass. training/hardware.py turns this into bytes; benchmarks/reliability.py
-    checks the total against measured peaks (docs/reliability.md).
+    recomputed in full during the backward pass. kernel: the one attention = auto runs (tuning.py's choice).
+    training/hardware.py turns this into bytes; benchmarks/reliability.py checks the total against measured peaks
+    (docs/reliability.md).
     """
     c = config
     dropout = c.dropout > 0
     per_token_layer = (22 + 4 * dropout) * c.n_embd
-    per_token_layer += ATTENTION_COPIES.get(c.attention, MOST_ATTENTION_COPIES)[dropout] * c.n_head * c.block_size
+    copies = KERNEL_COPIES[kernel] if c.attention == "auto" else ATTENTION_COPIES[c.attention]
+    per_token_layer += copies[dropout] * c.n_head * c.block_size
     tokens = batch_size * c.block_size
     if recompute:
         kept = tokens * (c.n_layer * c.n_embd + per_token_layer)

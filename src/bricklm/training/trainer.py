@@ -16,6 +16,7 @@ evaluation), loss.png, summary.json and checkpoints/ (checkpoint.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import random
 import sys
@@ -40,11 +41,12 @@ from bricklm.training.callbacks import Callback, Context, TrainState, config_cal
 from bricklm.training.console import Console
 from bricklm.training.datasets import TokenDataset, open_dataset
 from bricklm.training.datasize import DataSize
-from bricklm.training.hardware import apply_kernel, check_fits, resolve_device, tune
+from bricklm.training.hardware import check_fits, resolve_device
 from bricklm.training.health import HealthCallback
 from bricklm.training.interrupts import EvaluationStopped, NonFiniteSteps, StopSignals, stopped_at
 from bricklm.training.optim import WeightAverage, learning_rate, make_optimizer, set_learning_rate
 from bricklm.training.resume import AveragedWeights, PlainWeights, RunCheckpoints, lock_run_dir
+from bricklm.training.tuning import RUN_FILE, apply_kernel, read_run_tuning, tune
 
 
 def train_step(
@@ -159,8 +161,11 @@ class Trainer:
 
     def _setup(self) -> None:
         cfg, main = self.cfg, self.dist.is_main
-        # attention/dtype/threads = auto: measured once per shape and machine (not under torchrun: ranks could differ)
-        self.tuning = tune(self.model_cfg, cfg, self.device, self.log, measure=not self.dist.enabled)
+        # attention/dtype/threads = auto: measured once per shape and machine (not under torchrun: ranks could
+        # differ); a resumed run takes the choice it trained with, so it continues bit for bit
+        recorded = read_run_tuning(self.run_dir) if self.resume else None
+        self.tuning = tune(self.model_cfg, cfg, self.device, self.log, not self.dist.enabled, recorded)
+        check_fits(self.model_cfg, cfg, self.device, self.tuning.kernel)  # the kernel picked may keep T x T weights
         self.autocast = functools.partial(self.tuning.autocast, self.device)  # bf16 matmuls, if tuned so
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -190,6 +195,7 @@ class Trainer:
                 (self.run_dir / name).write_text("")
         if main:
             atomic_write_json(self.run_dir / "config.json", self.run_config)
+            atomic_write_json(self.run_dir / RUN_FILE, dataclasses.asdict(self.tuning))
             self.data.tokenizer.save(self.run_dir / "tokenizer.json")
 
     def _new_model(self) -> torch.nn.Module:
