@@ -4,29 +4,35 @@
     python benchmarks/data_size.py --steps 300 --early-stop 0 --fractions 0.25,1 --models 2x64,4x128
 
 For each corpus (the blog's text and tiny Shakespeare from ../shared/data, when present, and the
-built-in corpus, `builtin:python-docs`) and each fraction of it (its first part, so a quarter of the blog
-is its oldest posts), `prepare` with the blog's tail split, then, for each model shape (n_layer x n_embd,
-4 heads), train with every other setting at its default (batch 32, block 128, AdamW with warm-up and
-cosine decay over --steps) and an evaluation every --eval-interval steps, stopping early once val loss
-has not improved for --early-stop evaluations: each run is trained to its best val loss (or to --steps,
-when it is still improving there: `still_improving` says so), val loss over the whole held-out split
-(eval_full), one thread per run (--threads). Recorded per run: parameters, training tokens, tokens per
-parameter, passes over the training text, the best val loss and its step, the last train and val loss
-and their gap. A run that keeps lowering train loss while its val loss has turned up is memorising.
-The machine and its load average before and after are recorded beside the numbers.
+built-in corpus, `builtin:python-docs`), `prepare` with the blog's tail split once; each fraction then
+trains on the first part of that training split (so a quarter of the blog is its oldest posts) and is
+scored on the same held-out tail with the same vocabulary, so the losses compare across fractions.
+Then, for each model shape (n_layer x n_embd, 4 heads), train with every other setting at its default
+(batch 32, block 128, AdamW with warm-up and cosine decay over --steps) and an evaluation every
+--eval-interval steps, stopping early once val loss has not improved for --early-stop evaluations: each
+run is trained to its best val loss (or to --steps, when it is still improving there: `still_improving`
+says so), val loss over the whole held-out split (eval_full), one thread per run (--threads).
+Recorded per run: parameters, training tokens and bytes, tokens per parameter, passes over the training
+text, the best val loss and its step, the last train and val loss and their gap, wall and CPU seconds.
+A run that keeps lowering train loss while its val loss has turned up is memorising. The machine and
+its load average before and after are recorded beside the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from bricklm.config import ModelConfig, PrepareConfig, TrainConfig
+from bricklm.files import sha256_file
 from bricklm.storage.metrics import read_metrics
+from bricklm.text.data import load_tokens, split_bytes, write_tokens
 from bricklm.text.prepare import prepare
+from bricklm.text.tokenizer import load_tokenizer
 from bricklm.training.trainer import Trainer
 from common import REPO, machine, shared_data
 
@@ -35,11 +41,21 @@ def quiet(*args, **kwargs) -> None:
     pass
 
 
-def subset(src: Path, fraction: float, out: Path) -> Path:
-    """The first `fraction` of a text file, cut at a line end."""
-    text = src.read_text(encoding="utf-8")
-    cut = text.rfind("\n", 0, int(len(text) * fraction)) + 1 if fraction < 1 else len(text)
-    out.write_text(text[:cut], encoding="utf-8")
+def subset(corpus: Path, fraction: float, out: Path) -> Path:
+    """A corpus folder that trains on the first `fraction` of corpus's training tokens and keeps its val split,
+    tokenizer and text: the val loss of every fraction is measured on the same held-out text."""
+    if fraction >= 1:
+        return corpus
+    out.mkdir()
+    for name in ("corpus.txt", "tokenizer.json", "val.bin"):
+        shutil.copyfile(corpus / name, out / name)
+    meta = json.loads((corpus / "meta.json").read_text())
+    train = load_tokens(corpus / "train.bin")[: int(meta["train_tokens"] * fraction)]
+    write_tokens(out / "train.bin", train, meta["vocab_size"])
+    meta["train_tokens"] = len(train)
+    meta["train_bytes"] = split_bytes(train, load_tokenizer(corpus / "tokenizer.json"))
+    meta["sha256"]["train.bin"] = sha256_file(out / "train.bin")
+    (out / "meta.json").write_text(json.dumps(meta))
     return out
 
 
@@ -110,21 +126,22 @@ def main() -> None:
     record = {"command": f"python benchmarks/data_size.py {flags}", "machine": machine(), "runs": []}
     with tempfile.TemporaryDirectory(prefix="bricklm-datasize-") as tmp:
         tmp = Path(tmp)
-        corpora = []  # (name, fraction, characters, corpus dir), every one prepared before any training
+        corpora = []  # (name, fraction, training bytes, corpus dir), every one prepared before any training
         for name in args.corpora.split(","):
             src = source_text(name, tmp)
             if src is None:
                 print(f"skipped {name}: not in ../shared/data")
                 continue
+            whole = tmp / f"corpus-{src.name}"
+            prepare([src], whole, PrepareConfig(split="tail"), log=quiet)
             for fraction in (float(f) for f in args.fractions.split(",")):
-                text = subset(src, fraction, tmp / f"{src.name}-{fraction}.txt")
-                corpus = tmp / f"corpus-{src.name}-{fraction}"
-                prepare([text], corpus, PrepareConfig(split="tail"), log=quiet)
-                corpora.append((name, fraction, len(text.read_text(encoding="utf-8")), corpus))
+                corpus = subset(whole, fraction, tmp / f"corpus-{src.name}-{fraction}")
+                train_bytes = json.loads((corpus / "meta.json").read_text())["train_bytes"]
+                corpora.append((name, fraction, train_bytes, corpus))
         # The small shapes over every corpus first, so a run stopped part-way has whole columns.
         for shape in args.models.split(","):
-            for name, fraction, characters, corpus in corpora:
-                row = {"corpus": name, "fraction": fraction, "characters": characters}
+            for name, fraction, train_bytes, corpus in corpora:
+                row = {"corpus": name, "fraction": fraction, "train_bytes": train_bytes}
                 row |= one_run(corpus, shape, args, tmp / f"run-{corpus.name}-{shape}")
                 record["runs"].append(row)
                 print(json.dumps(row), flush=True)
