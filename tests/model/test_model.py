@@ -238,6 +238,10 @@ def test_trace_is_the_forward_pass_layer_by_layer(switch):
         for block, x, y in zip(model.blocks, trace.streams[:-1], trace.streams[1:], strict=True):
             torch.testing.assert_close(y, block(x))
         torch.testing.assert_close(model.readout(trace.streams[-1]), logits)
+        streams_only = model.trace(idx, weights=False)  # the same streams, without the attention weights
+        assert streams_only.weights == [None, None]
+        for a, b in zip(streams_only.streams + streams_only.ffn_hidden, trace.streams + trace.ffn_hidden, strict=True):
+            torch.testing.assert_close(a, b)
     for seen, recorded in zip(first, trace.first_inputs, strict=True):
         torch.testing.assert_close(seen, recorded)
     for seen, recorded in zip(hidden, trace.ffn_hidden, strict=True):

@@ -268,19 +268,21 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1))
         return logits, loss
 
-    def trace(self, idx: torch.Tensor) -> Trace:
+    def trace(self, idx: torch.Tensor, weights: bool = True) -> Trace:
         """The forward pass of idx (B, T) one block at a time, keeping what the pictures and the probes need.
 
         No forward hooks: the model may be shared with threads that are generating (the studio), and a hook
         would see their passes too. Runs in whatever mode the model is in; wrap in evaluating() for no dropout.
+        weights=False leaves the attention weights out (None per block): they are recomputed from q and k, a
+        T × T matrix per head, which a caller that only reads the streams need not pay for.
         """
         x = self.embed(idx)
         trace = Trace([x], [], [], [])
         for block in self.blocks:
-            x, first, weights = block.trace(x, hidden=trace.ffn_hidden)
+            x, first, attention = block.trace(x, weights, hidden=trace.ffn_hidden)
             trace.streams.append(x)
             trace.first_inputs.append(first)
-            trace.weights.append(weights)
+            trace.weights.append(attention)
         return trace
 
     def new_caches(self, batch: int, device, dtype=torch.float32) -> list[KVCache]:
