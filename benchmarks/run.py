@@ -162,7 +162,7 @@ def bricklm_step(args, L, C, H, B, T, device, tokens, get_batch):
         dtype=args.dtype,
     )
     model = GPT(cfg).to(device)
-    model.recompute_activations = args.recompute
+    model.set_recompute(args.recompute, tcfg.recompute_attention)
     tuning = tune(cfg, tcfg, device, log=lambda m: print(m, file=sys.stderr))  # attention/dtype auto: measured
     apply_kernel(model, tuning)
     opt = make_optimizer(model, tcfg, device)

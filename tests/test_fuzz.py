@@ -237,6 +237,7 @@ TRAIN_FLAGS = {
     "--log-health": SWITCH,
     "--fsdp": SWITCH,
     "--recompute-activations": SWITCH,
+    "--recompute-attention": SWITCH,
     "--no-eval-samples": SWITCH,
     "--no-memory-check": SWITCH,
 }

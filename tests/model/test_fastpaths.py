@@ -1,5 +1,7 @@
 """Every speed switch agrees with its plain path (fastpaths.py, model.py, data.py, generate.py)."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -189,6 +191,19 @@ def test_trainer_full_eval_and_target(tiny_corpus, tmp_path):
     assert trainer.state.extra["wall_at_eval"][0][0] == 2
 
 
+def test_train_recompute_attention_reaches_every_attention_layer(tiny_corpus, tmp_path):
+    from bricklm.model.attention import SelfAttention
+
+    settings = dict(n_layer=2, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=2, eval_interval=2)
+    settings |= dict(eval_iters=1, sample_chars=0, device="cpu", loss_levels="", dropout=0.1)
+    for on in (False, True):
+        model_cfg, train_cfg = load_config(None, {**settings, "recompute_attention": on})
+        trainer = Trainer(model_cfg, train_cfg, tiny_corpus, tmp_path / f"run{on}", log=lambda *a: None, progress=False)
+        assert math.isfinite(trainer.run()["val_loss"])
+        layers = [m for m in trainer.model.modules() if isinstance(m, SelfAttention)]
+        assert len(layers) == 2 and all(m.recompute is on for m in layers)
+
+
 def test_trainer_max_seconds_evaluates_and_stops(tiny_corpus, tmp_path):
     model_cfg, train_cfg = load_config(
         None,
@@ -216,11 +231,53 @@ def test_recomputed_activations_give_the_same_gradients():
     grads = []
     for recompute in (False, True):
         model = tiny(dropout=0.1)
-        model.recompute_activations = recompute
+        model.set_recompute(recompute, False)
         torch.manual_seed(5)  # the same dropout masks: checkpoint replays the RNG state in backward
         model(x, x)[1].backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+
+
+def _grads_and_kept_weights(kernel: str, recompute: bool, dropout: float):
+    """Gradients of one step, and how many float (B, nh, T, T) tensors the forward pass saved for backward."""
+    model = tiny(dropout=dropout, attention="auto", n_embd=32)  # head size 16: only T x T matrices are (8, 8)
+    for module in model.modules():
+        if hasattr(module, "kernel"):
+            module.kernel = kernel
+    model.set_recompute(False, recompute)
+    shapes = []
+    torch.manual_seed(5)  # the same dropout masks
+    keep_float_shapes = lambda t: t.is_floating_point() and shapes.append(t.shape) or t  # noqa: E731
+    with torch.autograd.graph.saved_tensors_hooks(keep_float_shapes, lambda t: t):
+        loss = model(torch.arange(24).view(3, 8) % 11, torch.arange(24).view(3, 8) % 7)[1]
+    loss.backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+    return grads, sum(1 for s in shapes if len(s) >= 3 and s[-2:] == (8, 8) and s.numel() >= 3 * 2 * 64)
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "math"])
+def test_recomputed_attention_gives_the_same_gradients_and_keeps_no_float_t_by_t_matrix(kernel):
+    """With dropout sdpa runs the math path: both keep T x T probabilities for backward. Recomputing them must give
+    the written-out kernel's numbers bit for bit (the mask is drawn as F.dropout draws it) while keeping only the
+    mask, as bytes; without dropout the math kernel replayed gives its own numbers."""
+    plain, kept = _grads_and_kept_weights("math", recompute=False, dropout=0.1)
+    grads, kept_now = _grads_and_kept_weights(kernel, recompute=True, dropout=0.1)
+    assert torch.equal(grads, plain) and kept > 1 and kept_now == 0
+    plain, kept = _grads_and_kept_weights("math", recompute=False, dropout=0.0)
+    grads, kept_now = _grads_and_kept_weights("math", recompute=True, dropout=0.0)
+    assert torch.equal(grads, plain) and kept > 0 and kept_now == 0
+
+
+def test_the_kept_dropout_mask_is_the_one_f_dropout_draws():
+    from bricklm.model.attention import attention_keeping, causal_attention_plain, dropout_keep
+
+    q, k, v = torch.randn(3, 3, 2, 8, 16)
+    for bf16 in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            torch.manual_seed(1)
+            plain = causal_attention_plain(q, k, v, 0.1, True)
+            torch.manual_seed(1)
+            assert torch.equal(attention_keeping(q, k, v, dropout_keep(q, k, 0.1), 0.1), plain)
 
 
 # --- attention kernels and the measured choice of them ------------------------------------------

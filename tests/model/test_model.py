@@ -87,6 +87,14 @@ def test_activations_kept_for_backward_follow_the_attention_kind_and_recompute()
         assert kept(attention="auto", dropout=0.1, kernel=kernel) == kept(attention="manual", dropout=0.1)
     assert kept(recompute=True, n_layer=8) < kept(n_layer=8)  # only each block's input, plus one block
     assert kept(attention="none") > 3 * 4 * 256 * 11  # the logits, three copies, come on top
+    # recomputing attention's probabilities keeps no T x T matrix for SelfAttention's kernels, whichever was picked
+    for kernel in ("sdpa", "math", "compiled"):
+        again = count_activations(
+            tiny(block_size=256, attention="auto", dropout=0.1), 4, kernel=kernel, recompute_attention=True
+        )
+        assert again == kept(attention="none", dropout=0.1) < kept(attention="sdpa", dropout=0.1)
+    blog = tiny(block_size=256, attention="torch_mha", dropout=0.1)  # nn.MultiheadAttention keeps its own
+    assert count_activations(blog, 4, recompute_attention=True) == kept(attention="torch_mha", dropout=0.1)
 
 
 @pytest.mark.parametrize("switch", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default")

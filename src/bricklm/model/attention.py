@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from bricklm.config import ModelConfig
 
@@ -45,6 +46,18 @@ def causal_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 def causal_attention_plain(q, k, v, dropout_p: float = 0.0, training: bool = False):
     """Scaled dot-product attention written out: causal_weights(q, k) @ v, per head: (B, nh, Tq, hs)."""
     return F.dropout(causal_weights(q, k), dropout_p, training) @ v
+
+
+def dropout_keep(q: torch.Tensor, k: torch.Tensor, p: float) -> torch.Tensor:
+    """Which attention weights dropout keeps, (B, nh, Tq, Tk) bools, drawn as F.dropout draws them on a CPU (a
+    float32 Bernoulli tensor), so the same RNG state gives the same mask; 1 byte per weight instead of 4."""
+    return torch.empty(*q.shape[:-1], k.size(2), device=q.device).bernoulli_(1 - p).bool()
+
+
+def attention_keeping(q, k, v, keep: torch.Tensor, p: float):
+    """causal_weights(q, k) with dropout's mask given, scaled by 1/(1-p) as F.dropout does, @ v: (B, nh, Tq, hs)."""
+    w = causal_weights(q, k)
+    return (w * keep.to(w.dtype).div_(1 - p)) @ v
 
 
 def sdpa_causal(q, k, v, dropout_p: float = 0.0, training: bool = False):
@@ -121,6 +134,7 @@ class SelfAttention(Attention):
         self.n_head, self.kind, self.dropout = config.n_head, config.attention, config.dropout
         self.qk_norm, self.rope = config.qk_norm, config.positional == "rope"
         self.kernel = "sdpa"  # a name in ATTENTION_KERNELS; tuning.tune may pick another for attention = auto
+        self.recompute = False  # set by the trainer (TrainConfig.recompute_attention)
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -156,9 +170,23 @@ class SelfAttention(Attention):
                 for h in range(self.n_head)
             ]
             y = torch.cat(heads, dim=1)
+        elif self.recompute and cache is None and torch.is_grad_enabled() and KERNEL_COPIES[self.kernel][p > 0]:
+            y = self.recomputed(q, k, v, p)
         else:
             y = ATTENTION_KERNELS[self.kernel](q, k, v, p, self.training)
         return self.resid_dropout(self.c_proj(merge_heads(y)))
+
+    def recomputed(self, q, k, v, p: float) -> torch.Tensor:
+        """Attention whose backward pass recomputes the T x T weights from q, k, v instead of keeping them (what the
+        math kernels, and sdpa with dropout, would keep: ~5 float copies). Dropout's mask is drawn here and kept as
+        bytes, not drawn again in backward: a second draw of ~B·nh·T² random numbers per layer cost more than the
+        whole recomputation. With dropout every kernel computes this way; without, the tuned kernel is replayed.
+        No early stop: it ends the replay by raising inside the kernel, which a compiled kernel would take for a
+        failure to compile; the replay needs every tensor the kernel saves anyway."""
+        replay = dict(use_reentrant=False, early_stop=False, preserve_rng_state=False)
+        if p > 0:
+            return torch.utils.checkpoint.checkpoint(attention_keeping, q, k, v, dropout_keep(q, k, p), p, **replay)
+        return torch.utils.checkpoint.checkpoint(ATTENTION_KERNELS[self.kernel], q, k, v, 0.0, False, **replay)
 
 
 class TorchMultiheadAttention(Attention):

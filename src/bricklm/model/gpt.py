@@ -33,7 +33,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from bricklm.config import ModelConfig
-from bricklm.model.attention import ATTENTION_COPIES, KERNEL_COPIES, KVCache, make_attention
+from bricklm.model.attention import ATTENTION_COPIES, KERNEL_COPIES, KVCache, SelfAttention, make_attention
 
 # Parameter names other modules rely on (optimiser groups, LoRA, export), defined once here.
 EMBEDDINGS = ("tok_emb", "pos_emb")
@@ -199,7 +199,7 @@ class GPT(nn.Module):
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=config.head_bias)
         if config.tie_weights:
             self.head.weight = self.tok_emb.weight
-        self.recompute_activations = False  # set by the trainer (TrainConfig.recompute_activations)
+        self.recompute_activations = False  # set by the trainer: set_recompute
         self.apply(self._init_weights)
         # GPT-2: scale the projections into the residual stream by 1/√(2·n_layer) so depth doesn't blow it up;
         # zero_init (modded-nanogpt): start them at zero, so every block begins as the identity.
@@ -222,6 +222,13 @@ class GPT(nn.Module):
             nn.init.normal_(module.in_proj_weight, mean=0.0, std=0.02)
             if module.in_proj_bias is not None:
                 nn.init.zeros_(module.in_proj_bias)
+
+    def set_recompute(self, activations: bool, attention: bool) -> None:
+        """What the backward pass recomputes rather than keeps (TrainConfig.recompute_activations/_attention)."""
+        self.recompute_activations = activations
+        for module in self.modules():
+            if isinstance(module, SelfAttention):
+                module.recompute = attention
 
     def n_params(self) -> int:
         """Trainable parameters, each shared tensor counted once (as the blog counts them)."""
@@ -314,13 +321,21 @@ def count_params(config: ModelConfig) -> int:
     return embeddings + L * (attn + ffn) + norm + head
 
 
-def count_activations(config: ModelConfig, batch_size: int, recompute: bool = False, kernel: str = "sdpa") -> int:
+def count_activations(
+    config: ModelConfig,
+    batch_size: int,
+    recompute: bool = False,
+    kernel: str = "sdpa",
+    recompute_attention: bool = False,
+) -> int:
     """Numbers a training step keeps for the backward pass (its activations), by the same switches the model is
     built from: per token and layer the residual stream, norms, q/k/v and the 4C feed-forward (and dropout masks),
     the attention matrices the attention kind keeps (ATTENTION_COPIES), and the logits (3 copies).
 
     With recompute (TrainConfig.recompute_activations) only each block's input is kept, and one block at a time is
     recomputed in full during the backward pass. kernel: the one attention = auto runs (tuning.py's choice).
+    With recompute_attention (TrainConfig.recompute_attention) SelfAttention keeps no attention matrices: only one
+    layer's are alive at a time, during its backward pass.
     training/hardware.py turns this into bytes; benchmarks/reliability.py checks the total against measured peaks
     (docs/reliability.md).
     """
@@ -328,7 +343,8 @@ def count_activations(config: ModelConfig, batch_size: int, recompute: bool = Fa
     dropout = c.dropout > 0
     per_token_layer = (22 + 4 * dropout) * c.n_embd
     copies = KERNEL_COPIES[kernel] if c.attention == "auto" else ATTENTION_COPIES[c.attention]
-    per_token_layer += copies[dropout] * c.n_head * c.block_size
+    recomputed = recompute_attention and c.attention in ("auto", "sdpa")  # SelfAttention's kernels, not the others
+    per_token_layer += (0 if recomputed else copies[dropout]) * c.n_head * c.block_size
     tokens = batch_size * c.block_size
     if recompute:
         kept = tokens * (c.n_layer * c.n_embd + per_token_layer)

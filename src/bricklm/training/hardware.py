@@ -76,7 +76,8 @@ def estimate_memory_bytes(model_cfg: ModelConfig, train_cfg: TrainConfig, kernel
     in full during the backward pass: what makes the blog's sweep row #4 (T×T attention weights with
     dropout, 32 layers) fit a laptop.
     """
-    kept = count_activations(model_cfg, train_cfg.batch_size, train_cfg.recompute_activations, kernel)
+    cfg = train_cfg
+    kept = count_activations(model_cfg, cfg.batch_size, cfg.recompute_activations, kernel, cfg.recompute_attention)
     return int(MEMORY_MARGIN * (16 * count_params(model_cfg) + 4 * kept + RUNTIME_BYTES))
 
 
@@ -115,5 +116,6 @@ def check_fits(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.dev
         raise UserError(
             f"this model needs about {need / 2**30:.1f} GiB to train ({count_params(model_cfg):,} parameters, "
             f"batch {train_cfg.batch_size} x block {model_cfg.block_size}) but only {have / 2**30:.1f} GiB is free; "
-            "make it smaller (or --no-memory-check to try anyway)"
+            "make it smaller, trade time for memory with --recompute-attention or --recompute-activations, "
+            "or --no-memory-check to try anyway"
         )

@@ -200,7 +200,7 @@ class Trainer:
 
     def _new_model(self) -> torch.nn.Module:
         model = self.build_model()
-        model.recompute_activations = self.cfg.recompute_activations  # memory for compute (test_fastpaths)
+        model.set_recompute(self.cfg.recompute_activations, self.cfg.recompute_attention)  # test_fastpaths
         apply_kernel(model, self.tuning)
         return model
 

@@ -182,6 +182,7 @@ def _measure(model_cfg, train_cfg, device, tuning: Tuning, wanted: list[str]) ->
     cfg = dataclasses.replace(model_cfg, n_layer=layers, vocab_size=model_cfg.vocab_size or 128)
     torch.manual_seed(0)
     model = GPT(cfg).to(device).train()
+    model.set_recompute(False, train_cfg.recompute_attention)  # as the run will train (not per block: 2 layers)
     x = torch.randint(0, cfg.vocab_size, (train_cfg.batch_size, cfg.block_size), device=device)
     timings: dict[str, float] = {}
 
