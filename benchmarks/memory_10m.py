@@ -9,13 +9,16 @@ end, once per variant of the settings that trade memory for time, in a fresh `br
 that its peak resident set (os.wait4's ru_maxrss: what the kernel counted, the evaluation included) is its own.
 Speed is the run's own tokens per second (summary.json), steps and evaluation together; the tuning probe
 (attention = auto) is excluded, and so is start-up. Variants run twice, interleaved, and the faster
-of the two counts, so a burst of load falls on all of them alike. Peak memory does not depend on load;
-speed does, so check `uptime` around a run.
+of the two counts, so a burst of load falls on all of them alike; the peak is the larger. Peak memory does not
+depend on load; speed does, so check `uptime` around a run. The *-tcmalloc variants preload tcmalloc
+(LD_PRELOAD; Debian's libtcmalloc-minimal4) in place of glibc's malloc, whose heap keeps freed blocks and grows
+from step to step with PyTorch's pattern of allocations.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes.util
 import json
 import os
 import subprocess
@@ -29,26 +32,45 @@ from common import REPO, machine, need, prepare_tail, shared_data
 
 RECIPE = REPO / "configs/seed/headline-10m.toml"
 AUTO = ["--attention", "auto"]  # the recipe pins nn.MultiheadAttention, the blog's module
-VARIANTS = {  # name: (flags on top of the recipe, what it is)
-    "recipe": ([], "the recipe as it is: nn.MultiheadAttention, float32"),
-    "auto": (AUTO, "attention = auto (the default), float32 as the recipe pins it"),
-    "recompute-attention": (AUTO + ["--recompute-attention"], "attention = auto, --recompute-attention"),
-    "auto-bf16": (AUTO + ["--dtype", "auto"], "attention and dtype auto (the defaults without the recipe's pin)"),
-    "recompute-attention-bf16": (
-        AUTO + ["--dtype", "auto", "--recompute-attention"],
-        "the same, recomputing attention",
+BF16 = AUTO + ["--dtype", "auto"]  # the defaults without the recipe's float32 pin (bf16 where it measures faster)
+TCMALLOC = "tcmalloc_minimal"  # Debian's libtcmalloc-minimal4: an allocator that hands freed memory back
+VARIANTS = {  # name: (flags on top of the recipe, allocator library to preload or None, what it is)
+    "recipe": ([], None, "the recipe as it is: nn.MultiheadAttention, float32"),
+    "auto": (AUTO, None, "attention = auto (the default), float32 as the recipe pins it"),
+    "recompute-attention": (AUTO + ["--recompute-attention"], None, "the same, --recompute-attention"),
+    "recompute-activations": (AUTO + ["--recompute-activations"], None, "the same, every block recomputed"),
+    "auto-bf16": (BF16, None, "attention and dtype auto: the defaults"),
+    "recompute-attention-bf16": (BF16 + ["--recompute-attention"], None, "the defaults, --recompute-attention"),
+    "auto-tcmalloc": (AUTO, TCMALLOC, "attention = auto, float32, LD_PRELOAD tcmalloc"),
+    "auto-bf16-tcmalloc": (BF16, TCMALLOC, "the defaults, LD_PRELOAD tcmalloc"),
+    "recompute-attention-bf16-tcmalloc": (
+        BF16 + ["--recompute-attention"],
+        TCMALLOC,
+        "the defaults, --recompute-attention, LD_PRELOAD tcmalloc",
     ),
-    "recompute-activations": (AUTO + ["--recompute-activations"], "attention = auto, every block recomputed"),
 }
 
 
-def run_once(corpus: Path, out: Path, flags: list[str], steps: int, eval_iters: int) -> dict:
+def preload(library: str | None) -> dict:
+    """The environment for a run with `library` preloaded as the allocator; SystemExit if it isn't installed."""
+    if library is None:
+        return dict(os.environ)
+    found = ctypes.util.find_library(library)
+    if found is None:
+        raise SystemExit(
+            f"lib{library} not found (Debian: apt-get install libtcmalloc-minimal4); leave out its variants"
+        )
+    return {**os.environ, "LD_PRELOAD": found}
+
+
+def run_once(corpus: Path, out: Path, variant: tuple, steps: int, eval_iters: int) -> dict:
     """One `bricklm train` process: its peak RSS (MB) and the run's tokens per second."""
     cmd = [sys.executable, "-m", "bricklm", "train", "--config", str(RECIPE), "--data", str(corpus), "--out", str(out)]
     cmd += ["--max-iters", str(steps), "--eval-interval", str(steps), "--eval-iters", str(eval_iters)]
+    flags, library, _ = variant
     cmd += ["--sample-chars", "0", *flags]
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=preload(library))
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if status:
@@ -81,7 +103,7 @@ def main() -> None:
         results: dict[str, list[dict]] = {n: [] for n in names}
         for repeat in range(args.repeats):
             for name in names:
-                row = run_once(corpus, Path(tmp) / f"{name}-{repeat}", VARIANTS[name][0], args.steps, args.eval_iters)
+                row = run_once(corpus, Path(tmp) / f"{name}-{repeat}", VARIANTS[name], args.steps, args.eval_iters)
                 results[name].append(row)
                 print(f"{name} (run {repeat + 1}): {row}", file=sys.stderr)
     rows = []
@@ -89,9 +111,13 @@ def main() -> None:
         runs = results[name]
         best = max(runs, key=lambda r: r["tokens_per_s"])
         rows.append(
-            {"variant": name, "what": VARIANTS[name][1], **best, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+            {"variant": name, "what": VARIANTS[name][2], **best, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+            | {
+                "peak_rss_runs": [r["peak_rss_mb"] for r in runs],
+                "tokens_per_s_runs": [r["tokens_per_s"] for r in runs],
+            }
         )
-    base = next((r for r in rows if r["variant"] == "auto"), rows[0])
+    base = next((r for r in rows if r["variant"] == "auto-bf16"), rows[0])  # the defaults, where measured
     for r in rows:
         r["speed_vs_" + base["variant"]] = round(r["tokens_per_s"] / base["tokens_per_s"], 3)
     record = {"command": " ".join(["python benchmarks/memory_10m.py", *sys.argv[1:]]), **machine(), "steps": args.steps}

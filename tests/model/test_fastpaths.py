@@ -257,15 +257,38 @@ def _grads_and_kept_weights(kernel: str, recompute: bool, dropout: float):
 
 @pytest.mark.parametrize("kernel", ["sdpa", "math"])
 def test_recomputed_attention_gives_the_same_gradients_and_keeps_no_float_t_by_t_matrix(kernel):
-    """With dropout sdpa runs the math path: both keep T x T probabilities for backward. Recomputing them must give
-    the written-out kernel's numbers bit for bit (the mask is drawn as F.dropout draws it) while keeping only the
-    mask, as bytes; without dropout the math kernel replayed gives its own numbers."""
+    """Recomputing the weights in backward must give the numbers of the default path (with dropout: the written-out
+    maths, kept compactly) bit for bit, keeping only the mask, as bytes; without dropout, the kernel's own."""
     plain, kept = _grads_and_kept_weights("math", recompute=False, dropout=0.1)
     grads, kept_now = _grads_and_kept_weights(kernel, recompute=True, dropout=0.1)
-    assert torch.equal(grads, plain) and kept > 1 and kept_now == 0
-    plain, kept = _grads_and_kept_weights("math", recompute=False, dropout=0.0)
-    grads, kept_now = _grads_and_kept_weights("math", recompute=True, dropout=0.0)
-    assert torch.equal(grads, plain) and kept > 0 and kept_now == 0
+    assert torch.equal(grads, plain) and kept == 2 and kept_now == 0  # 2 layers: the softmax's output each
+    plain, kept = _grads_and_kept_weights(kernel, recompute=False, dropout=0.0)
+    grads, kept_now = _grads_and_kept_weights(kernel, recompute=True, dropout=0.0)
+    assert torch.equal(grads, plain) and kept_now == 0 and kept == {"sdpa": 0, "math": 4}[kernel]
+
+
+def _kept_t_by_t(fn, q, k, v, bf16: bool):
+    """fn(q, k, v)'s output, the gradients of q, k, v, and the float (..., T, T) tensors kept for backward."""
+    shapes = []
+    keep_float_shapes = lambda t: t.is_floating_point() and shapes.append(t.shape) or t  # noqa: E731
+    torch.manual_seed(3)
+    with torch.autograd.graph.saved_tensors_hooks(keep_float_shapes, lambda t: t):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = fn(q, k, v)
+    grads = torch.autograd.grad(y.float().square().sum(), (q, k, v))
+    T = q.size(2)
+    return y, grads, sum(1 for s in shapes if s[-2:] == (T, T) and s.numel() >= q.size(0) * q.size(1) * T * T)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_attention_with_dropout_kept_compactly_is_the_plain_path_bit_for_bit(bf16):
+    from bricklm.model.attention import attention_dropping_compactly, causal_attention_plain
+
+    q, k, v = (torch.randn(4, 2, 16, 8, requires_grad=True) for _ in range(3))
+    y, grads, kept = _kept_t_by_t(lambda *qkv: causal_attention_plain(*qkv, 0.1, True), q, k, v, bf16)
+    y2, grads2, kept2 = _kept_t_by_t(lambda *qkv: attention_dropping_compactly(*qkv, 0.1), q, k, v, bf16)
+    assert torch.equal(y, y2) and all(torch.equal(a, b) for a, b in zip(grads, grads2, strict=True))
+    assert kept == 3 and kept2 == 1  # softmax output, scaled mask, dropped weights -> the softmax output alone
 
 
 def test_the_kept_dropout_mask_is_the_one_f_dropout_draws():
@@ -319,7 +342,9 @@ def test_auto_settings_are_measured_once_and_remembered(tmp_path, monkeypatch):
 
     monkeypatch.delenv(tuner.TUNE_ENV, raising=False)  # conftest turns measuring off for the other tests
     monkeypatch.setenv(tuner.CACHE_ENV, str(tmp_path))
-    monkeypatch.setattr(tuner, "_load", lambda: 0.0)  # a quiet machine: a busy one measures again (test_tuning.py)
+    monkeypatch.setattr(
+        tuner, "_load", lambda since=None: 0.0
+    )  # a quiet machine: a busy one measures again (test_tuning.py)
     model_cfg, train_cfg = load_config(
         None,
         dict(

@@ -70,7 +70,7 @@ def test_the_defaults_are_auto_and_the_blogs_recipes_keep_float32():
 def test_a_busy_measurement_is_kept_while_busy_and_measured_again_when_quiet(tuning_on, measured, monkeypatch):
     model_cfg, train_cfg = threads_only()
     said = []
-    monkeypatch.setattr(tuning, "_load", lambda: 1000.0)  # far past any machine's core count
+    monkeypatch.setattr(tuning, "_load", lambda since=None: 1000.0)  # far past any machine's core count
     first = tuning.tune(model_cfg, train_cfg, torch.device("cpu"), said.append)
     entry = next(iter(json.loads(tuning_on.read_text()).values()))
     assert len(measured) == 1 and entry["loaded"] and entry["load"][0] > 9 and entry["measured_at"]
@@ -79,7 +79,7 @@ def test_a_busy_measurement_is_kept_while_busy_and_measured_again_when_quiet(tun
     tuning.tune(model_cfg, train_cfg, torch.device("cpu"), said.append)  # still busy: the busy choice stands
     assert len(measured) == 1 and "and it still is" in said[-1]
 
-    monkeypatch.setattr(tuning, "_load", lambda: 0.0)  # quiet now: measured again, and marked quiet
+    monkeypatch.setattr(tuning, "_load", lambda since=None: 0.0)  # quiet now: measured again, and marked quiet
     tuning.tune(model_cfg, train_cfg, torch.device("cpu"), said.append)
     entry = next(iter(json.loads(tuning_on.read_text()).values()))
     assert len(measured) == 2 and not entry["loaded"] and entry["load"] == [0.0, 0.0]
@@ -94,7 +94,7 @@ def test_an_entry_from_before_the_load_was_recorded_counts_as_busy(tuning_on, me
     key = tuning.cache_key(model_cfg, train_cfg, torch.device("cpu"), ["threads"])
     tuning_on.parent.mkdir()
     tuning_on.write_text(json.dumps({key: {"kernel": "sdpa", "dtype": "float32", "threads": 1, "timings": {}}}))
-    monkeypatch.setattr(tuning, "_load", lambda: 0.0)
+    monkeypatch.setattr(tuning, "_load", lambda since=None: 0.0)
     tuning.tune(model_cfg, train_cfg, torch.device("cpu"), lambda *a: None)
     assert len(measured) == 1 and json.loads(tuning_on.read_text())[key]["load"] == [0.0, 0.0]
 
@@ -115,7 +115,7 @@ def test_the_fastest_round_counts_not_the_median(tuning_on, monkeypatch):
     durations = iter([1.0, 1.0, 5.0, 0.1, 0.2, 5.0, 0.2, 5.0])
     monkeypatch.setattr(tuning, "_step_seconds", lambda *args: next(durations))
     monkeypatch.setattr(tuning.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(tuning, "_load", lambda: 0.0)
+    monkeypatch.setattr(tuning, "_load", lambda since=None: 0.0)
     t = tuning.tune(model_cfg, train_cfg, torch.device("cpu"), lambda *a: None)
     assert t.threads == 2 and t.timings == {"sdpa/float32/1 threads": 0.2, "sdpa/float32/2 threads": 0.1}
 
@@ -134,7 +134,7 @@ def test_kernel_and_dtype_are_measured_together(tuning_on, monkeypatch):
     monkeypatch.setattr(
         tuning, "_step_seconds", lambda model, x, device, kernel, dtype, threads: seconds[kernel, dtype]
     )
-    monkeypatch.setattr(tuning, "_load", lambda: 0.0)
+    monkeypatch.setattr(tuning, "_load", lambda since=None: 0.0)
     model_cfg, train_cfg = load_config(None, {**TINY_SHAPE, "attention": "auto", "dtype": "auto", "threads": 1})
     t = tuning.tune(model_cfg, train_cfg, torch.device("cpu"), lambda *a: None)
     assert (t.kernel, t.dtype) == ("math", "bfloat16") and len(t.timings) == 6
@@ -175,7 +175,7 @@ SHAPE_FLAGS = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-siz
 
 
 def test_tune_command_lists_measures_once_and_retunes(tuning_on, measured, monkeypatch, capsys):
-    monkeypatch.setattr(tuning, "_load", lambda: 0.0)
+    monkeypatch.setattr(tuning, "_load", lambda since=None: 0.0)
     assert main(["tune"]) == 0
     assert "0 measured choices" in capsys.readouterr().out and not measured
 
@@ -184,7 +184,9 @@ def test_tune_command_lists_measures_once_and_retunes(tuning_on, measured, monke
     out = capsys.readouterr().out
     assert "measured now" in out and "1 measured choice in" in out and len(measured) == 1
     assert "n_embd=16 n_head=2 block_size=16" in out and "batch_size=4 dtype=float32 threads=auto" in out
-    assert ("chose 1 thread (" in out or "chose 2 threads (" in out) and "load 0.0 -> 0.0: quiet" in out
+    assert (
+        "chose 1 thread (" in out or "chose 2 threads (" in out
+    ) and "used 0.0 cores before, 0.0 while measuring: quiet" in out
     assert "fastest probe step: sdpa/float32/1 threads" in out
 
     assert main(["tune", *flags]) == 0
@@ -218,3 +220,25 @@ def test_without_a_compiler_the_compiled_kernel_drops_out_of_the_probe(tuning_on
     assert t.kernel in ("sdpa", "math") and set(t.timings) == {"sdpa/float32/1 threads", "math/float32/1 threads"}
     out = capsys.readouterr().out
     assert "running it eagerly" in out and "tuned: attention kernel" in out
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="other processes' CPU time is read from /proc/stat")
+def test_the_load_counts_other_processes_not_this_one():
+    """What a probe competes with: a process spinning beside it counts, this process's own work does not (the
+    1-minute load average would count both, and a run that has just ended too)."""
+    import subprocess
+    import sys
+    import time
+
+    reading = tuning._cpu_reading()
+    end = time.monotonic() + 0.4
+    while time.monotonic() < end:  # this process busy on one core
+        pass
+    assert tuning._load(reading) < 0.6
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # started and spinning
+        assert tuning._load() > 0.5
+    finally:
+        spinner.kill()
+        spinner.wait()

@@ -17,7 +17,8 @@ def register(sub) -> None:
         help="show the measured choices of attention/dtype/threads = auto; measure a shape now",
         description="With no settings, list the choices `auto` measured on this machine (cached in "
         "tuning.json under BRICKLM_CACHE_DIR, default ~/.cache/bricklm): the shape, the choice, each candidate's "
-        "fastest probe step, the load average before and after measuring, and when. With --config or flags (the "
+        "fastest probe step, the CPU other processes used (in cores) just before and while measuring, and when. "
+        "With --config or flags (the "
         "ones `train` takes), measure the shape that `train` would train with them unless it is cached, then "
         "list. A choice measured while the machine was busy is measured again by the next new run (or this "
         "command) once it is quiet; --retune measures again now. A run keeps the choice it trained with in "
@@ -61,7 +62,7 @@ def describe(entry: dict) -> str:
     if load is None:
         state = "load not recorded: measured again when the machine is quiet"
     else:
-        state = f"load {load[0]} -> {load[1]}: " + (
+        state = f"other processes used {load[0]} cores before, {load[1]} while measuring: " + (
             "busy, measured again when quiet" if entry.get("loaded") else "quiet"
         )
     took = f" in {entry['probe_seconds']} s" if entry.get("probe_seconds") else ""

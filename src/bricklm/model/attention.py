@@ -60,6 +60,40 @@ def attention_keeping(q, k, v, keep: torch.Tensor, p: float):
     return (w * keep.to(w.dtype).div_(1 - p)) @ v
 
 
+def attention_dropping_compactly(q, k, v, dropout_p: float, training: bool = True):
+    """causal_attention_plain with dropout, the same numbers bit for bit, keeping ~1.25 float copies of the T x T
+    weights for backward instead of ~3 (the softmax's output, F.dropout's scaled mask and the dropped weights):
+    the mask is kept as bytes, and it and the dropped weights are remade from it and the softmax's output (which
+    the softmax keeps anyway) when backward asks for them. With no dropout, or no gradient, it is the plain path.
+    """
+    if not (training and dropout_p > 0 and torch.is_grad_enabled()):
+        return causal_attention_plain(q, k, v, dropout_p, training)
+    w = causal_weights(q, k)
+    noise = torch.empty_like(w).bernoulli_(1 - dropout_p)  # drawn as F.dropout draws it
+    keep, scale = noise.bool(), noise.div_(1 - dropout_p)  # scale: 0 or 1/(1-p), as F.dropout multiplies by
+    kind = torch.get_autocast_dtype(q.device.type) if torch.is_autocast_enabled(q.device.type) else w.dtype
+    remade: dict[tuple, str] = {}  # (address, dtype, shape) of the two tensors backward gets remade: which one
+
+    def pack(t: torch.Tensor):
+        what = remade.get((t.data_ptr(), t.dtype, t.shape))
+        return (what, w, keep, dropout_p, kind) if what else t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, _remake):
+        remade[(scale.data_ptr(), scale.dtype, scale.shape)] = "mask"
+        dropped = (w * scale).to(kind)  # cast here, as autocast would for the product, so it is the one kept
+        remade[(dropped.data_ptr(), dropped.dtype, dropped.shape)] = "dropped"
+        return dropped @ v
+
+
+def _remake(saved):
+    """A tensor attention_dropping_compactly's backward asked for: as it was kept, or remade to the same floats."""
+    if not isinstance(saved, tuple):
+        return saved
+    what, w, keep, p, kind = saved
+    scale = keep.to(w.dtype).div_(1 - p)
+    return scale if what == "mask" else (w * scale).to(kind)
+
+
 def sdpa_causal(q, k, v, dropout_p: float = 0.0, training: bool = False):
     """The same attention through PyTorch's fused kernel (flash attention on CPU and GPU when it can)."""
     if q.size(2) == k.size(2):
@@ -172,6 +206,9 @@ class SelfAttention(Attention):
             y = torch.cat(heads, dim=1)
         elif self.recompute and cache is None and torch.is_grad_enabled() and KERNEL_COPIES[self.kernel][p > 0]:
             y = self.recomputed(q, k, v, p)
+        elif p > 0:
+            # Every kernel: with dropout sdpa runs the written-out maths too (PyTorch has no fused CPU kernel for it).
+            y = attention_dropping_compactly(q, k, v, p, self.training)
         else:
             y = ATTENTION_KERNELS[self.kernel](q, k, v, p, self.training)
         return self.resid_dropout(self.c_proj(merge_heads(y)))
@@ -233,14 +270,16 @@ def make_attention(config: ModelConfig) -> Attention | None:
 
 
 # Attention matrices (nh × T × T) the backward pass keeps per layer, in copies, by attention kind: (no dropout,
-# dropout); measured on CPU by benchmarks/reliability.py. Fused sdpa keeps none, unless dropout sends it to the
-# math kernel. attention = auto keeps what the kernel the tuner picked keeps (KERNEL_COPIES; sdpa until it has
-# picked): the math kernel, compiled or not, keeps what the written-out path keeps.
-ATTENTION_COPIES = {"manual": (5, 13), "torch_mha": (6, 6), "sdpa": (0, 5), "none": (0, 0)}
+# dropout); measured on CPU by benchmarks/reliability.py (peaks, so one layer's passing copies count too). Fused sdpa
+# keeps none. With dropout every SelfAttention kernel runs attention_dropping_compactly, which keeps the softmax's
+# output and the mask as bytes: 1.25 of the 3 copies the written-out path keeps, so 5 x 1.25 / 3 ≈ 2 of the 5 measured
+# then. attention = auto keeps what the kernel the tuner picked keeps (KERNEL_COPIES; sdpa until it has picked).
+DROPOUT_COPIES = 2
+ATTENTION_COPIES = {"manual": (5, 13), "torch_mha": (6, 6), "sdpa": (0, DROPOUT_COPIES), "none": (0, 0)}
 KERNEL_COPIES = {
     "sdpa": ATTENTION_COPIES["sdpa"],
-    "math": ATTENTION_COPIES["manual"],
-    "compiled": ATTENTION_COPIES["manual"],
+    "math": (ATTENTION_COPIES["manual"][0], DROPOUT_COPIES),
+    "compiled": (ATTENTION_COPIES["manual"][0], DROPOUT_COPIES),
 }
 
 

@@ -8,8 +8,12 @@
 A choice is measured on a 2-layer copy of the model (the choices are per layer): one warm-up round, then
 PROBE_ROUNDS timed rounds with the candidates interleaved, the fastest of each candidate's rounds counting
 (a busy machine only ever adds time). It is cached in tuning.json under the cache folder (BRICKLM_CACHE_DIR,
-default ~/.cache/bricklm) with the load average before and after and the time; one measured while the
-machine was busy (LOADED) is measured again by the next new run that finds the machine quiet. A run keeps
+default ~/.cache/bricklm) with the machine's load and the time; one measured while the machine was busy
+(LOADED) is measured again by the next new run that finds the machine quiet. The load is the CPU time other
+processes took, in cores: sampled for a moment before measuring, and over the measurement itself (from
+/proc/stat, less this process's own; the 1-minute load average where there is no /proc/stat). Not the load
+average alone: it still counts a run that has just finished (so back-to-back runs would all look busy) and
+is slow to count one that has just started (so a contended measurement could pass for quiet). A run keeps
 the choice it trained with in RUN/tuning.json, and `train --resume` reuses it, so resume stays bit-exact
 whatever the cache says by then. BRICKLM_TUNE=off (the test suite sets it) makes `auto` the plain settings.
 """
@@ -38,7 +42,8 @@ TUNE_ENV = "BRICKLM_TUNE"  # "off": nothing is measured, auto means sdpa, float3
 RUN_FILE = "tuning.json"  # in a run folder: the choice the run trains with
 PROBE_LAYERS = 2  # the choices are per layer and per shape, so two layers of the model measure them
 PROBE_ROUNDS = 3  # timed rounds after the warm-up; the minimum of each candidate's counts
-LOADED = 0.5  # busy: the 1-minute load average above this share of the cores, before or after measuring
+LOADED = 0.25  # busy: other processes used more than this share of the cores, before or while measuring
+LOAD_SAMPLE_S = 0.25  # how long the reading before measuring watches the machine
 SHAPE_FIELDS = ("n_embd", "n_head", "block_size", "dropout", "qk_norm", "positional")  # model fields in the key
 
 
@@ -48,7 +53,7 @@ class Tuning:
     dtype: str = "float32"
     threads: int = 0  # 0: PyTorch's default
     timings: dict | None = None  # fastest seconds per forward + backward of the probe, by what was measured
-    load: list[float] | None = None  # 1-minute load average before and after measuring
+    load: list[float] | None = None  # cores other processes kept busy just before and while measuring (_load)
     loaded: bool = False  # measured while the machine was busy (or an older cache entry, load unknown)
     measured_at: str = ""  # UTC, ISO 8601
     probe_seconds: float = 0.0  # what measuring cost, compilation included
@@ -162,13 +167,44 @@ def _shape(model_cfg, train_cfg, device, wanted) -> dict:
         # what was measured with: a kernel timed in float32 says nothing of bf16, nor one thread of four
         "dtype": train_cfg.dtype,
         "threads": train_cfg.threads,
+        # with it, dropout sends every kernel down one recomputing path: a kernel timed without it says nothing
+        "recompute_attention": train_cfg.recompute_attention,
     }
 
 
-def _load() -> float:
+@dataclass(frozen=True)
+class CpuReading:
+    wall: float  # seconds, monotonic
+    busy: float | None  # CPU seconds all processes have used since boot (/proc/stat), None where unknown
+    own: float  # CPU seconds this process has used, all its threads
+
+
+def _cpu_reading() -> CpuReading:
+    busy = None
     try:
-        return os.getloadavg()[0]
-    except (OSError, AttributeError):  # Windows has no load average: every measurement counts as quiet
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal: all but idle and iowait is work
+        busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    return CpuReading(time.monotonic(), busy, time.process_time())
+
+
+def _load(since: CpuReading | None = None) -> float:
+    """Cores other processes kept busy from `since` until now (without it, over the next LOAD_SAMPLE_S): what
+    this process competes with. Falls back to the 1-minute load average (0 on Windows, which has none)."""
+    if since is None:
+        since = _cpu_reading()
+        time.sleep(LOAD_SAMPLE_S)
+    now = _cpu_reading()
+    wall = max(now.wall - since.wall, 1e-9)
+    own = (now.own - since.own) / wall
+    if since.busy is not None and now.busy is not None:
+        return max(0.0, (now.busy - since.busy) / wall - own)
+    try:
+        return max(0.0, os.getloadavg()[0] - own)
+    except (OSError, AttributeError):
         return 0.0
 
 
@@ -177,7 +213,7 @@ def _busy(load: float) -> bool:
 
 
 def _measure(model_cfg, train_cfg, device, tuning: Tuning, wanted: list[str]) -> Tuning:
-    start, load_before = time.perf_counter(), _load()
+    start, load_before, reading = time.perf_counter(), _load(), _cpu_reading()
     layers = min(PROBE_LAYERS, model_cfg.n_layer)
     cfg = dataclasses.replace(model_cfg, n_layer=layers, vocab_size=model_cfg.vocab_size or 128)
     torch.manual_seed(0)
@@ -217,7 +253,7 @@ def _measure(model_cfg, train_cfg, device, tuning: Tuning, wanted: list[str]) ->
     if "threads" in wanted and device.type == "cpu":
         counts = sorted({1, max(1, (os.cpu_count() or 1) // 2), os.cpu_count() or 1})
         tuning.threads = int(fastest({str(n): (tuning.kernel, tuning.dtype, n) for n in counts}))
-    load = [round(load_before, 2), round(_load(), 2)]
+    load = [round(load_before, 2), round(_load(reading), 2)]
     return dataclasses.replace(
         tuning,
         timings=timings,
