@@ -222,19 +222,23 @@ def test_without_a_compiler_the_compiled_kernel_drops_out_of_the_probe(tuning_on
     assert "running it eagerly" in out and "tuned: attention kernel" in out
 
 
+def test_the_load_is_other_processes_cpu_not_this_ones(monkeypatch):
+    """What a probe competes with: all CPU time used since the reading, less this process's own (the 1-minute load
+    average would count both, and a run that has just ended too)."""
+    before = tuning.CpuReading(wall=100.0, busy=500.0, own=20.0)
+    monkeypatch.setattr(tuning, "_cpu_reading", lambda: tuning.CpuReading(wall=102.0, busy=504.0, own=23.0))
+    assert tuning._load(before) == pytest.approx(0.5)  # 4 CPU-seconds in 2 s, 3 of them this process's: half a core
+    monkeypatch.setattr(tuning, "_cpu_reading", lambda: tuning.CpuReading(wall=102.0, busy=None, own=23.0))
+    monkeypatch.setattr(tuning.os, "getloadavg", lambda: (2.0, 2.0, 2.0))  # no /proc/stat: the load average less own
+    assert tuning._load(tuning.CpuReading(wall=100.0, busy=None, own=20.0)) == pytest.approx(0.5)
+
+
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="other processes' CPU time is read from /proc/stat")
-def test_the_load_counts_other_processes_not_this_one():
-    """What a probe competes with: a process spinning beside it counts, this process's own work does not (the
-    1-minute load average would count both, and a run that has just ended too)."""
+def test_a_process_spinning_beside_counts_as_load():
     import subprocess
     import sys
     import time
 
-    reading = tuning._cpu_reading()
-    end = time.monotonic() + 0.4
-    while time.monotonic() < end:  # this process busy on one core
-        pass
-    assert tuning._load(reading) < 0.6
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)  # started and spinning
