@@ -54,10 +54,15 @@ def dropout_keep(q: torch.Tensor, k: torch.Tensor, p: float) -> torch.Tensor:
     return torch.empty(*q.shape[:-1], k.size(2), device=q.device).bernoulli_(1 - p).bool()
 
 
+def dropout_scale(keep: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
+    """What F.dropout multiplies by, from its mask: 0 or 1/(1-p), the very floats it computes (1.0 / (1-p))."""
+    return keep.to(dtype).div_(1 - p)
+
+
 def attention_keeping(q, k, v, keep: torch.Tensor, p: float):
     """causal_weights(q, k) with dropout's mask given, scaled by 1/(1-p) as F.dropout does, @ v: (B, nh, Tq, hs)."""
     w = causal_weights(q, k)
-    return (w * keep.to(w.dtype).div_(1 - p)) @ v
+    return (w * dropout_scale(keep, p, w.dtype)) @ v
 
 
 def attention_dropping_compactly(q, k, v, dropout_p: float, training: bool = True):
@@ -90,7 +95,7 @@ def _remake(saved):
     if not isinstance(saved, tuple):
         return saved
     what, w, keep, p, kind = saved
-    scale = keep.to(w.dtype).div_(1 - p)
+    scale = dropout_scale(keep, p, w.dtype)
     return scale if what == "mask" else (w * scale).to(kind)
 
 
@@ -214,12 +219,12 @@ class SelfAttention(Attention):
         return self.resid_dropout(self.c_proj(merge_heads(y)))
 
     def recomputed(self, q, k, v, p: float) -> torch.Tensor:
-        """Attention whose backward pass recomputes the T x T weights from q, k, v instead of keeping them (what the
-        math kernels, and sdpa with dropout, would keep: ~5 float copies). Dropout's mask is drawn here and kept as
-        bytes, not drawn again in backward: a second draw of ~B·nh·T² random numbers per layer cost more than the
-        whole recomputation. With dropout every kernel computes this way; without, the tuned kernel is replayed.
-        No early stop: it ends the replay by raising inside the kernel, which a compiled kernel would take for a
-        failure to compile; the replay needs every tensor the kernel saves anyway."""
+        """Attention whose backward pass recomputes the T x T weights from q, k, v instead of keeping them (with
+        dropout, 1.25 float copies even kept compactly; without, the math kernels' own). Dropout's mask is drawn
+        here and kept as bytes, so backward needs no second draw of ~B·nh·T² random numbers, nor an RNG state to
+        replay. With dropout every kernel computes this way; without, the tuned kernel is replayed. No early stop:
+        it ends the replay by raising inside the kernel, which a compiled kernel would take for a failure to
+        compile; the replay needs every tensor the kernel saves anyway."""
         replay = dict(use_reentrant=False, early_stop=False, preserve_rng_state=False)
         if p > 0:
             return torch.utils.checkpoint.checkpoint(attention_keeping, q, k, v, dropout_keep(q, k, p), p, **replay)
