@@ -10,13 +10,15 @@ the training text (max_iters x tokens per step / training tokens: how often each
 The warning's thresholds: the blog's ~800k model (817,771 parameters) on its 327,330 training characters,
 0.40 tokens per parameter, had its lowest validation loss at step 1,000 (25 passes) and rose after, to +1.11
 above train loss at 3,000 steps (75 passes; docs/results.md). The data-size table (MEASURED below,
-docs/inside.md) agrees: the runs below 1 token per parameter whose 1,500 steps held 30 or more passes all
-turned (val loss rose again), after 31-80 passes, none before 20 (the 835k model on the whole blog, 0.39 per
-parameter, had 19 passes in its steps and was flat at the end); no run at 2 or more tokens per parameter
-turned within its 1,500 steps (6-25 passes). So MEMORIZE_PASSES = 20 warns a little before the turn,
-and MEMORIZE_TOKENS_PER_PARAMETER = 2 lies between the two groups (no run measured between 0.9 and 2.2 tokens
-per parameter). `expectation()` names the measured run nearest to a planned one, as a rough guide to the loss
-its text supports.
+docs/inside.md) agrees: every run below 1 token per parameter whose 1,500 steps held 20 or more passes turned
+(val loss rose again), after 20-80 passes, the earliest tiny Shakespeare's first quarter with the 824k model
+(0.30 per parameter) and the blog's first quarter with the 2.7M model (0.03) at 20 and 25; runs with fewer
+passes in their steps did not turn (the 835k model on the whole blog, 0.39 per parameter and 19 passes, was flat
+at the end; on the whole built-in corpus, 0.50 and 15, still improving), and no run at 1.2 or more tokens per
+parameter turned within its 1,500 steps (6-25 passes). So MEMORIZE_PASSES = 20 warns at the earliest turn
+measured, and MEMORIZE_TOKENS_PER_PARAMETER = 2 lies above every run that turned (the one run measured between
+1 and 2 tokens per parameter, tiny Shakespeare with the 824k model at 1.22, had only 6 passes in its steps).
+`expectation()` names the measured run nearest to a planned one, as a rough guide to the loss its text supports.
 """
 
 from __future__ import annotations
@@ -49,15 +51,20 @@ MEASURED = (
     Measured("the blog's first sixteenth", 20458, 835179, 2.5209, 60.1, False),
     Measured("the blog's first quarter", 81832, 835179, 2.1124, 35.0, False),
     Measured("the blog", 327330, 835179, 1.5566, 17.5, False),
+    Measured("the blog's first sixteenth", 20458, 2730731, 2.4533, 40.0, False),
+    Measured("the blog's first quarter", 81832, 2730731, 2.0569, 25.0, False),
     Measured("tiny Shakespeare's first sixteenth", 62740, 116161, 2.3817, 58.8, False),
     Measured("tiny Shakespeare's first quarter", 250962, 116161, 2.1195, 24.5, True),
     Measured("tiny Shakespeare", 1003848, 116161, 1.8811, 6.1, True),
     Measured("tiny Shakespeare's first sixteenth", 62740, 824385, 2.3435, 32.6, False),
+    Measured("tiny Shakespeare's first quarter", 250962, 824385, 2.061, 19.6, False),
+    Measured("tiny Shakespeare", 1003848, 824385, 1.6143, 6.1, True),
     Measured("the built-in corpus's first sixteenth", 26151, 121063, 2.5605, 78.3, False),
     Measured("the built-in corpus's first quarter", 104606, 121063, 1.6733, 54.8, False),
     Measured("the built-in corpus", 418425, 121063, 1.3837, 14.7, True),
     Measured("the built-in corpus's first sixteenth", 26151, 834151, 2.5836, 47.0, False),
     Measured("the built-in corpus's first quarter", 104606, 834151, 1.6917, 31.3, False),
+    Measured("the built-in corpus", 418425, 834151, 1.191, 14.7, True),
 )
 
 
