@@ -274,12 +274,13 @@ def make_attention(config: ModelConfig) -> Attention | None:
     return SelfAttention(config)
 
 
-# Attention matrices (nh × T × T) the backward pass keeps per layer, in copies, by attention kind: (no dropout,
-# dropout); measured on CPU by benchmarks/reliability.py (peaks, so one layer's passing copies count too). Fused sdpa
-# keeps none. With dropout every SelfAttention kernel runs attention_dropping_compactly, which keeps the softmax's
-# output and the mask as bytes: 1.25 of the 3 copies the written-out path keeps, so 5 x 1.25 / 3 ≈ 2 of the 5 measured
-# then. attention = auto keeps what the kernel the tuner picked keeps (KERNEL_COPIES; sdpa until it has picked).
-DROPOUT_COPIES = 2
+# Attention matrices (nh × T × T) a training step's peak holds per layer, in copies, by attention kind: (no dropout,
+# dropout); measured on CPU by benchmarks/reliability.py (peak RSS, so one layer's passing copies and glibc's heap
+# count too). Fused sdpa keeps none. With dropout every SelfAttention kernel runs attention_dropping_compactly, which
+# keeps 1.25 copies as tensors, but the peaks of the 8-layer blog block with it varied from 813 to 1,170 MB between
+# runs (glibc's heap; 517 MB under tcmalloc): 6 copies keeps the estimate above the worst of them. attention = auto
+# keeps what the kernel the tuner picked keeps (KERNEL_COPIES; sdpa until it has picked).
+DROPOUT_COPIES = 6
 ATTENTION_COPIES = {"manual": (5, 13), "torch_mha": (6, 6), "sdpa": (0, DROPOUT_COPIES), "none": (0, 0)}
 KERNEL_COPIES = {
     "sdpa": ATTENTION_COPIES["sdpa"],
