@@ -1,5 +1,6 @@
 """Every speed switch agrees with its plain path (fastpaths.py, model.py, data.py, generate.py)."""
 
+import contextlib
 import math
 
 import numpy as np
@@ -238,6 +239,20 @@ def test_recomputed_activations_give_the_same_gradients():
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
 
 
+@contextlib.contextmanager
+def saved_float_shapes():
+    """The shapes of the float tensors autograd saves for backward inside the block, in a list."""
+    shapes = []
+
+    def note(t: torch.Tensor) -> torch.Tensor:
+        if t.is_floating_point():
+            shapes.append(t.shape)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(note, lambda t: t):
+        yield shapes
+
+
 def _grads_and_kept_weights(kernel: str, recompute: bool, dropout: float):
     """Gradients of one step, and how many float (B, nh, T, T) tensors the forward pass saved for backward."""
     model = tiny(dropout=dropout, attention="auto", n_embd=32)  # head size 16: only T x T matrices are (8, 8)
@@ -245,10 +260,8 @@ def _grads_and_kept_weights(kernel: str, recompute: bool, dropout: float):
         if hasattr(module, "kernel"):
             module.kernel = kernel
     model.set_recompute(False, recompute)
-    shapes = []
     torch.manual_seed(5)  # the same dropout masks
-    keep_float_shapes = lambda t: t.is_floating_point() and shapes.append(t.shape) or t  # noqa: E731
-    with torch.autograd.graph.saved_tensors_hooks(keep_float_shapes, lambda t: t):
+    with saved_float_shapes() as shapes:
         loss = model(torch.arange(24).view(3, 8) % 11, torch.arange(24).view(3, 8) % 7)[1]
     loss.backward()
     grads = torch.cat([p.grad.flatten() for p in model.parameters()])
@@ -269,10 +282,8 @@ def test_recomputed_attention_gives_the_same_gradients_and_keeps_no_float_t_by_t
 
 def _kept_t_by_t(fn, q, k, v, bf16: bool):
     """fn(q, k, v)'s output, the gradients of q, k, v, and the float (..., T, T) tensors kept for backward."""
-    shapes = []
-    keep_float_shapes = lambda t: t.is_floating_point() and shapes.append(t.shape) or t  # noqa: E731
     torch.manual_seed(3)
-    with torch.autograd.graph.saved_tensors_hooks(keep_float_shapes, lambda t: t):
+    with saved_float_shapes() as shapes:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             y = fn(q, k, v)
     grads = torch.autograd.grad(y.float().square().sum(), (q, k, v))

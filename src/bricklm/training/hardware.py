@@ -76,8 +76,9 @@ def estimate_memory_bytes(model_cfg: ModelConfig, train_cfg: TrainConfig, kernel
     in full during the backward pass: what makes the blog's sweep row #4 (T×T attention weights with
     dropout, 32 layers) fit a laptop.
     """
-    cfg = train_cfg
-    kept = count_activations(model_cfg, cfg.batch_size, cfg.recompute_activations, kernel, cfg.recompute_attention)
+    kept = count_activations(
+        model_cfg, train_cfg.batch_size, train_cfg.recompute_activations, kernel, train_cfg.recompute_attention
+    )
     return int(MEMORY_MARGIN * (16 * count_params(model_cfg) + 4 * kept + RUNTIME_BYTES))
 
 
