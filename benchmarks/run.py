@@ -202,20 +202,25 @@ def worker_gen(args) -> dict:
 
         cfg = ModelConfig(vocab_size=VOCAB, block_size=T, n_layer=L, n_head=H, n_embd=C, activation="relu")
         model = GPT(cfg).to(args.device)
-        use_cache, fast = args.impl != "no-cache", args.impl == "kv-cache"  # kv-cache: the fused decode step
+        # kv-cache: the fused decode step; kv-cache-compiled: the same, torch.compile'd; -modules: the modules' forward
+        use_cache, fast = args.impl != "no-cache", args.impl.startswith("kv-cache") and "modules" not in args.impl
+        compiled = args.impl == "kv-cache-compiled"
 
         def run(n):
             g = torch.Generator(device=args.device).manual_seed(0)
-            for _ in generate(model, idx, n, generator=g, use_cache=use_cache, fast=fast):
+            for _ in generate(model, idx, n, generator=g, use_cache=use_cache, fast=fast, compiled=compiled):
                 pass
 
-    run(5)  # warm-up
+    t = time.perf_counter()
+    run(5)  # warm-up (and, compiled, the compile: reported on its own)
     sync(args.device)
+    warmup = time.perf_counter() - t
     t = time.perf_counter()
     run(args.tokens)
     sync(args.device)
     wall = time.perf_counter() - t
-    return {"tokens": args.tokens, "seconds": wall, "tokens_per_s": args.tokens / wall, "peak_rss_mb": peak_rss_mb()}
+    out = {"tokens": args.tokens, "seconds": wall, "tokens_per_s": args.tokens / wall, "peak_rss_mb": peak_rss_mb()}
+    return out | ({"warmup_s": warmup} if args.impl == "kv-cache-compiled" else {})
 
 
 def worker_ttl(args) -> dict:
@@ -406,7 +411,7 @@ def main(argv=None) -> int:
     if "gen" in parts:
         n = "50" if args.quick else "500"
         results["gen"] = {}
-        for impl in ("reference", "kv-cache", "kv-cache-modules", "no-cache"):
+        for impl in ("reference", "kv-cache", "kv-cache-compiled", "kv-cache-modules", "no-cache"):
             r = spawn("gen", "--impl", impl, "--device", args.device, "--tokens", n)
             results["gen"][impl] = r
             log(f"generate 10M {impl}: {r}")

@@ -37,6 +37,8 @@ def test_sample_same_seed_same_text(tiny_run, capsys):
     first = capsys.readouterr().out
     main(args + ["--no-cache"])
     assert capsys.readouterr().out == first
+    main(args + ["--compile"])  # the compiled decode step (or, without a C compiler, the eager one)
+    assert capsys.readouterr().out == first
 
 
 def test_sample_rejects_characters_outside_the_vocabulary(tiny_run, capsys):

@@ -1,5 +1,8 @@
 """Sampling: the KV cache gives the same tokens as recomputing, filters do what they say."""
 
+import os
+import shutil
+
 import pytest
 import torch
 
@@ -71,6 +74,60 @@ def test_the_fused_decode_step_matches_the_forward_for_every_switch(switch):
     fused = torch.stack([step(idx[:, t : t + 1]) for t in range(5, 12)], dim=1)
     torch.testing.assert_close(fused, full[:, 5:], atol=1e-5, rtol=1e-5)
     assert caches[0].length == 12
+
+
+CXX = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")  # what inductor compiles its kernels with
+
+# One compile per switch set (a few seconds each): the switches whose maths the compiled step reaches differently
+# (the products, the attention over the whole masked cache, rotary positions' dynamic position, no attention).
+COMPILED_SWITCHES = [
+    {},
+    {"attention": "torch_mha", "bias": True, "residual": "bug"},
+    {"activation": "swiglu", "qk_norm": True, "positional": "rope", "norm": "rmsnorm", "tie_weights": True},
+    {"attention": "none", "activation": "relu2", "ffn_bias": False},
+]
+
+
+@pytest.mark.parametrize(
+    "switch", COMPILED_SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default"
+)
+def test_the_compiled_decode_step_matches_the_forward(switch, recwarn):
+    from bricklm.model.decode import DecodeStep
+
+    torch._dynamo.reset()  # each set compiles afresh, not past the recompile limit of the tests before it
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=16, **switch)).eval()
+    idx = torch.randint(0, 13, (2, 12))
+    full, _ = model(idx)
+    caches = model.new_caches(2, "cpu")
+    model(idx[:, :5], caches=caches)
+    step = DecodeStep(model, caches, compiled=True)
+    fused = torch.stack([step(idx[:, t : t + 1]) for t in range(5, 12)], dim=1)
+    torch.testing.assert_close(fused, full[:, 5:], atol=1e-5, rtol=1e-5)
+    assert caches[0].length == 12
+    if CXX:  # it ran compiled, not the fallback (which a machine without a C++ compiler takes, and agrees too)
+        assert step.compiled, [str(w.message) for w in recwarn]
+
+
+def test_generation_with_the_compiled_step_gives_the_plain_tokens():
+    model = model_with("sdpa")  # 40 tokens through a window of 16: one compiled function across new steps
+    plain = tokens(model, False, 40, top_k=3, temperature=0.7)
+    assert tokens(model, True, 40, top_k=3, temperature=0.7, compiled=True) == plain
+
+
+def test_a_failed_compile_falls_back_to_the_eager_step_once(monkeypatch):
+    from bricklm.model import decode
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C compiler\nmore detail")
+
+    monkeypatch.setattr(decode, "_compiled", {"block": broken})
+    model = model_with("sdpa")
+    plain = tokens(model, False, 40)
+    with pytest.warns(UserWarning, match=r"compiled decode step is unavailable \(RuntimeError: no C compiler\)"):
+        assert tokens(model, True, 40, compiled=True) == plain
+    assert decode._compiled["block"] is False  # later steps don't try again
+    assert not decode.DecodeStep(model, model.new_caches(1, "cpu"), compiled=True).compiled
 
 
 def test_cached_logits_match_full_forward():

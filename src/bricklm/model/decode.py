@@ -18,9 +18,15 @@ mostly these products streaming 41 MB of weights (docs/performance.md, Generatio
 GPT.forward computes for that token, to float rounding (tests/model/test_generate.py checks logits and
 sampled tokens against the module path, fast=False, for every switch), in eval mode only (no dropout).
 
-torch.compile was tried for this step (benchmarks under load, recorded in docs/performance.md): one
-static-shape layer compiled once and looped over was no faster than these eager calls, and the whole
-52-layer step took minutes to compile and ran slower, so the step stays eager and needs no C compiler.
+`DecodeStep(model, caches, compiled=True)` runs the blocks four at a time through one torch.compile'd
+function instead (the same function for every group, so it compiles once per model shape and process, in
+seconds, and its guards are checked once per four blocks rather than once per block): static
+shapes (the whole cache, with the positions not yet written masked out; the position to write as a tensor),
+and each product written as a multiply and a sum over the input width, which inductor turns into one loop
+over the weight in memory order, where a matmul would call the same BLAS routine as eager. Compiling the
+whole 52-layer step took minutes; one compiled block with matmuls was no faster than eager
+(docs/performance.md, Generation). Without a working C compiler the first call falls back to the eager
+step, once per process, with a warning.
 
 Only the arithmetic is fused here; every decision a model switch makes is the model's own: the
 embedding and positions (GPT.embed), the residual wiring (Block.combine), the norms and the activation
@@ -29,6 +35,8 @@ projections of either attention kind (Attention.projections), the head (GPT.read
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn as nn
@@ -55,16 +63,43 @@ def _product(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None)
     return torch.mm(x, weight_t) if bias is None else torch.addmm(bias, x, weight_t)
 
 
-class _Layer:
-    """What the step reads of one block, gathered once per DecodeStep: the block, its cache, its weights transposed."""
+def _product_reduced(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x (B, in) @ weight (out, in)ᵀ + bias written as a multiply and a sum over `in`: F.linear's maths in the
+    form inductor fuses into one pass over the weight. Meant to be compiled: run eagerly (past torch.compile's
+    recompile limit) it is right but slow, as it materialises (B, out, in)."""
+    y = (x[:, None, :] * weight).sum(-1)
+    return y if bias is None else y + bias
 
-    def __init__(self, block: Block, cache: KVCache):
+
+class _Layer:
+    """What the step reads of one block, gathered once per DecodeStep: the block, its cache, its weights (transposed
+    copies for the eager step)."""
+
+    def __init__(self, block: Block, cache: KVCache, transposed: bool):
+        # transposed for the eager products (_product); as they are, read in place, for the compiled ones
+        arrange = _transposed if transposed else torch.Tensor.detach
         self.block, self.cache, self.attn, ffn = block, cache, block.attn, block.ffn
         if self.attn is not None:
             w_in, self.b_in, w_out, self.b_out = self.attn.projections()
-            self.w_in, self.w_out = _transposed(w_in), _transposed(w_out)
-        self.fc, self.b_fc, self.act = _transposed(ffn.fc.weight), ffn.fc.bias, ffn.act.forward
-        self.proj, self.b_proj = _transposed(ffn.proj.weight), ffn.proj.bias
+            self.w_in, self.w_out = arrange(w_in), arrange(w_out)
+        self.fc, self.b_fc, self.act = arrange(ffn.fc.weight), ffn.fc.bias, ffn.act.forward
+        self.proj, self.b_proj = arrange(ffn.proj.weight), ffn.proj.bias
+
+
+# torch.compile'd DecodeStep._blocks, made on first use and shared by every step of the process; False once
+# compiling has failed (no C compiler, say), so each later step runs eagerly without trying again.
+_compiled: dict[str, object] = {}
+
+# Blocks per compiled call. Each call costs ~55 µs of guards and wrappers; more blocks per call share it but
+# compile longer (one graph holds GROUP blocks). 52 × 128, 2 threads, AMD EPYC (ms per token, compile s):
+# 1 block 6.9-7.8 (7), 2 blocks 4.8-6.8 (8), 4 blocks 4.1-4.7 (10), 13 blocks 5.9-6.4 (25); eager 10.2-11.1.
+GROUP = 4
+
+
+def _compiled_fn():
+    if "block" not in _compiled:
+        _compiled["block"] = torch.compile(DecodeStep._blocks, dynamic=None)
+    return _compiled["block"]
 
 
 class DecodeStep:
@@ -72,13 +107,18 @@ class DecodeStep:
 
     The weights are copied, transposed, when the step is made (generate makes one per window of block_size//2
     tokens): a step sees the weights as they were then. Extra memory: one more copy of the blocks' weights.
+    compiled=True reads the weights in place instead and runs the blocks compiled (module docstring).
     """
 
-    def __init__(self, model: GPT, caches: list[KVCache]):
+    def __init__(self, model: GPT, caches: list[KVCache], compiled: bool = False):
         self.model, self.caches, c = model, caches, model.config
         self.C, self.nh, self.hs = c.n_embd, c.n_head, c.head_size
+        self.compiled = compiled and _compiled.get("block") is not False
         with torch.no_grad():
-            self.layers = [_Layer(block, cache) for block, cache in zip(model.blocks, caches, strict=True)]
+            self.layers = [
+                _Layer(block, cache, transposed=not self.compiled)
+                for block, cache in zip(model.blocks, caches, strict=True)
+            ]
 
     @torch.no_grad()
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
@@ -87,26 +127,62 @@ class DecodeStep:
         if pos >= m.config.block_size:
             raise ValueError(f"the caches are full ({pos} of block_size {m.config.block_size} positions)")
         x = m.embed(idx, pos)[:, 0]  # (B, C): one position, so the step works on rows, not (B, 1, C)
-        for layer in self.layers:
-            x = layer.block.combine(
-                x, lambda h, a=layer: self._attention(a, h, pos), lambda h, f=layer: self._ffn(f, h), _norm
-            )
+        x = self._compiled_blocks(x, pos) if self.compiled else self._blocks(self.layers, x, pos)
         for cache in self.caches:
             cache.length = pos + 1  # a block without attention keeps nothing, but counts the position too
         return m.readout(x)
 
-    @staticmethod
-    def _ffn(layer: _Layer, h: torch.Tensor) -> torch.Tensor:
-        # FeedForward.forward without its dropout (eval only)
-        return _product(layer.act(_product(h, layer.fc, layer.b_fc)), layer.proj, layer.b_proj)
+    def _compiled_blocks(self, x: torch.Tensor, pos: int) -> torch.Tensor:
+        # Static shapes: where to write as a tensor, and which cached positions a query may see as a mask over
+        # the whole cache, so one compiled graph serves every position (pos itself is read only by rotary
+        # positions' tables, which torch.compile then treats as a dynamic size after its first recompile).
+        at = torch.tensor([pos], device=x.device)
+        visible = (torch.arange(self.model.config.block_size, device=x.device) <= pos)[None]  # (1, T)
+        blocks, start = _compiled_fn(), x
+        try:
+            for i in range(0, len(self.layers), GROUP):
+                x = blocks(self, self.layers[i : i + GROUP], x, pos, at, visible)
+            return x
+        except Exception as e:  # compiling failed (inductor needs a C compiler): eager from here on
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            warnings.warn(f"the compiled decode step is unavailable ({reason}); decoding eagerly", stacklevel=2)
+            _compiled["block"] = False
+            self.compiled = False
+            self.layers = [_Layer(la.block, la.cache, transposed=True) for la in self.layers]
+            return self._blocks(self.layers, start, pos)  # rewrites any cache slot the failed try wrote
 
-    def _attention(self, layer: _Layer, h: torch.Tensor, pos: int) -> torch.Tensor:
+    def _blocks(self, layers: list[_Layer], x: torch.Tensor, pos: int, at=None, visible=None) -> torch.Tensor:
+        """Consecutive blocks, the unit the step compiles (GROUP of them per call)."""
+        for layer in layers:
+            x = self._block(layer, x, pos, at, visible)
+        return x
+
+    def _block(self, layer: _Layer, x: torch.Tensor, pos: int, at=None, visible=None) -> torch.Tensor:
+        """One block for one token (B, C): the block's own wiring around the fused sub-layers."""
+        return layer.block.combine(
+            x, lambda h: self._attention(layer, h, pos, at, visible), lambda h: self._ffn(layer, h), _norm
+        )
+
+    def _product(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return _product_reduced(x, weight, bias) if self.compiled else _product(x, weight, bias)
+
+    def _ffn(self, layer: _Layer, h: torch.Tensor) -> torch.Tensor:
+        # FeedForward.forward without its dropout (eval only)
+        return self._product(layer.act(self._product(h, layer.fc, layer.b_fc)), layer.proj, layer.b_proj)
+
+    def _attention(self, layer: _Layer, h: torch.Tensor, pos: int, at, visible) -> torch.Tensor:
         B, nh, hs, cache = h.size(0), self.nh, self.hs, layer.cache
-        qkv = _product(h, layer.w_in, layer.b_in).view(B, 3, nh, 1, hs)
+        qkv = self._product(h, layer.w_in, layer.b_in).view(B, 3, nh, 1, hs)
         q, k = layer.attn.position_qk(qkv[:, 0], qkv[:, 1], pos)  # each (B, nh, 1, hs)
-        cache.k[:, :, pos] = k[:, :, 0]
-        cache.v[:, :, pos] = qkv[:, 2, :, 0]
-        # One query against every cached key (all in its past: no mask). sdpa measured faster here than the same
-        # maths as two bmm and a softmax (12.7 against 20 µs a call, 4 heads of 32, one thread).
-        y = F.scaled_dot_product_attention(q, cache.k[:, :, : pos + 1], cache.v[:, :, : pos + 1])  # (B, nh, 1, hs)
-        return _product(y.reshape(B, nh * hs), layer.w_out, layer.b_out)  # one position: heads side by side are (B, C)
+        if visible is None:
+            cache.k[:, :, pos] = k[:, :, 0]
+            cache.v[:, :, pos] = qkv[:, 2, :, 0]
+            # One query against every cached key (all in its past: no mask). sdpa measured faster here than the
+            # same maths as two bmm and a softmax (12.7 against 20 µs a call, 4 heads of 32, one thread).
+            y = F.scaled_dot_product_attention(q, cache.k[:, :, : pos + 1], cache.v[:, :, : pos + 1])
+        else:
+            cache.k.index_copy_(2, at, k)
+            cache.v.index_copy_(2, at, qkv[:, 2])
+            w = (q @ cache.k.transpose(-2, -1) * hs**-0.5).masked_fill(~visible, float("-inf")).softmax(-1)
+            y = w @ cache.v  # (B, nh, 1, hs)
+        return self._product(y.reshape(B, nh * hs), layer.w_out, layer.b_out)  # heads side by side are (B, C)

@@ -124,6 +124,7 @@ def generate(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     fast: bool = True,
+    compiled: bool = False,
     stop_token: int | None = None,
     veto: Callable[[int], bool] | None = None,
     tries: int = 4,
@@ -131,7 +132,8 @@ def generate(
     """Yield each new token as a (B, 1) tensor. idx (B, T) is the prompt (at least one token).
 
     use_cache keeps keys and values (KV cache) instead of re-reading the context for every token;
-    fast then decodes each token with the fused step (decode.py) rather than the modules' forward.
+    fast then decodes each token with the fused step (decode.py) rather than the modules' forward, and
+    compiled with that step compiled (a few seconds once per model shape and process; decode.py).
     veto (batch of one only): called with each token picked; True refuses it, and the token is picked
     again without it, up to `tries` more times; when every try is refused, generation ends there.
     """
@@ -147,7 +149,7 @@ def generate(
             elif use_cache:
                 caches = model.new_caches(idx.size(0), idx.device)
                 logits = model(context, caches=caches)[0][:, -1]  # the prompt (or a re-read window) at once
-                step = DecodeStep(model, caches)
+                step = DecodeStep(model, caches, compiled=compiled)
             else:
                 logits = model(context)[0][:, -1]
             nxt = pick(logits, temperature, top_k, top_p, generator)
