@@ -203,7 +203,7 @@ def worker_gen(args) -> dict:
         cfg = ModelConfig(vocab_size=VOCAB, block_size=T, n_layer=L, n_head=H, n_embd=C, activation="relu")
         model = GPT(cfg).to(args.device)
         # kv-cache: the fused decode step; kv-cache-compiled: the same, torch.compile'd; -modules: the modules' forward
-        use_cache, fast = args.impl != "no-cache", args.impl.startswith("kv-cache") and "modules" not in args.impl
+        use_cache, fast = args.impl != "no-cache", args.impl in ("kv-cache", "kv-cache-compiled")
         compiled = args.impl == "kv-cache-compiled"
 
         def run(n):
@@ -219,8 +219,13 @@ def worker_gen(args) -> dict:
     run(args.tokens)
     sync(args.device)
     wall = time.perf_counter() - t
-    out = {"tokens": args.tokens, "seconds": wall, "tokens_per_s": args.tokens / wall, "peak_rss_mb": peak_rss_mb()}
-    return out | ({"warmup_s": warmup} if args.impl == "kv-cache-compiled" else {})
+    return {
+        "tokens": args.tokens,
+        "seconds": wall,
+        "tokens_per_s": args.tokens / wall,
+        "warmup_s": warmup,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def worker_ttl(args) -> dict:

@@ -117,16 +117,19 @@ def test_generation_with_the_compiled_step_gives_the_plain_tokens():
 
 def test_a_failed_compile_falls_back_to_the_eager_step_once(monkeypatch):
     from bricklm.model import decode
+    from bricklm.model.fastpaths import CompiledFunction
 
     def broken(*args, **kwargs):
         raise RuntimeError("no C compiler\nmore detail")
 
-    monkeypatch.setattr(decode, "_compiled", {"block": broken})
+    blocks = CompiledFunction(decode.DecodeStep._blocks, "the decode step", dynamic=None, say=decode._warn)
+    monkeypatch.setattr(decode, "COMPILED_BLOCKS", blocks)
+    monkeypatch.setattr(torch, "compile", broken)
     model = model_with("sdpa")
     plain = tokens(model, False, 40)
-    with pytest.warns(UserWarning, match=r"compiled decode step is unavailable \(RuntimeError: no C compiler\)"):
+    with pytest.warns(UserWarning, match=r"unavailable for the decode step \(RuntimeError: no C compiler\)"):
         assert tokens(model, True, 40, compiled=True) == plain
-    assert decode._compiled["block"] is False  # later steps don't try again
+    assert blocks.failed  # later steps don't try again
     assert not decode.DecodeStep(model, model.new_caches(1, "cpu"), compiled=True).compiled
 
 

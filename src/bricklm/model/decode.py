@@ -26,7 +26,7 @@ and each product written as a multiply and a sum over the input width, which ind
 over the weight in memory order, where a matmul would call the same BLAS routine as eager. Compiling the
 whole 52-layer step took minutes; one compiled block with matmuls was no faster than eager
 (docs/performance.md, Generation). Without a working C compiler the first call falls back to the eager
-step, once per process, with a warning.
+step, once per process, with a warning (fastpaths.CompiledFunction).
 
 Only the arithmetic is fused here; every decision a model switch makes is the model's own: the
 embedding and positions (GPT.embed), the residual wiring (Block.combine), the norms and the activation
@@ -43,6 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bricklm.model.attention import KVCache
+from bricklm.model.fastpaths import CompiledFunction
 from bricklm.model.gpt import GPT, Block
 
 
@@ -86,20 +87,10 @@ class _Layer:
         self.proj, self.b_proj = arrange(ffn.proj.weight), ffn.proj.bias
 
 
-# torch.compile'd DecodeStep._blocks, made on first use and shared by every step of the process; False once
-# compiling has failed (no C compiler, say), so each later step runs eagerly without trying again.
-_compiled: dict[str, object] = {}
-
 # Blocks per compiled call. Each call costs ~55 µs of guards and wrappers; more blocks per call share it but
 # compile longer (one graph holds GROUP blocks). 52 × 128, 2 threads, AMD EPYC (ms per token, compile s):
 # 1 block 6.9-7.8 (7), 2 blocks 4.8-6.8 (8), 4 blocks 4.1-4.7 (10), 13 blocks 5.9-6.4 (25); eager 10.2-11.1.
 GROUP = 4
-
-
-def _compiled_fn():
-    if "block" not in _compiled:
-        _compiled["block"] = torch.compile(DecodeStep._blocks, dynamic=None)
-    return _compiled["block"]
 
 
 class DecodeStep:
@@ -113,7 +104,7 @@ class DecodeStep:
     def __init__(self, model: GPT, caches: list[KVCache], compiled: bool = False):
         self.model, self.caches, c = model, caches, model.config
         self.C, self.nh, self.hs = c.n_embd, c.n_head, c.head_size
-        self.compiled = compiled and _compiled.get("block") is not False
+        self.compiled = compiled and not COMPILED_BLOCKS.failed
         with torch.no_grad():
             self.layers = [
                 _Layer(block, cache, transposed=not self.compiled)
@@ -138,18 +129,12 @@ class DecodeStep:
         # positions' tables, which torch.compile then treats as a dynamic size after its first recompile).
         at = torch.tensor([pos], device=x.device)
         visible = (torch.arange(self.model.config.block_size, device=x.device) <= pos)[None]  # (1, T)
-        blocks, start = _compiled_fn(), x
-        try:
-            for i in range(0, len(self.layers), GROUP):
-                x = blocks(self, self.layers[i : i + GROUP], x, pos, at, visible)
-            return x
-        except Exception as e:  # compiling failed (inductor needs a C compiler): eager from here on
-            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            warnings.warn(f"the compiled decode step is unavailable ({reason}); decoding eagerly", stacklevel=2)
-            _compiled["block"] = False
+        for i in range(0, len(self.layers), GROUP):
+            x = COMPILED_BLOCKS(self, self.layers[i : i + GROUP], x, pos, at, visible)
+        if COMPILED_BLOCKS.failed:  # it could not compile and ran these blocks uncompiled: later tokens run eagerly
             self.compiled = False
             self.layers = [_Layer(la.block, la.cache, transposed=True) for la in self.layers]
-            return self._blocks(self.layers, start, pos)  # rewrites any cache slot the failed try wrote
+        return x
 
     def _blocks(self, layers: list[_Layer], x: torch.Tensor, pos: int, at=None, visible=None) -> torch.Tensor:
         """Consecutive blocks, the unit the step compiles (GROUP of them per call)."""
@@ -186,3 +171,12 @@ class DecodeStep:
             w = (q @ cache.k.transpose(-2, -1) * hs**-0.5).masked_fill(~visible, float("-inf")).softmax(-1)
             y = w @ cache.v  # (B, nh, 1, hs)
         return self._product(y.reshape(B, nh * hs), layer.w_out, layer.b_out)  # heads side by side are (B, C)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)  # a warning, not a print: `bricklm sample` writes the text to stdout
+
+
+# DecodeStep._blocks compiled on first use, shared by every step of the process; once compiling has failed (no C
+# compiler, say), each later step runs eagerly without trying again.
+COMPILED_BLOCKS = CompiledFunction(DecodeStep._blocks, "the decode step", dynamic=None, say=_warn)

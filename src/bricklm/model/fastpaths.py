@@ -56,10 +56,11 @@ def compile_with_fallback(model: nn.Module, log=print, compiler=None) -> nn.Modu
 
 class CompiledFunction:
     """torch.compile(fn), compiled at the first call; on any failure there (no C compiler, an op inductor can't
-    lower) it says so once and calls the plain fn from then on."""
+    lower) it says so once (say: print, or a warning where stdout is the output) and calls the plain fn from then
+    on. dynamic: torch.compile's (None: a size that changes between calls becomes dynamic after one recompile)."""
 
-    def __init__(self, fn, name: str):
-        self.fn, self.name = fn, name
+    def __init__(self, fn, name: str, dynamic: bool | None = False, say=print):
+        self.fn, self.name, self.dynamic, self.say = fn, name, dynamic, say
         self.compiled = None
         self.failed = False
 
@@ -67,11 +68,12 @@ class CompiledFunction:
         if not self.failed:
             try:
                 if self.compiled is None:
-                    self.compiled = torch.compile(self.fn, dynamic=False)
+                    self.compiled = torch.compile(self.fn, dynamic=self.dynamic)
                 return self.compiled(*args)
             except Exception as exc:  # noqa: BLE001 - any failure to compile means: run eagerly
                 self.failed = True
-                print(f"torch.compile unavailable for {self.name} ({type(exc).__name__}); running it eagerly")
+                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}" if str(exc) else type(exc).__name__
+                self.say(f"torch.compile unavailable for {self.name} ({reason}); running it eagerly")
         return self.fn(*args)
 
 
