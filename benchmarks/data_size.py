@@ -2,6 +2,9 @@
 
     nice -n 19 python benchmarks/data_size.py                   # writes benchmarks/results/data_size.json
     python benchmarks/data_size.py --steps 300 --early-stop 0 --fractions 0.25,1 --models 2x64,4x128
+    python benchmarks/data_size.py --models 6x192 --fractions 1 --corpora builtin:python-docs --out part.json
+    python benchmarks/data_size.py --merge part.json            # adds part.json's new cells to the results
+    python benchmarks/data_size.py --table                      # docs/inside.md's table and datasize.py's rows
 
 For each corpus (the blog's text and tiny Shakespeare from ../shared/data, when present, and the
 built-in corpus, `builtin:python-docs`), `prepare` with the blog's tail split once; each fraction then
@@ -110,6 +113,61 @@ def one_run(corpus: Path, shape: str, args, run_dir: Path) -> dict:
     }
 
 
+RUN_FLAGS = ("steps", "eval_interval", "early_stop", "threads", "fractions", "models", "corpora")
+# each corpus's name in the table and in the nearest-run message (MEASURED)
+NAMES = {
+    "bdunagan.com.txt": ("the blog", "the blog"),
+    "tinyshakespeare.txt": ("tiny Shakespeare", "tiny Shakespeare"),
+    "builtin:python-docs": ("built-in (Python docs)", "the built-in corpus"),
+}
+PARTS = {0.0625: ("first 1/16", "'s first sixteenth"), 0.25: ("first 1/4", "'s first quarter"), 1.0: ("whole", "")}
+
+
+def merge(results: Path, parts: list[Path]) -> None:
+    """Add the runs of other invocations (--out part.json) to the results, each cell (corpus, part, shape) once:
+    a cell measured already keeps its first run, so merging twice changes nothing."""
+    merged = json.loads(results.read_text())
+    have = {(r["corpus"], r["fraction"], r["shape"]) for r in merged["runs"]}
+    for part in parts:
+        new = json.loads(part.read_text())
+        added = [r for r in new["runs"] if (r["corpus"], r["fraction"], r["shape"]) not in have]
+        have |= {(r["corpus"], r["fraction"], r["shape"]) for r in added}
+        merged["runs"] += added
+        if added and new["command"] not in merged["commands"]:
+            merged["commands"].append(new["command"])
+        print(f"{part}: {len(added)} new of {len(new['runs'])} runs")
+    results.write_text(json.dumps(merged, indent=2) + "\n")
+
+
+def table(results: Path) -> None:
+    """docs/inside.md's table and training/datasize.py's MEASURED rows, from the results: pasted, since the
+    installed package cannot read benchmarks/ and the docs are written by hand around the table."""
+    data = json.loads(results.read_text())
+    order = list(NAMES) + sorted({r["corpus"] for r in data["runs"]} - set(NAMES))
+    rows = sorted(data["runs"], key=lambda r: (order.index(r["corpus"]), r["shape"], r["fraction"]))
+    shown = {name: NAMES.get(name, (name, name)) for name in order}
+    print("| corpus | training part | training tokens | model | parameters | tokens per parameter |", end="")
+    print(" best val loss (step) | passes at the best | stopped at | last train / val | gap |")
+    print("|---|---|---:|---|---:|---:|---|---:|---:|---|---:|")
+    for r in rows:
+        best = r["best_step"] * 32 * 128 / r["train_tokens"]  # the default batch × block, as one_run trains
+        still = " (still improving)" if r["still_improving"] else ""
+        print(
+            f"| {shown[r['corpus']][0]} | {PARTS[r['fraction']][0]} | {r['train_tokens']:,} | "
+            f"{r['shape'].replace('x', ' × ')} | {r['parameters']:,} | {r['tokens_per_parameter']} | "
+            f"{r['best_val_loss']:.3f} ({r['best_step']}){still} | {best:.0f} | {r['steps_run']} | "
+            f"{r['last_train_loss']:.3f} / {r['last_val_loss']:.3f} | {r['gap']:+.3f} |"
+        )
+    print(f"\n{len(rows)} runs, {sum(r['cpu_seconds'] for r in rows) / 3600:.1f} CPU-hours\n")
+    for r in rows:
+        text = shown[r["corpus"]][1] + PARTS[r["fraction"]][1]
+        best = r["best_step"] * 32 * 128 / r["train_tokens"]
+        print(
+            f'    Measured("{text}", {r["train_tokens"]}, {r["parameters"]}, {r["best_val_loss"]}, '
+            f"{best:.1f}, {r['still_improving']}),"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1500, help="the most steps (and the schedule's length)")
@@ -124,8 +182,16 @@ def main() -> None:
         help="files in ../shared/data, or builtin:NAME",
     )
     p.add_argument("--out", default=str(REPO / "benchmarks/results/data_size.json"))
+    p.add_argument("--merge", nargs="+", type=Path, metavar="PART", help="add these results' new runs to --out")
+    p.add_argument("--table", action="store_true", help="print --out as docs/inside.md's table and MEASURED rows")
     args = p.parse_args()
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out")
+    if args.merge or args.table:
+        if args.merge:
+            merge(Path(args.out), args.merge)
+        if args.table:
+            table(Path(args.out))
+        return
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in RUN_FLAGS)
     record = {"command": f"python benchmarks/data_size.py {flags}", "machine": machine(), "runs": []}
     with tempfile.TemporaryDirectory(prefix="bricklm-datasize-") as tmp:
         tmp = Path(tmp)
