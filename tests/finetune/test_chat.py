@@ -1,5 +1,6 @@
 """bricklm chat: history within the window, the end-of-turn stop, and the command driven as a subprocess."""
 
+import io
 import json
 import os
 import subprocess
@@ -56,6 +57,15 @@ def test_chat_subprocess_reset_and_quit(chat_run):
     assert "(conversation reset)" in out and "(unknown command /nope" in out
     assert "never read" not in out  # /quit stopped reading
     assert "you> the fox?" in out and "you> a dog" in out
+
+
+def test_chat_compiled_says_what_the_eager_chat_says(chat_run, monkeypatch, capsys):
+    answers = []
+    for flags in ([], ["--compile"]):  # the compiled decode step (or, without a C compiler, the eager one)
+        monkeypatch.setattr(sys, "stdin", io.StringIO("the fox?\na dog\n"))
+        assert main(["chat", "--run", str(chat_run), "--max-new-tokens", "12", "--temperature", "0", *flags]) == 0
+        answers.append(capsys.readouterr().out)
+    assert answers[0].count("bot> ") == 2 and answers[1] == answers[0]
 
 
 def test_chat_refuses_a_run_that_was_not_fine_tuned(tiny_run, capsys):

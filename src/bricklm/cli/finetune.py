@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from bricklm.cli.flags import add_config_flags, overrides_from_args
+from bricklm.cli.flags import add_compile_flag, add_config_flags, overrides_from_args
 from bricklm.config import FINETUNE_TRAIN_DEFAULTS, FinetuneConfig, TrainConfig
 from bricklm.errors import UserError
 from bricklm.finetune.chat import Chat
@@ -65,6 +65,7 @@ def register(sub) -> None:
     p.add_argument("--top-k", "--top_k", type=int, default=None, dest="top_k", help="sample from the k likeliest")
     p.add_argument("--top-p", "--top_p", type=float, default=None, dest="top_p", help="nucleus sampling mass")
     p.add_argument("--seed", type=int, default=1337)
+    add_compile_flag(p)  # a chat lives long: the compile's seconds are paid once, every reply is faster
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=cmd_chat)
 
@@ -101,7 +102,7 @@ def cmd_chat(args) -> int:
     def notify(message: str) -> None:
         print(message, file=sys.stderr if interactive else sys.stdout, flush=True)
 
-    sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
+    sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "compiled": args.compile}
     chat = Chat(
         run.model,
         run.tokenizer,

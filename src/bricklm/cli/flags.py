@@ -75,6 +75,16 @@ def add_config_flags(
             group.add_argument("--no-residual-bug", "--no_residual_bug", const="on", **old)
 
 
+def add_compile_flag(p) -> None:
+    """sample's and chat's --compile (the decode step's; `generate(compiled=...)`)."""
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the decode step with torch.compile: seconds once, then faster per token; without a C "
+        "compiler it says so and decodes eagerly",
+    )
+
+
 @contextlib.contextmanager
 def recipe_help(argv: list[str]):
     """While a parser is built inside this block, flags show the recipe's values as their defaults, if argv asks

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from bricklm.cli.finetune import report
-from bricklm.cli.flags import add_config_flags, overrides_from_args
+from bricklm.cli.flags import add_compile_flag, add_config_flags, overrides_from_args
 from bricklm.config import ModelConfig, TrainConfig
 from bricklm.errors import UserError
 from bricklm.finetune.trainer import finetune
@@ -85,12 +85,7 @@ def register(sub) -> None:
     p.add_argument("--num-samples", "--num_samples", type=int, default=1, dest="num_samples")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context each token (slow)")
-    p.add_argument(
-        "--compile",
-        action="store_true",
-        help="compile the decode step with torch.compile: seconds once, then faster per token; without a C "
-        "compiler it says so and decodes eagerly",
-    )
+    add_compile_flag(p)
     p.add_argument("--device", default="cpu", choices=DEVICES)
     add_min_span_flag(p)
     p.set_defaults(func=cmd_sample)
