@@ -120,7 +120,12 @@ NAMES = {
     "tinyshakespeare.txt": ("tiny Shakespeare", "tiny Shakespeare"),
     "builtin:python-docs": ("built-in (Python docs)", "the built-in corpus"),
 }
-PARTS = {0.0625: ("first 1/16", "'s first sixteenth"), 0.25: ("first 1/4", "'s first quarter"), 1.0: ("whole", "")}
+PARTS = {
+    0.0625: ("first 1/16", "'s first sixteenth"),
+    0.25: ("first 1/4", "'s first quarter"),
+    0.5: ("first 1/2", "'s first half"),
+    1.0: ("whole", ""),
+}
 
 
 def merge(results: Path, parts: list[Path]) -> None:
