@@ -51,3 +51,10 @@ def test_train_and_prepare_say_where_the_run_sits(tiny_corpus, tmp_path, capsys)
         and "the nearest run measured" in out
         and "warning: with the defaults, this run will mostly" in out
     )
+
+
+def test_the_warning_follows_the_measured_turns():
+    # docs/inside.md's data-size table: the 122k model on a quarter of the built-in corpus (0.86 tokens per
+    # parameter) turned after 55 passes; on half the blog (1.35 per parameter) it still improved after 38.
+    assert DataSize(121_063, 104_606, 32 * 128, 1_500).warning() is not None
+    assert DataSize(121_579, 163_665, 32 * 128, 1_500).warning() is None
