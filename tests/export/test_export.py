@@ -22,9 +22,10 @@ from bricklm.cli import main
 from bricklm.config import ModelConfig, PrepareConfig
 from bricklm.export import export_run
 from bricklm.export.vocab import byte_alphabet
-from bricklm.export.weights import fold_head_bias, gpt2_weights
+from bricklm.export.weights import export_architecture, fold_head_bias, gpt2_weights
 from bricklm.finetune.conversations import render, render_text
 from bricklm.model.gpt import GPT
+from bricklm.recipes import load_config
 from bricklm.storage.runs import load_run
 from bricklm.text.prepare import prepare
 from bricklm.text.tokenizer import END, SPECIALS
@@ -551,3 +552,10 @@ def test_an_ollama_folder_is_replaced_only_when_bricklm_wrote_it(corpora, tmp_pa
     (out / "Modelfile").write_text("FROM llama3\n")  # now someone else's Modelfile
     assert main(["export", "--run", run, "--format", "ollama", "--out", str(out), "--overwrite"]) == 1
     assert (out / "Modelfile").read_text() == "FROM llama3\n"
+
+
+@pytest.mark.parametrize("recipe", ["speedrun-cpu", "best-10min-cpu", "shakespeare-cpu"])
+def test_the_cpu_recipes_export_to_both_runtimes_as_qwen3(recipe):
+    # docs/records.md, "Portability": SwiGLU cost nothing measurable, so the recipes' blocks are Qwen3's.
+    model_cfg, _ = load_config(Path(__file__).parents[2] / "configs" / f"{recipe}.toml")
+    assert export_architecture(model_cfg, recipe, "hf") == export_architecture(model_cfg, recipe, "gguf") == "qwen3"
