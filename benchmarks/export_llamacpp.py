@@ -2,13 +2,16 @@
 
     pip install llama-cpp-python     # builds llama.cpp from source (about 20 minutes on 2 cores)
     PYTHONPATH=src python benchmarks/export_llamacpp.py [--iters 150] [--workdir /tmp/bricklm-export-bench]
+    PYTHONPATH=src python benchmarks/export_llamacpp.py --recipes     # the shipped CPU recipes instead
 
 Trains (or reuses, from export_hf.py's work folder) one small run per GGUF-exportable combination
 (GPT-2: learned / sinusoidal positions × tied / untied × char / BPE, all GELU: llama.cpp's GPT-2 has
 no ReLU; the Llama family, rotary positions and RMSNorm: Arcee (ReLU², tied / untied × char / BPE),
 Llama (SwiGLU, with and without biases), Qwen3 (SwiGLU + QK-norm, char / BPE, tied / untied)) plus a
 GPT-2 run and a Qwen3 run fine-tuned on the built-in Q&A set, exports each with `--format gguf`,
-loads it with llama-cpp-python and records in benchmarks/results/export_llamacpp.json:
+loads it with llama-cpp-python and records in benchmarks/results/export_llamacpp.json (with --recipes:
+configs/speedrun-cpu.toml, best-10min-cpu.toml and shakespeare-cpu.toml as they ship, each trained for
+--iters steps on the character corpus, in benchmarks/results/export_llamacpp_recipes.json):
 
   same_ids    llama.cpp's tokenizer gives bricklm's ids for 20,000 held-out characters (and, for the
               chat run, for a rendered conversation with its special tokens)
@@ -16,7 +19,8 @@ loads it with llama-cpp-python and records in benchmarks/results/export_llamacpp
               llama.cpp as it runs by default (its KV cache holds keys and values in float16)
   mean_abs    the mean of the same
   top1        share of those positions where both pick the same most likely token
-  greedy_60   whether 60 greedy tokens after a prompt are the same ids (llama.cpp with its KV cache)
+  greedy_60   whether 60 greedy tokens after a prompt are the same ids (llama.cpp with its KV cache); fewer
+              where the window is shorter (greedy_tokens: block_size − 20 for a 64-token window)
   f32_cache   max_abs again with llama.cpp's KV cache in float32 (type_k = type_v = F32)
   emulated    (GPT-2 runs) f32_cache again against bricklm with its GELU swapped for llama.cpp's: the tanh
               approximation, read through float16 as ggml's lookup table does. What is left is
@@ -124,7 +128,8 @@ def measure(llama_cpp, run_dir: Path, path: Path, text: str, chat_messages=None)
         same_ids &= llm.tokenize(render_text(chat_messages, True).encode("utf-8"), False, True) == rendered
     diff, top1 = max_abs(llm, run.model, ids, block, vocab)
     prompt = ids[:20]
-    greedy = greedy_llama(llm, prompt, 60) == greedy_bricklm(run.model, prompt, 60)
+    n = min(60, block - len(prompt))  # inside the trained window: beyond it bricklm slides, llama.cpp does not
+    greedy = greedy_llama(llm, prompt, n) == greedy_bricklm(run.model, prompt, n)
     f32 = llama_cpp.GGML_TYPE_F32
     llm = llama_cpp.Llama(
         model_path=str(path), n_ctx=max(block, 256), logits_all=True, n_threads=1, verbose=False, type_k=f32, type_v=f32
@@ -144,6 +149,7 @@ def measure(llama_cpp, run_dir: Path, path: Path, text: str, chat_messages=None)
         "mean_abs": float(diff.mean()),
         "top1": float(np.concatenate(top1).mean()),
         "greedy_60": greedy,
+        "greedy_tokens": n,
         "f32_cache": float(f32_cache),
         "emulated": None if emulated is None else float(emulated),
         "floor": float(floor),
@@ -155,14 +161,57 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iters", type=int, default=150)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bricklm-export-bench"))
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/export_llamacpp.json")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/export_llamacpp[_recipes].json")
+    parser.add_argument("--recipes", action="store_true", help="the shipped CPU recipes, not the switch combinations")
     args = parser.parse_args()
+    args.out = args.out or ROOT / f"benchmarks/results/export_llamacpp{'_recipes' * args.recipes}.json"
     llama_cpp = llama_cpp_or_exit()
     sys.path.insert(0, str(Path(__file__).parent))
-    from bricklm.cli import main as bricklm_main
-    from export_hf import COMBOS, held_out_text, prepare_corpora, train_run
+    from export_hf import prepare_corpora
 
     workdir = prepare_corpora(args.workdir)
+    rows = recipe_rows(llama_cpp, workdir, args.iters) if args.recipes else combination_rows(llama_cpp, workdir, args)
+    command = f"PYTHONPATH=src python benchmarks/export_llamacpp.py --iters {args.iters}{' --recipes' * args.recipes}"
+    result = {
+        "command": command,
+        "llama_cpp_python": llama_cpp.__version__,
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, llama.cpp on 1 thread",
+        "worst_max_abs": max(r["max_abs"] for r in rows),
+        "worst_emulated": max((r["emulated"] for r in rows if r["emulated"] is not None), default=None),
+        "worst_max_abs_llama_family": max(r["max_abs"] for r in rows if r["emulated"] is None),
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    worst = f"worst max_abs {result['worst_max_abs']:.2e} (emulated {result['worst_emulated']})"
+    agree = f"ids agree: {all(r['same_ids'] for r in rows)}; greedy agrees: {sum(r['greedy_60'] for r in rows)}"
+    print(f"{worst}; {agree}/{len(rows)} -> {args.out}")
+
+
+def recipe_rows(llama_cpp, workdir: Path, iters: int) -> list[dict]:
+    """Each shipped CPU recipe as a user trains it (its shape and switches), for `iters` steps by count, not time."""
+    from bricklm.cli import main as bricklm_main
+    from export_hf import held_out_text
+
+    rows = []
+    for recipe in ("speedrun-cpu", "best-10min-cpu", "shakespeare-cpu"):
+        run = workdir / "runs" / f"recipe-{recipe}"
+        if not (run / "summary.json").is_file():
+            flags = ["--max-iters", str(iters), "--no-schedule-by-time", "--max-seconds", "0", "--eval-interval"]
+            flags += [str(iters), "--eval-iters", "2", "--device", "cpu"]
+            config = ["--config", str(ROOT / "configs" / f"{recipe}.toml")]
+            assert bricklm_main(["train", *config, "--data", str(workdir / "char"), "--out", str(run), *flags]) == 0
+        path = workdir / "gguf" / f"recipe-{recipe}.gguf"
+        rows.append({"run": f"configs/{recipe}.toml", **measure(llama_cpp, run, path, held_out_text(workdir, "char"))})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def combination_rows(llama_cpp, workdir: Path, args) -> list[dict]:
+    """Every GGUF-exportable combination of switches, and two fine-tuned chat runs."""
+    from bricklm.cli import main as bricklm_main
+    from export_hf import COMBOS, held_out_text, train_run
+
     rows = []
     for positional, tie, kind in GGUF_COMBOS:
         i = COMBOS.index((positional, "gelu", tie, kind))  # the same run export_hf.py trains for this combination
@@ -206,20 +255,7 @@ def main() -> None:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    result = {
-        "command": f"PYTHONPATH=src python benchmarks/export_llamacpp.py --iters {args.iters}",
-        "llama_cpp_python": llama_cpp.__version__,
-        "torch": torch.__version__,
-        "machine": f"{platform.machine()}, llama.cpp on 1 thread",
-        "worst_max_abs": max(r["max_abs"] for r in rows),
-        "worst_emulated": max(r["emulated"] for r in rows if r["emulated"] is not None),
-        "worst_max_abs_llama_family": max(r["max_abs"] for r in rows if r["emulated"] is None),
-        "rows": rows,
-    }
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    worst = f"worst max_abs {result['worst_max_abs']:.2e} (emulated {result['worst_emulated']:.2e})"
-    agree = f"ids agree: {all(r['same_ids'] for r in rows)}; greedy agrees: {sum(r['greedy_60'] for r in rows)}"
-    print(f"{worst}; {agree}/{len(rows)} -> {args.out}")
+    return rows
 
 
 if __name__ == "__main__":
