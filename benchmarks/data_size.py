@@ -128,15 +128,25 @@ PARTS = {
 }
 
 
+def cell(run: dict) -> tuple:
+    """What a run measured: one text's part with one model shape."""
+    return run["corpus"], run["fraction"], run["shape"]
+
+
+def passes_at_best(run: dict) -> float:
+    """Passes over the training text by the run's best step, at one_run's tokens per step (the defaults)."""
+    return run["best_step"] * TrainConfig().batch_size * ModelConfig().block_size / run["train_tokens"]
+
+
 def merge(results: Path, parts: list[Path]) -> None:
     """Add the runs of other invocations (--out part.json) to the results, each cell (corpus, part, shape) once:
     a cell measured already keeps its first run, so merging twice changes nothing."""
     merged = json.loads(results.read_text())
-    have = {(r["corpus"], r["fraction"], r["shape"]) for r in merged["runs"]}
+    have = {cell(r) for r in merged["runs"]}
     for part in parts:
         new = json.loads(part.read_text())
-        added = [r for r in new["runs"] if (r["corpus"], r["fraction"], r["shape"]) not in have]
-        have |= {(r["corpus"], r["fraction"], r["shape"]) for r in added}
+        added = [r for r in new["runs"] if cell(r) not in have]
+        have |= {cell(r) for r in added}
         merged["runs"] += added
         if added and new["command"] not in merged["commands"]:
             merged["commands"].append(new["command"])
@@ -155,21 +165,19 @@ def table(results: Path) -> None:
     print(" best val loss (step) | passes at the best | stopped at | last train / val | gap |")
     print("|---|---|---:|---|---:|---:|---|---:|---:|---|---:|")
     for r in rows:
-        best = r["best_step"] * 32 * 128 / r["train_tokens"]  # the default batch × block, as one_run trains
         still = " (still improving)" if r["still_improving"] else ""
         print(
             f"| {shown[r['corpus']][0]} | {PARTS[r['fraction']][0]} | {r['train_tokens']:,} | "
             f"{r['shape'].replace('x', ' × ')} | {r['parameters']:,} | {r['tokens_per_parameter']} | "
-            f"{r['best_val_loss']:.3f} ({r['best_step']}){still} | {best:.0f} | {r['steps_run']} | "
+            f"{r['best_val_loss']:.3f} ({r['best_step']}){still} | {passes_at_best(r):.0f} | {r['steps_run']} | "
             f"{r['last_train_loss']:.3f} / {r['last_val_loss']:.3f} | {r['gap']:+.3f} |"
         )
     print(f"\n{len(rows)} runs, {sum(r['cpu_seconds'] for r in rows) / 3600:.1f} CPU-hours\n")
     for r in rows:
         text = shown[r["corpus"]][1] + PARTS[r["fraction"]][1]
-        best = r["best_step"] * 32 * 128 / r["train_tokens"]
         print(
             f'    Measured("{text}", {r["train_tokens"]}, {r["parameters"]}, {r["best_val_loss"]}, '
-            f"{best:.1f}, {r['still_improving']}),"
+            f"{passes_at_best(r):.1f}, {r['still_improving']}),"
         )
 
 
